@@ -1,0 +1,5 @@
+"""Allow `python -m catalog`."""
+
+from catalog.cli import main
+
+main()
