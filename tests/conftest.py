@@ -1,0 +1,39 @@
+"""Shared fixtures: copies of the shared test photos, a clean environment, no proxies."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch, tmp_path):
+    """Tests never reach past 127.0.0.1 and never read the developer's own settings."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name in ("CATALOG_CONFIG", "CATALOG_DB", "IMGTAGS_API_KEY", "IMGTAGS_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    if not SHARED_PHOTOS.is_dir():
+        pytest.fail(f"test photos not found at {SHARED_PHOTOS} (expected ../shared/photos)")
+    return SHARED_PHOTOS
+
+
+@pytest.fixture
+def photos(tmp_path, shared_photos) -> Path:
+    """A writable copy of ../shared/photos (real/ and edge/), never the original."""
+    dest = tmp_path / "photos"
+    shutil.copytree(shared_photos, dest, ignore=shutil.ignore_patterns("*.md"))
+    for path in dest.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return dest
