@@ -1,0 +1,47 @@
+"""One module per CLI command; each opens with the one-line summary shown by --help."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from catalog.errors import CatalogError
+
+
+def load_settings(ctx: click.Context):
+    """The config for this invocation, with --db applied on top."""
+    import dataclasses
+
+    from catalog.config import load_config
+
+    config = load_config(ctx.obj["config_path"])
+    if ctx.obj["db_path"]:
+        config = dataclasses.replace(config, database=Path(ctx.obj["db_path"]))
+    return config
+
+
+def open_catalogue(ctx: click.Context, *, create: bool = False):
+    from catalog.db import open_db
+
+    config = load_settings(ctx)
+    return config, open_db(config.database, create=create)
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _commands():
+    from catalog.commands.demo import demo
+    from catalog.commands.duplicates import duplicates
+    from catalog.commands.scan import scan
+    from catalog.commands.show import show
+    from catalog.commands.stats import stats
+
+    return [scan, duplicates, stats, show, demo]
+
+
+COMMANDS = _commands()
+__all__ = ["COMMANDS", "CatalogError", "echo_json", "load_settings", "open_catalogue"]

@@ -1,0 +1,48 @@
+"""scan: walk library folders and bring the catalogue up to date."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from catalog.commands import echo_json, open_catalogue
+from catalog.errors import ConfigError
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+@click.pass_context
+def scan(ctx, paths, as_json):
+    """Scan PATHS (default: library.roots from the config) into the catalogue.
+
+    New and changed files are hashed (by image content, so identical photos are
+    catalogued once) and their facts read; unchanged files are not read again;
+    moved files are recognised and vanished ones marked missing. Exit status 1
+    when some files could not be read or a root was unavailable.
+    """
+    from catalog.scan import scan as run_scan
+
+    config, db = open_catalogue(ctx, create=True)
+    if not paths and not config.library.roots:
+        raise ConfigError("nothing to scan: pass a folder, or set library.roots in the config")
+    summary = run_scan(db, config, paths or None, progress=not as_json)
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        s = summary
+        click.echo(
+            f"Scanned {s.files_seen:,} files in {s.seconds:.1f} s: {s.new:,} new, {s.changed:,} changed, "
+            f"{s.unchanged:,} unchanged, {s.moved:,} moved, {s.missing:,} missing, {s.errors:,} with errors."
+        )
+        click.echo(
+            f"Catalogue: {s.photos:,} photos, {s.duplicate_files:,} duplicate files; "
+            f"{s.bytes_hashed / 1e6:,.1f} MB hashed."
+        )
+        for folder in s.unreadable_folders:
+            click.echo(f"  could not read folder: {folder}", err=True)
+        if s.errors:
+            click.echo("  files with errors: see `catalog stats`", err=True)
+    if summary.errors or summary.failed_roots or summary.unreadable_folders:
+        sys.exit(1)

@@ -1,0 +1,162 @@
+"""Settings: TOML file + environment -> frozen dataclasses. The only reader of settings.
+
+Lookup order for the file: `--config FILE`, then `$CATALOG_CONFIG`, then
+`$XDG_CONFIG_HOME/catalog/config.toml` (default `~/.config/catalog/config.toml`);
+no file at all means the embedded defaults. `$CATALOG_DB` overrides the database
+path. Every key is documented in `config.example.toml`; an unknown key is an
+error, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catalog.errors import ConfigError
+
+DEFAULT_EXTENSIONS = (
+    ".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp",
+    ".heic", ".heif", ".tif", ".tiff", ".bmp",
+)
+# NAS housekeeping folders (Synology @eaDir/#recycle/#snapshot), hidden files, trash, temp files.
+DEFAULT_EXCLUDE = (".*", "@eaDir", "#recycle", "#snapshot", "lost+found", ".Trash-*", "*.tmp", "*~")
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    value = os.environ.get(var)
+    return Path(value) if value else Path.home() / fallback
+
+
+def default_config_path() -> Path:
+    return _xdg("XDG_CONFIG_HOME", ".config") / "catalog" / "config.toml"
+
+
+def default_database_path() -> Path:
+    return _xdg("XDG_DATA_HOME", ".local/share") / "catalog" / "catalog.db"
+
+
+@dataclass(frozen=True)
+class LibrarySettings:
+    """Which files make up the library."""
+
+    roots: tuple[str, ...] = ()
+    include_extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    follow_symlinks: bool = False
+
+    def __post_init__(self):
+        # Extensions compare case-insensitively: `.JPG` counts as `.jpg`.
+        normalised = tuple(
+            ("." + e.lower().lstrip(".")) for e in self.include_extensions if e.strip(".")
+        )
+        object.__setattr__(self, "include_extensions", normalised)
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How hard the scanner works and what it refuses."""
+
+    hash_workers: int = 4
+    # Pillow's own refusal threshold; a header claiming more pixels is a decompression bomb.
+    max_image_pixels: int = 178_956_970
+
+
+@dataclass(frozen=True)
+class Config:
+    database: Path = field(default_factory=default_database_path)
+    library: LibrarySettings = field(default_factory=LibrarySettings)
+    scan: ScanSettings = field(default_factory=ScanSettings)
+    source: Path | None = None  # the file these settings came from, if any
+
+
+SECTIONS = {"library": LibrarySettings, "scan": ScanSettings}
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """Check a TOML value against the type of the field's default; lists become tuples."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{where} must be a positive whole number, not {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"{where} must be a non-negative number, not {value!r}")
+        return float(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return tuple(value)
+    if isinstance(default, str) or default is None:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
+
+
+def _section(cls: type, table: Any, name: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table of settings")
+    defaults = cls()
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(f'{name}.{k}' for k in unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    values = {k: _coerce(v, getattr(defaults, k), f"{name}.{k}") for k, v in table.items()}
+    return cls(**values)
+
+
+def locate_config(explicit: str | os.PathLike | None) -> Path | None:
+    """The config file to read, or None for the embedded defaults."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path
+    env = os.environ.get("CATALOG_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"CATALOG_CONFIG points to a missing file: {path}")
+        return path
+    path = default_config_path()
+    return path if path.is_file() else None
+
+
+def load_config(explicit: str | os.PathLike | None = None) -> Config:
+    """Read settings; raise ConfigError with a message a user can act on."""
+    path = locate_config(explicit)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    top_known = {"database", *SECTIONS}
+    unknown = sorted(set(data) - top_known)
+    if unknown:
+        raise ConfigError(f"unknown setting {', '.join(unknown)} in {path}")
+    kwargs: dict[str, Any] = {"source": path}
+    for name, cls in SECTIONS.items():
+        kwargs[name] = _section(cls, data.get(name, {}), name)
+    database = os.environ.get("CATALOG_DB") or data.get("database")
+    if database is not None:
+        if not isinstance(database, str) or not database:
+            raise ConfigError("database must be a file path")
+        db_path = Path(database).expanduser()
+        if path is not None and not db_path.is_absolute() and "CATALOG_DB" not in os.environ:
+            db_path = path.parent / db_path  # relative to the config file, not the cwd
+        kwargs["database"] = db_path
+    return Config(**kwargs)

@@ -1,0 +1,151 @@
+"""The database: opens it, owns the schema and its numbered migrations, and the shared queries.
+
+Nobody else issues CREATE TABLE. Identity (the payload hash) is the key of
+`photos`; `files` is the ledger of paths, each pointing at a photo. A file's
+path is stored as text; a name that is not valid UTF-8 keeps its exact bytes in
+`path_bytes` so it can always be found again on disk.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from catalog.errors import CatalogError
+
+migrations = Migrations("catalog")
+
+
+@migrations()
+def m001_ledger(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE photos (
+            id TEXT PRIMARY KEY,            -- blake3 of the image payload (not its metadata)
+            format TEXT,
+            width INTEGER,
+            height INTEGER,
+            orientation INTEGER,            -- EXIF 1-8
+            taken_at TEXT,                  -- ISO 8601, camera local time
+            camera_make TEXT,
+            camera_model TEXT,
+            gps_lat REAL,
+            gps_lon REAL,
+            exif_error TEXT,                -- metadata we could not read; the photo is still fine
+            first_seen TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE files (
+            path TEXT PRIMARY KEY,
+            path_bytes BLOB,                -- exact name bytes when not valid UTF-8
+            root TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            name TEXT NOT NULL,
+            photo_id TEXT REFERENCES photos(id),
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'missing', 'moved')),
+            error TEXT,
+            error_kind TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            missing_since TEXT,
+            moved_to TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX files_folder ON files(folder)")
+    db.execute("CREATE INDEX files_photo ON files(photo_id)")
+    db.execute("CREATE INDEX files_root_status ON files(root, status)")
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,           -- running / ok / partial / failed
+            message TEXT,
+            counts TEXT                     -- JSON summary
+        )
+        """
+    )
+
+
+def now() -> str:
+    """UTC timestamp with microseconds: also serves as the marker of one scan."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Database:
+    """Open (and migrate) the catalogue. WAL so readers never block the nightly writer."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise CatalogError(f"no catalogue at {path} yet: run `catalog scan` first")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrations.apply(db)
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise CatalogError(f"cannot open the catalogue at {path}: {exc}") from None
+    return db
+
+
+def start_run(db: sqlite_utils.Database, command: str) -> int:
+    with db.atomic():
+        cursor = db.execute(
+            "INSERT INTO runs (command, started_at, status) VALUES (?, ?, 'running')",
+            [command, now()],
+        )
+    return cursor.lastrowid
+
+
+def finish_run(db, run_id: int, status: str, counts: dict, message: str | None = None) -> None:
+    with db.atomic():
+        db.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, counts = ?, message = ? WHERE id = ?",
+            [now(), status, json.dumps(counts), message, run_id],
+        )
+
+
+def fs_path(row: dict) -> str:
+    """The path to open on disk for a `files` row (exact bytes for non-UTF-8 names)."""
+    raw = row.get("path_bytes")
+    return os.fsdecode(raw) if raw else row["path"]
+
+
+def duplicate_groups(db: sqlite_utils.Database):
+    """Photos present at more than one path, biggest waste first (streamed)."""
+    sql = """
+        SELECT photo_id, COUNT(*) AS copies, MAX(size) AS size,
+               json_group_array(path) AS paths
+        FROM (SELECT photo_id, path, size FROM files WHERE status = 'ok' ORDER BY path)
+        GROUP BY photo_id HAVING COUNT(*) > 1
+        ORDER BY (COUNT(*) - 1) * MAX(size) DESC, photo_id
+    """
+    for row in db.query(sql):
+        yield {**row, "paths": json.loads(row["paths"])}
+
+
+def library_counts(db: sqlite_utils.Database) -> dict:
+    """Totals over the present library: distinct photos and the extra copies of them."""
+    row = next(
+        db.query(
+            "SELECT COUNT(DISTINCT photo_id) AS photos, COUNT(*) AS files FROM files "
+            "WHERE status = 'ok'"
+        )
+    )
+    return {"photos": row["photos"], "duplicate_files": row["files"] - row["photos"]}

@@ -1,0 +1,86 @@
+"""A deterministic walk of a library root: sorted, filtered, loop-safe, never stopped by one bad folder.
+
+Yields one `Folder` at a time (its path and its image files with their stat
+results) so the scanner can diff the ledger folder by folder and memory stays
+flat however large the library grows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from typing import Iterator
+
+log = logging.getLogger("catalog.walk")
+
+
+@dataclass
+class Folder:
+    path: str
+    files: list[tuple[str, os.stat_result]]  # (name, stat), sorted by name
+
+
+@dataclass
+class WalkReport:
+    unreadable: list[str] = field(default_factory=list)  # folders we could not list
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def walk(
+    root: str,
+    *,
+    extensions: tuple[str, ...],
+    exclude: tuple[str, ...],
+    follow_symlinks: bool,
+    report: WalkReport,
+) -> Iterator[Folder]:
+    """Depth-first, names sorted by their bytes; folders that cannot be listed are reported."""
+    extensions = tuple(e.lower() for e in extensions)
+    seen_dirs: set[tuple[int, int]] = set()
+    try:
+        st = os.stat(root)
+        seen_dirs.add((st.st_dev, st.st_ino))
+    except OSError:
+        pass
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: os.fsencode(e.name))
+        except OSError as exc:
+            report.unreadable.append(folder)
+            log.warning("cannot read folder %s: %s", folder, exc.strerror or exc)
+            continue
+        files, subdirs = [], []
+        for entry in entries:
+            name = entry.name
+            if _matches(name, exclude):
+                continue
+            try:
+                is_link = entry.is_symlink()
+                if is_link and not follow_symlinks:
+                    continue
+                st = entry.stat(follow_symlinks=True)
+            except OSError as exc:  # a dangling link, or a file vanishing mid-walk
+                report.skipped.append((entry.path, exc.strerror or str(exc)))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    report.skipped.append((entry.path, "folder already visited (symlink loop?)"))
+                    log.warning("skipping %s: already visited (symlink loop?)", entry.path)
+                    continue
+                seen_dirs.add(key)
+                subdirs.append(entry.path)
+            elif stat.S_ISREG(st.st_mode) and os.path.splitext(name)[1].lower() in extensions:
+                files.append((name, st))
+        yield Folder(folder, files)
+        stack.extend(reversed(subdirs))
