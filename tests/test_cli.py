@@ -1,0 +1,102 @@
+"""The command line as a user meets it: help, exit codes, JSON, and messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, env=None, db=None):
+    full_env = {**os.environ, **(env or {})}
+    if db is not None:
+        full_env["CATALOG_DB"] = str(db)
+    return subprocess.run([sys.executable, "-m", "catalog", *map(str, args)],
+                          capture_output=True, text=True, env=full_env, timeout=120)
+
+
+SUMMARY_KEYS = {"files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
+                "photos", "duplicate_files", "bytes_hashed", "seconds"}
+
+
+@pytest.mark.parametrize("command", ["", "scan", "duplicates", "stats", "show", "demo"])
+def test_help(command):
+    result = run(*([command] if command else []), "--help")
+    assert result.returncode == 0
+    assert "Usage: catalog" in result.stdout and len(result.stdout) > 200
+
+
+def test_scan_json_exit_codes_and_reports(photos, tmp_path):
+    db = tmp_path / "c.db"
+    result = run("scan", "--json", photos / "real", db=db)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["files_seen"] == 35 and summary["duplicate_files"] == 1 and summary["errors"] == 0
+    result = run("scan", photos, db=db)  # edge/ holds broken files: exit 1, still no traceback
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "6 with errors" in result.stdout
+
+    dups = json.loads(run("duplicates", "--json", db=db).stdout)
+    assert len(dups) == 1 and sorted(os.path.basename(p) for p in dups[0]["paths"]) == [
+        "el_torcal_rocks.jpeg", "el_torcal_rocks.jpg"]
+    text = run("duplicates", db=db).stdout
+    assert "2 copies" in text and "el_torcal_rocks.jpeg" in text
+
+    stats = json.loads(run("stats", "--json", db=db).stdout)
+    assert stats["photos"] == 40 and stats["by_format"]["JPEG"] >= 30
+    assert stats["errors_by_kind"] == {"decompression_bomb": 2, "truncated": 2, "empty": 1, "not_an_image": 1}
+    assert "truncated" in run("stats", db=db).stdout
+
+    shown = json.loads(run("show", "--json", photos / "real/el_torcal_rocks.jpg", db=db).stdout)
+    assert shown["photo"]["camera_make"] == "SONY"
+    assert shown["copies"] == [str(photos / "real/dup/el_torcal_rocks.jpeg")]
+    assert "camera_model" in run("show", photos / "real/DSCN0010.jpg", db=db).stdout
+
+
+def test_messages_not_tracebacks(tmp_path, photos):
+    db = tmp_path / "c.db"
+    result = run("duplicates", db=db)
+    assert result.returncode == 1 and "run `catalog scan` first" in result.stderr
+    result = run("scan", tmp_path / "no such folder", db=db)
+    assert result.returncode == 1 and "is missing" in result.stderr and "Traceback" not in result.stderr
+    result = run("scan", db=db)
+    assert result.returncode == 2 and "nothing to scan" in result.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[library]\nroots = 3\n")
+    result = run("--config", bad, "scan", db=db)
+    assert result.returncode == 2 and "library.roots must be a list" in result.stderr
+    run("scan", photos / "real", db=db)
+    result = run("show", tmp_path / "unknown.jpg", db=db)
+    assert result.returncode == 1 and "not in the catalogue" in result.stderr
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    result = run("stats", db=garbage)
+    assert result.returncode == 1 and "cannot open the catalogue" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run("scan", "--no-such-flag")
+    assert result.returncode == 2
+
+
+def test_config_roots_used_when_no_path(photos, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'database = "cat.db"\n[library]\nroots = ["{photos / "real"}"]\n')
+    result = run("--config", cfg, "scan", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["files_seen"] == 35
+    assert (tmp_path / "cat.db").exists()
+
+
+def test_demo_library_scans_clean(tmp_path):
+    db = tmp_path / "demo.db"
+    assert run("demo", tmp_path / "demo").returncode == 0
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").rglob("*") if p.is_file()}
+    assert run("demo", tmp_path / "demo").returncode == 0  # rerun leaves files alone
+    assert mtimes == {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").rglob("*") if p.is_file()}
+    result = run("scan", "--json", tmp_path / "demo", db=db)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["errors"] == 0 and summary["duplicate_files"] == 1 and summary["photos"] >= 10

@@ -1,0 +1,108 @@
+"""Identity is the image payload: metadata edits keep it, pixel edits change it."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import piexif
+import pytest
+from PIL import Image, PngImagePlugin
+
+from catalog.identity import BrokenImage, identity_of, payload_ranges, sniff
+
+
+def xp_keywords(text: str) -> bytes:
+    return text.encode("utf-16-le") + b"\x00\x00"
+
+
+@pytest.mark.parametrize("name", ["DSCN0010.jpg", "prairie_falcon.jpg", "Panasonic_Lumix_DMC-LX7.jpg", "landscape_6.jpg"])
+def test_jpeg_identity_survives_keyword_write(tmp_path, shared_photos, name):
+    original = tmp_path / name
+    shutil.copy(shared_photos / "real" / name, original)
+    before = identity_of(original)
+    tagged = tmp_path / f"tagged-{name}"
+    exif = piexif.load(str(original))
+    exif["0th"][piexif.ImageIFD.XPKeywords] = xp_keywords("sunset;beach;café")
+    exif["0th"][piexif.ImageIFD.ImageDescription] = b"A new description"
+    exif.pop("thumbnail", None)
+    exif["1st"] = {}
+    piexif.insert(piexif.dump(exif), str(original), str(tagged))
+    assert tagged.read_bytes() != original.read_bytes()
+    assert identity_of(tagged).digest == before.digest
+
+
+def test_jpeg_identity_changes_with_one_pixel(tmp_path, shared_photos):
+    original = tmp_path / "a.jpg"
+    shutil.copy(shared_photos / "real/DSCN0010.jpg", original)
+    data = bytearray(original.read_bytes())
+    # Flip one byte well inside the main image's entropy-coded data (not a marker; the
+    # first FFDA in the file belongs to the EXIF thumbnail, which must NOT count).
+    assert data.index(b"\xff\xda") < payload_ranges("JPEG", bytes(data))[-1][0]
+    sos = payload_ranges("JPEG", bytes(data))[-1][0]
+    i = sos + 2000
+    while data[i] == 0xFF or data[i - 1] == 0xFF:
+        i += 1
+    data[i] ^= 0x01
+    changed = tmp_path / "b.jpg"
+    changed.write_bytes(bytes(data))
+    assert identity_of(changed).digest != identity_of(original).digest
+    # And a real pixel edit through Pillow, saved again.
+    with Image.open(original) as img:
+        img = img.copy()
+    img.putpixel((10, 10), (255, 0, 0))
+    img.save(tmp_path / "c.jpg", quality=95)
+    assert identity_of(tmp_path / "c.jpg").digest != identity_of(original).digest
+
+
+def test_png_identity_ignores_text_chunks(tmp_path):
+    img = Image.new("RGB", (64, 48), (10, 200, 30))
+    img.save(tmp_path / "plain.png")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Keywords", "sunset, beach")
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta/>")
+    img.save(tmp_path / "tagged.png", pnginfo=info)
+    assert identity_of(tmp_path / "plain.png").digest == identity_of(tmp_path / "tagged.png").digest
+    img.putpixel((0, 0), (0, 0, 0))
+    img.save(tmp_path / "edited.png")
+    assert identity_of(tmp_path / "edited.png").digest != identity_of(tmp_path / "plain.png").digest
+
+
+def test_other_formats_hash_whole_file(tmp_path, shared_photos):
+    data = (shared_photos / "real/hopper.gif").read_bytes()
+    assert payload_ranges("GIF", data) == [(0, len(data))]
+    assert identity_of(shared_photos / "real/hopper.gif").hashed_bytes == len(data)
+
+
+def test_truncated_containers_detected():
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buf, "JPEG")
+    jpeg = buf.getvalue()
+    assert payload_ranges("JPEG", jpeg)
+    with pytest.raises(BrokenImage) as exc:
+        payload_ranges("JPEG", jpeg[: len(jpeg) - 40])
+    assert exc.value.kind == "truncated"
+    with pytest.raises(BrokenImage):
+        payload_ranges("JPEG", jpeg[:20])
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buf, "PNG")
+    with pytest.raises(BrokenImage):
+        payload_ranges("PNG", buf.getvalue()[:-12])
+
+
+def test_sniff_ignores_extension():
+    assert sniff(b"%PDF-1.4") is None
+    assert sniff(b"\xff\xd8\xff\xe1") == "JPEG"
+    assert sniff(b"\x00\x00\x00\x18ftypheic") == "HEIF"
+    assert sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
+
+
+def test_large_file_goes_through_mmap(tmp_path):
+    """Files over the mmap threshold hash the same as the in-memory path would."""
+    import blake3
+
+    from catalog.identity import MMAP_THRESHOLD
+
+    data = b"GIF89a" + bytes(range(256)) * (MMAP_THRESHOLD // 256 + 10)
+    (tmp_path / "big.gif").write_bytes(data)
+    assert identity_of(tmp_path / "big.gif").digest == blake3.blake3(data).hexdigest()
