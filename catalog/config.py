@@ -66,14 +66,54 @@ class ScanSettings:
 
 
 @dataclass(frozen=True)
+class AnalysisSettings:
+    """Which analyzer runs, how fast, and how much a run may spend."""
+
+    # "auto": the ImgTags API when an API key is configured, else the offline analyzer.
+    analyzer: str = "auto"
+    requests_per_minute: int = 60
+    concurrency: int = 4
+    max_attempts: int = 3  # failed photos are retried on later runs up to this many attempts
+    max_requests: int = 0  # per-run budget; 0 = no limit
+    max_tokens: int = 0  # per-run budget; 0 = no limit
+    max_upload_bytes: int = 10_000_000
+    max_edge: int = 0  # shrink uploads so the long edge is at most this; 0 = only when needed
+    send_location: bool = False
+    timeout_seconds: float = 120.0
+    max_retries: int = 4  # for 5xx, timeouts and connection errors; 429 waits do not count
+
+
+@dataclass(frozen=True)
+class ImgTagsSettings:
+    base_url: str = "https://www.imgtags.com/api/v1"
+    api_key_env: str = "IMGTAGS_API_KEY"  # the environment variable holding the key
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path = field(default_factory=default_database_path)
     library: LibrarySettings = field(default_factory=LibrarySettings)
     scan: ScanSettings = field(default_factory=ScanSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    imgtags: ImgTagsSettings = field(default_factory=ImgTagsSettings)
     source: Path | None = None  # the file these settings came from, if any
 
+    def api_key(self) -> str | None:
+        """The ImgTags key, read from the environment only: it never lives in a file we write."""
+        return os.environ.get(self.imgtags.api_key_env) or None
 
-SECTIONS = {"library": LibrarySettings, "scan": ScanSettings}
+    def imgtags_base_url(self) -> str:
+        return os.environ.get("IMGTAGS_BASE_URL") or self.imgtags.base_url
+
+    def analyzer_name(self) -> str:
+        if self.analysis.analyzer == "auto":
+            return "imgtags" if self.api_key() else "offline"
+        return self.analysis.analyzer
+
+
+SECTIONS = {"library": LibrarySettings, "scan": ScanSettings, "analysis": AnalysisSettings,
+            "imgtags": ImgTagsSettings}
+ANALYZERS = ("auto", "imgtags", "offline")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -83,12 +123,14 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be true or false, not {value!r}")
         return value
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{where} must be a positive whole number, not {value!r}")
+        # Settings whose default is 0 use 0 for "no limit"; the others must be positive.
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if default else 0):
+            kind = "a positive whole number" if default else "a whole number, 0 or more"
+            raise ConfigError(f"{where} must be {kind}, not {value!r}")
         return value
     if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{where} must be a non-negative number, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"{where} must be a positive number, not {value!r}")
         return float(value)
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -148,9 +190,14 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     unknown = sorted(set(data) - top_known)
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)} in {path}")
+    if isinstance(data.get("imgtags"), dict) and "api_key" in data["imgtags"]:
+        raise ConfigError("keep the API key out of the config file: set it in the environment "
+                          "variable named by imgtags.api_key_env (default IMGTAGS_API_KEY)")
     kwargs: dict[str, Any] = {"source": path}
     for name, cls in SECTIONS.items():
         kwargs[name] = _section(cls, data.get(name, {}), name)
+    if kwargs["analysis"].analyzer not in ANALYZERS:
+        raise ConfigError(f"analysis.analyzer must be one of {', '.join(ANALYZERS)}")
     database = os.environ.get("CATALOG_DB") or data.get("database")
     if database is not None:
         if not isinstance(database, str) or not database:

@@ -81,6 +81,77 @@ def m001_ledger(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_analysis_and_search(db: sqlite_utils.Database) -> None:
+    """Analysis results live on the photo (one per identity); search text in its own table."""
+    for column, kind in [
+        ("analysis_status", "TEXT"),      # NULL/pending, done, failed
+        ("analysis_error", "TEXT"),
+        ("analysis_permanent", "INTEGER DEFAULT 0"),  # 1: never retried (e.g. HTTP 422)
+        ("attempts", "INTEGER DEFAULT 0"),
+        ("last_attempt_at", "TEXT"),
+        ("tags", "TEXT"),                 # JSON array
+        ("description", "TEXT"),
+        ("objects", "TEXT"),              # JSON array
+        ("dominant_color", "TEXT"),
+        ("palette", "TEXT"),              # JSON array of #rrggbb
+        ("scene", "TEXT"),
+        ("mood", "TEXT"),
+        ("safe_adult", "TEXT"),
+        ("safe_violence", "TEXT"),
+        ("shape", "TEXT"),                # landscape / portrait / square, as analysed
+        ("provider", "TEXT"),
+        ("model", "TEXT"),
+        ("tokens_used", "INTEGER"),
+        ("processing_time_ms", "INTEGER"),
+        ("analysed_at", "TEXT"),
+        ("raw_response", "TEXT"),         # the provider's answer, JSON
+    ]:
+        db.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
+    db.execute("CREATE INDEX photos_analysis_status ON photos(analysis_status)")
+    db.execute("CREATE INDEX photos_first_seen ON photos(first_seen, id)")  # paging pending work
+    # An INTEGER PRIMARY KEY keeps FTS rowids stable across VACUUM (photos.id is text).
+    db.execute(
+        """
+        CREATE TABLE photo_text (
+            id INTEGER PRIMARY KEY,
+            photo_id TEXT NOT NULL UNIQUE REFERENCES photos(id),
+            tags TEXT, description TEXT, objects TEXT, scene TEXT, mood TEXT,
+            places TEXT                     -- folder and file names, relative to their root
+        )
+        """
+    )
+    db["photo_text"].enable_fts(
+        ["tags", "description", "objects", "scene", "mood", "places"],
+        fts_version="FTS5",
+        create_triggers=True,
+        tokenize="porter unicode61 remove_diacritics 2",
+    )
+
+
+REFRESH_TEXT = """
+INSERT INTO photo_text (photo_id, tags, description, objects, scene, mood, places)
+SELECT p.id,
+       (SELECT group_concat(value, ' ') FROM json_each(COALESCE(p.tags, '[]'))),
+       p.description,
+       (SELECT group_concat(value, ' ') FROM json_each(COALESCE(p.objects, '[]'))),
+       NULLIF(p.scene, 'unknown'), NULLIF(p.mood, 'unknown'),
+       (SELECT group_concat(substr(f.path, length(f.root) + 2), ' ')
+          FROM files f WHERE f.photo_id = p.id AND f.status = 'ok')
+FROM photos p WHERE p.id IN (SELECT value FROM json_each(:ids))
+ON CONFLICT(photo_id) DO UPDATE SET tags = excluded.tags, description = excluded.description,
+    objects = excluded.objects, scene = excluded.scene, mood = excluded.mood,
+    places = excluded.places
+"""
+
+
+def refresh_search_text(db: sqlite_utils.Database, photo_ids) -> None:
+    """Rebuild the search text of these photos (call inside the writer's transaction)."""
+    ids = sorted({i for i in photo_ids if i})
+    for start in range(0, len(ids), 500):
+        db.conn.execute(REFRESH_TEXT, {"ids": json.dumps(ids[start : start + 500])})
+
+
 def now() -> str:
     """UTC timestamp with microseconds: also serves as the marker of one scan."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")

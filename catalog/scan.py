@@ -142,6 +142,7 @@ class Scanner:
         self._files: list[dict] = []
         self._seen_folders: list[str] = []
         self._seen_paths: list[str] = []
+        self._touched: set[str] = set()  # photos whose search text (their places) changed
         self._bar = progress_bar(unit=" files", desc="scan") if progress else None
 
     # -- writes ---------------------------------------------------------------------------
@@ -161,15 +162,19 @@ class Scanner:
                 "UPDATE files SET last_seen = ? WHERE path = ? AND status IN ('ok', 'error')",
                 [(self.now, p) for p in self._seen_paths],
             )
+            catalog_db.refresh_search_text(self.db, self._touched)
+        self._touched = set()
         self._photos, self._files, self._seen_folders, self._seen_paths = [], [], [], []
 
-    def _record(self, root: str, folder: str, name: str, st, result: Inspection) -> None:
+    def _record(self, root: str, folder: str, name: str, st, result: Inspection, old_photo) -> None:
         path_text, path_bytes = db_text(os.path.join(folder, name))
         photo_id = None
+        self._touched.add(old_photo)
         if result.error is None:
             photo_id = result.identity.digest
             self.summary.bytes_hashed += result.identity.hashed_bytes
             self._photos.append({"id": photo_id, "now": self.now, **_photo_fields(result.facts)})
+            self._touched.add(photo_id)
         else:
             self.summary.errors += 1
             log.info("%s: %s", path_text, result.error)
@@ -212,7 +217,7 @@ class Scanner:
             ledger = {
                 row[0]: row[1:]
                 for row in self.db.execute(
-                    "SELECT name, size, mtime_ns, status, error FROM files WHERE folder = ?",
+                    "SELECT name, size, mtime_ns, status, error, photo_id FROM files WHERE folder = ?",
                     [folder_text],
                 )
             }
@@ -237,7 +242,7 @@ class Scanner:
                 else:
                     self.summary.new += 1
                 future = pool.submit(inspect_file, os.path.join(folder.path, name), max_px)
-                in_flight.append((folder.path, name, st, future))
+                in_flight.append((folder.path, name, st, future, row[4] if row else None))
                 while len(in_flight) > window:
                     self._complete(root, in_flight.popleft())
             if unchanged:
@@ -260,8 +265,8 @@ class Scanner:
         self._sweep_missing(low, high, self.report.unreadable[unreadable_before:])
 
     def _complete(self, root: str, item) -> None:
-        folder, name, st, future = item
-        self._record(root, folder, name, st, future.result())
+        folder, name, st, future, old_photo = item
+        self._record(root, folder, name, st, future.result(), old_photo)
         if self._bar is not None:
             self._bar.update()
 
@@ -290,12 +295,17 @@ class Scanner:
                 [self.now, low, high, self.now],
             )
             self.summary.missing += cursor.rowcount
+            if cursor.rowcount:
+                gone = self.db.execute(
+                    "SELECT DISTINCT photo_id FROM files WHERE status = 'missing' AND missing_since = ?",
+                    [self.now]).fetchall()
+                catalog_db.refresh_search_text(self.db, [r[0] for r in gone])
 
     def detect_moves(self) -> None:
         """A new path whose identity belongs to a missing file is that file, moved or renamed."""
         rows = self.db.execute(
             """
-            SELECT n.path, o.path, o.missing_since FROM files n
+            SELECT n.path, o.path, o.missing_since, n.photo_id FROM files n
             JOIN files o ON o.photo_id = n.photo_id AND o.status = 'missing'
             WHERE n.first_seen = ? AND n.status = 'ok'
             ORDER BY n.photo_id, n.path, o.path
@@ -304,7 +314,7 @@ class Scanner:
         ).fetchall()
         used_new, used_old = set(), set()
         with self.db.atomic():
-            for new_path, old_path, missing_since in rows:
+            for new_path, old_path, missing_since, _photo in rows:
                 if new_path in used_new or old_path in used_old:
                     continue
                 used_new.add(new_path)
@@ -317,6 +327,7 @@ class Scanner:
                 self.summary.new -= 1
                 if missing_since == self.now:
                     self.summary.missing -= 1
+            catalog_db.refresh_search_text(self.db, [r[3] for r in rows])
 
 
 def _photo_fields(facts: ImageFacts) -> dict:

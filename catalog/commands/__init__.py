@@ -34,13 +34,16 @@ def echo_json(data) -> None:
 
 
 def _commands():
+    from catalog.commands.analyze import analyze
+    from catalog.commands.analyze_url import analyze_url
     from catalog.commands.demo import demo
     from catalog.commands.duplicates import duplicates
     from catalog.commands.scan import scan
+    from catalog.commands.search import search
     from catalog.commands.show import show
     from catalog.commands.stats import stats
 
-    return [scan, duplicates, stats, show, demo]
+    return [scan, analyze, search, duplicates, stats, show, analyze_url, demo]
 
 
 COMMANDS = _commands()

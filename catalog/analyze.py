@@ -1,0 +1,265 @@
+"""The analysis stage: every unique photo analysed once, at the rate the service allows.
+
+Pending photos are read from the database in pages (memory stays flat), each is
+prepared (catalog.prepare) and sent through the configured analyzer by a small
+thread pool, and every answer is committed the moment it arrives, so a killed
+run never pays twice for an analysis. Failures are recorded with their reason
+and attempt count; a refused API key stops the run with nothing marked failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+
+from catalog import db as catalog_db
+from catalog.analyzers import REGISTRY, Analysis
+from catalog.config import Config
+from catalog.errors import AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError
+from catalog.progress import progress_bar
+
+log = logging.getLogger("catalog.analyze")
+PAGE = 200
+DEFAULT_TOKEN_GUESS = 1250  # the contract's example answer, until we have our own history
+
+
+@dataclass
+class AnalyzeSummary:
+    analyzer: str = ""
+    pending: int = 0
+    analysed: int = 0
+    failed: int = 0
+    skipped: int = 0  # left for a later run by the budget
+    requests: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    tokens_used: int = 0
+    upload_bytes: int = 0
+    seconds: float = 0.0
+    stopped: str | None = None  # why the run stopped early, if it did
+    run_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_analyzer(config: Config):
+    """The configured back-end, built from the registry (the one seam for analyzers)."""
+    import catalog.analyzers.offline  # noqa: F401  (registers "offline")
+
+    name = config.analyzer_name()
+    if name == "imgtags":
+        import catalog.analyzers.imgtags  # noqa: F401
+
+        key = config.api_key()
+        if not key:
+            raise ConfigError(f"analyzer imgtags needs an API key in ${config.imgtags.api_key_env}")
+        a = config.analysis
+        return REGISTRY["imgtags"](
+            api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
+            requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
+        )
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown analyzer {name!r}: choose one of {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]()
+
+
+SELECT_PENDING = """
+SELECT p.id, p.first_seen, p.taken_at, p.camera_make, p.camera_model, p.gps_lat, p.orientation,
+       f.path, f.path_bytes, f.size
+FROM photos p
+JOIN files f ON f.path = (SELECT path FROM files WHERE photo_id = p.id AND status = 'ok'
+                          {scope} ORDER BY path LIMIT 1)
+WHERE ({reanalyze} OR p.analysis_status IS NULL OR p.analysis_status = 'pending'
+       OR (p.analysis_status = 'failed' AND p.analysis_permanent = 0 AND p.attempts < :max_attempts))
+  AND (p.first_seen, p.id) > (:after_seen, :after_id)
+ORDER BY p.first_seen, p.id
+LIMIT :page
+"""
+
+
+def _scope_sql(paths) -> tuple[str, dict]:
+    """Restrict to files under the given folders/files (index range scans on the path)."""
+    if not paths:
+        return "", {}
+    from catalog.scan import db_text, prefix_range
+
+    clauses, params = [], {}
+    for i, raw in enumerate(paths):
+        text = db_text(os.path.abspath(os.fsdecode(raw)))[0]
+        low, high = prefix_range(text)
+        clauses.append(f"(path = :p{i} OR (path >= :lo{i} AND path < :hi{i}))")
+        params.update({f"p{i}": text, f"lo{i}": low, f"hi{i}": high})
+    return "AND (" + " OR ".join(clauses) + ")", params
+
+
+def pending_photos(db, config: Config, *, reanalyze=False, paths=None, limit=None):
+    """Photos to analyse, oldest first, streamed a page at a time."""
+    scope, params = _scope_sql(paths)
+    sql = SELECT_PENDING.format(scope=scope, reanalyze="1" if reanalyze else "0")
+    after, given = ("", ""), 0
+    while True:
+        rows = list(db.query(sql, {**params, "max_attempts": config.analysis.max_attempts,
+                                   "after_seen": after[0], "after_id": after[1], "page": PAGE}))
+        for row in rows:
+            if limit is not None and given >= limit:
+                return
+            given += 1
+            yield row
+        if len(rows) < PAGE:
+            return
+        after = (rows[-1]["first_seen"], rows[-1]["id"])
+
+
+def count_pending(db, config, *, reanalyze=False, paths=None, limit=None) -> tuple[int, int]:
+    """How many photos would be sent, and an upper bound of their upload bytes."""
+    count = size = 0
+    cap = config.analysis.max_upload_bytes
+    for row in pending_photos(db, config, reanalyze=reanalyze, paths=paths, limit=limit):
+        count += 1
+        size += min(row["size"], cap)
+    return count, size
+
+
+def average_tokens(db, provider: str) -> float | None:
+    row = db.execute("SELECT AVG(tokens_used), COUNT(*) FROM photos WHERE provider = ? AND "
+                     "analysis_status = 'done'", [provider]).fetchone()
+    return row[0] if row[1] else None
+
+
+def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int]:
+    from catalog.prepare import prepare_upload
+
+    a = config.analysis
+    upload = prepare_upload(catalog_db.fs_path(row), max_upload_bytes=a.max_upload_bytes,
+                            send_location=a.send_location, max_edge=a.max_edge or None,
+                            max_image_pixels=config.scan.max_image_pixels)
+    facts = {"make": row["camera_make"], "model": row["camera_model"], "taken_at": row["taken_at"],
+             "orientation": row["orientation"], "gps_lat": row["gps_lat"]}
+    upload = dataclasses.replace(upload, exif={**upload.exif, **{k: v for k, v in facts.items() if v is not None}})
+    return analyzer.analyze(upload), len(upload.data)
+
+
+STORE_DONE = """
+UPDATE photos SET analysis_status = 'done', analysis_error = NULL, analysis_permanent = 0,
+    attempts = attempts + 1, last_attempt_at = :now, analysed_at = :now,
+    tags = :tags, description = :description, objects = :objects, dominant_color = :dominant_color,
+    palette = :palette, scene = :scene, mood = :mood, safe_adult = :safe_adult,
+    safe_violence = :safe_violence, shape = :orientation, provider = :provider, model = :model,
+    tokens_used = :tokens_used, processing_time_ms = :processing_time_ms, raw_response = :raw
+WHERE id = :id
+"""
+
+
+def store_analysis(db, photo_id: str, analysis: Analysis) -> None:
+    values = asdict(analysis)
+    for key in ("tags", "objects", "palette"):
+        values[key] = json.dumps(list(values[key]), ensure_ascii=False)
+    values["raw"] = json.dumps(values["raw"], ensure_ascii=False) if values["raw"] is not None else None
+    with db.atomic():
+        db.execute(STORE_DONE, {**values, "id": photo_id, "now": catalog_db.now()})
+        catalog_db.refresh_search_text(db, [photo_id])
+
+
+def store_failure(db, photo_id: str, message: str, permanent: bool) -> None:
+    with db.atomic():
+        db.execute(
+            "UPDATE photos SET analysis_status = 'failed', analysis_error = ?, analysis_permanent = ?, "
+            "attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
+            [message[:500], 1 if permanent else 0, catalog_db.now(), photo_id],
+        )
+
+
+def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, analyzer=None,
+            progress=True) -> AnalyzeSummary:
+    """Analyse pending photos; returns the summary. Raises AuthenticationFailed on a refused key."""
+    started = time.perf_counter()
+    own_analyzer = analyzer is None
+    analyzer = analyzer or make_analyzer(config)
+    summary = AnalyzeSummary(analyzer=analyzer.name)
+    summary.pending = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit)[0]
+    summary.run_id = catalog_db.start_run(db, "analyze")
+    a = config.analysis
+    token_guess = average_tokens(db, analyzer.name) or (0 if analyzer.name == "offline" else DEFAULT_TOKEN_GUESS)
+    stats = getattr(analyzer, "stats", None)
+    bar = progress_bar(total=summary.pending, unit=" photos", desc="analyse") if progress else None
+    in_flight: dict[Future, dict] = {}
+    status, message = "failed", None
+
+    def budget_reached() -> str | None:
+        sent = stats.requests if stats else summary.analysed + summary.failed
+        if a.max_requests and sent + len(in_flight) >= a.max_requests:
+            return f"request budget of {a.max_requests} reached"
+        if a.max_tokens and summary.tokens_used + len(in_flight) * token_guess >= a.max_tokens:
+            return f"token budget of {a.max_tokens} reached"
+        return None
+
+    def collect(future: Future) -> None:
+        row = in_flight.pop(future)
+        try:
+            analysis, size = future.result()
+        except AuthenticationFailed:
+            raise
+        except AnalysisFailed as exc:
+            summary.failed += 1
+            store_failure(db, row["id"], str(exc), exc.permanent)
+            log.warning("%s: %s", row["path"], exc)
+        except CatalogError as exc:  # PreparationFailed: the file cannot become an upload
+            summary.failed += 1
+            store_failure(db, row["id"], str(exc), True)
+            log.warning("%s: %s", row["path"], exc)
+        else:
+            store_analysis(db, row["id"], analysis)
+            summary.analysed += 1
+            summary.tokens_used += analysis.tokens_used
+            summary.upload_bytes += size
+        if bar is not None:
+            bar.update()
+
+    pool = ThreadPoolExecutor(max_workers=a.concurrency)
+    try:
+        photos = pending_photos(db, config, reanalyze=reanalyze, paths=paths, limit=limit)
+        for row in photos:
+            summary.stopped = budget_reached()
+            while summary.stopped and in_flight:
+                for f in wait(list(in_flight), return_when=FIRST_COMPLETED).done:
+                    collect(f)
+                summary.stopped = budget_reached()
+            if summary.stopped:
+                summary.skipped = summary.pending - summary.analysed - summary.failed
+                break
+            in_flight[pool.submit(_prepare_and_analyze, row, analyzer, config)] = row
+            while len(in_flight) >= a.concurrency * 2:
+                for f in wait(list(in_flight), return_when=FIRST_COMPLETED).done:
+                    collect(f)
+        while in_flight:
+            for f in wait(list(in_flight), return_when=FIRST_COMPLETED).done:
+                collect(f)
+        status = "partial" if summary.failed or summary.stopped else "ok"
+    except AuthenticationFailed as exc:
+        summary.stopped = str(exc)
+        message = str(exc)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future in list(in_flight):  # keep what was already paid for
+            if future.done() and not future.cancelled() and future.exception() is None:
+                collect(future)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+        if stats is not None:
+            snap = stats.snapshot()
+            summary.requests, summary.rate_limited, summary.retries = (
+                int(snap["requests"]), int(snap["rate_limited"]), int(snap["retries"]))
+        summary.seconds = round(time.perf_counter() - started, 3)
+        catalog_db.finish_run(db, summary.run_id, status, summary.as_dict(), message or summary.stopped)
+        close = getattr(analyzer, "close", None)
+        if own_analyzer and close:
+            close()
+    return summary

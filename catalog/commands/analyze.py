@@ -1,0 +1,58 @@
+"""analyze: send each pending photo to the analyzer once, at the allowed rate."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from catalog.commands import echo_json, open_catalogue
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--limit", type=click.IntRange(min=1), help="Analyse at most this many photos.")
+@click.option("--reanalyze", is_flag=True, help="Analyse again even photos that are done.")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent and what it may cost; send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+@click.pass_context
+def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
+    """Analyse pending photos (optionally only those under PATHS).
+
+    Uses the ImgTags API when an API key is set (IMGTAGS_API_KEY), else the
+    offline analyzer. Each unique photo is analysed once and duplicates share
+    it; failed photos are retried on later runs up to analysis.max_attempts.
+    A run stops cleanly at the analysis.max_requests / max_tokens budget. Exit
+    status 1 when some photos failed, 2 when the API refused the key.
+    """
+    from catalog.analyze import DEFAULT_TOKEN_GUESS, analyze as run_analyze, average_tokens, count_pending
+
+    config, db = open_catalogue(ctx, create=True)
+    if dry_run:
+        name = config.analyzer_name()
+        count, upload = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit)
+        history = average_tokens(db, name)
+        per_photo = history if history is not None else (0 if name == "offline" else DEFAULT_TOKEN_GUESS)
+        data = {"analyzer": name, "would_send": count, "upload_bytes_at_most": upload,
+                "tokens_estimate": round(count * per_photo),
+                "tokens_per_photo": round(per_photo, 1),
+                "estimate_from": "history" if history is not None else "default guess"}
+        if as_json:
+            echo_json(data)
+        else:
+            click.echo(f"Would send {count:,} photos to {name}: at most {upload / 1e6:,.1f} MB of uploads, "
+                       f"about {data['tokens_estimate']:,} tokens ({per_photo:,.0f} per photo, "
+                       f"{data['estimate_from']}). Nothing was sent.")
+        return
+    summary = run_analyze(db, config, limit=limit, reanalyze=reanalyze, paths=paths, progress=not as_json)
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        s = summary
+        click.echo(f"Analysed {s.analysed:,} of {s.pending:,} pending photos with {s.analyzer} in "
+                   f"{s.seconds:.1f} s: {s.failed:,} failed, {s.skipped:,} left for later; "
+                   f"{s.requests:,} requests, {s.rate_limited:,} rate-limit waits, {s.tokens_used:,} tokens.")
+        if s.stopped:
+            click.echo(f"Stopped early: {s.stopped}", err=True)
+    if summary.failed:
+        sys.exit(1)

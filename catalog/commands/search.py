@@ -1,0 +1,55 @@
+"""search: find photos by words, phrases, colours, scene, camera and date."""
+
+from __future__ import annotations
+
+import click
+
+from catalog.commands import echo_json, load_settings
+
+
+# No -h here: `-white` must reach the query as an exclusion, not be read as -w -h -i -t -e.
+@click.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
+@click.argument("query", nargs=-1)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="How many results.")
+@click.option("--color", help="A colour name (blue, orange, ...) or #rrggbb in the photo's palette.")
+@click.option("--scene", help="Scene as analysed, e.g. outdoor, indoor.")
+@click.option("--mood", help="Mood as analysed, e.g. peaceful.")
+@click.option("--orientation", type=click.Choice(["landscape", "portrait", "square"], case_sensitive=False))
+@click.option("--camera", help="Part of the camera make or model, e.g. canon or 'iphone 12'.")
+@click.option("--after", help="Taken on or after the start of this date: 2019, 2019-07 or 2019-07-04.")
+@click.option("--before", help="Taken before the start of this date: 2020, 2020-01 or 2020-01-15.")
+@click.option("--json", "as_json", is_flag=True, help="Print full records as a JSON array.")
+@click.pass_context
+def search(ctx, query, limit, color, scene, mood, orientation, camera, after, before, as_json):
+    """Search the catalogue: tags, descriptions, objects, scene, mood and folder/file names.
+
+    \b
+    Words are AND-ed:        catalog search sunset beach
+    "Quoted phrases":        catalog search '"paris trip"'
+    Exclude with -word:      catalog search beach -night
+    Either word with OR:     catalog search sunset OR sunrise
+    Prefixes with *:         catalog search sun*
+    Filters only:            catalog search --color orange --after 2019
+    A word that starts with -- goes after a lone --: catalog search -- beach --x
+
+    Results come best first (tags weigh most), one line per photo: its path, how
+    many copies exist, and its top tags.
+    """
+    from catalog.search import Filters, connect
+    from catalog.search import search as run_search
+
+    config = load_settings(ctx)
+    filters = Filters(color=color, scene=scene, mood=mood, orientation=orientation, camera=camera,
+                      after=after, before=before)
+    conn = connect(config.database)
+    results = run_search(conn, " ".join(query), filters, limit=limit)
+    if as_json:
+        echo_json(results)
+        return
+    if not results:
+        click.echo("No photos found.", err=True)
+        return
+    for r in results:
+        copies = f" (+{r['copies'] - 1} copies)" if r["copies"] > 1 else ""
+        tags = ", ".join(r["tags"][:6])
+        click.echo(f"{r['path']}{copies}" + (f"  [{tags}]" if tags else ""))

@@ -1,0 +1,212 @@
+"""Search: a user's query -> an FTS5 MATCH expression + filters + bm25 ranking.
+
+The query language is small and forgiving: words are AND-ed, "quoted phrases"
+stay together, `-word` excludes, `OR` between two terms offers a choice, and
+`sun*` matches prefixes. Everything else a user types is quoted before it
+reaches FTS5, so `NEAR(`, `"` or SQL fragments are just text. Imports stay light
+(sqlite3 and the colour maths), so `catalog search` starts fast.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+
+from catalog.colors import nearest_distance, parse_color
+from catalog.errors import CatalogError
+
+# bm25() weights in photo_text_fts column order (tags, description, objects, scene, mood,
+# places): tags count most.
+SEARCH_WEIGHTS = (10.0, 4.0, 5.0, 2.0, 2.0, 3.0)
+COLOR_MATCH = 20.0  # CIEDE2000 distance under which a palette colour counts as "that colour"
+TOKEN = re.compile(r'-?"[^"]*"?|\S+')
+WORDISH = re.compile(r"\w", re.UNICODE)
+SHAPES = ("landscape", "portrait", "square")
+
+
+class SearchError(CatalogError):
+    """A query or filter we cannot run; the message says how to fix it."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Filters:
+    color: str | None = None
+    scene: str | None = None
+    mood: str | None = None
+    orientation: str | None = None
+    camera: str | None = None
+    after: str | None = None
+    before: str | None = None
+
+    def any(self) -> bool:
+        return any(getattr(self, f) for f in self.__dataclass_fields__)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def to_match(query: str) -> str | None:
+    """Translate the user's query into a safe FTS5 expression (None for an empty query)."""
+    groups: list[list[str]] = []  # AND of (OR of terms)
+    negatives: list[str] = []
+    pending_or = False
+    for raw in TOKEN.findall(query or ""):
+        if raw == "OR":
+            pending_or = bool(groups)
+            continue
+        negative = raw.startswith("-") and len(raw) > 1
+        text = raw[1:] if negative else raw
+        if text.startswith('"'):
+            inner = text.strip('"')
+            if not WORDISH.search(inner):
+                continue
+            term = _quote(inner)
+        else:
+            prefix = text.endswith("*")
+            word = text.rstrip("*")
+            if not WORDISH.search(word):
+                continue
+            term = _quote(word) + ("*" if prefix else "")
+        if negative:
+            negatives.append(term)
+        elif pending_or:
+            groups[-1].append(term)
+        else:
+            groups.append([term])
+        pending_or = False
+    if not groups:
+        if negatives:
+            raise SearchError("a search cannot only exclude: add a word to look for, e.g. `beach -night`")
+        return None
+    expr = " AND ".join(g[0] if len(g) == 1 else "(" + " OR ".join(g) + ")" for g in groups)
+    if negatives:
+        expr = f"({expr})" + "".join(f" NOT {n}" for n in negatives)
+    return expr
+
+
+def _date_bound(text: str, option: str) -> str:
+    """'2019', '2019-07' or '2019-07-04' -> the ISO start of that period."""
+    for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
+        try:
+            return datetime.datetime.strptime(text.strip(), fmt).isoformat()
+        except ValueError:
+            continue
+    raise SearchError(f"{option} takes a date like 2019, 2019-07 or 2019-07-04, not {text!r}")
+
+
+SHAPE_SQL = """COALESCE(p.shape, CASE
+    WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 100
+         > (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 105 THEN 'landscape'
+    WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 105
+         < (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 100 THEN 'portrait'
+    ELSE 'square' END)"""
+
+
+def _filter_sql(filters: Filters) -> tuple[list[str], dict]:
+    where, params = [], {}
+    if filters.scene:
+        where.append("lower(p.scene) = lower(:scene)")
+        params["scene"] = filters.scene.strip()
+    if filters.mood:
+        where.append("lower(p.mood) = lower(:mood)")
+        params["mood"] = filters.mood.strip()
+    if filters.orientation:
+        shape = filters.orientation.strip().lower()
+        if shape not in SHAPES:
+            raise SearchError(f"--orientation takes one of {', '.join(SHAPES)}, not {filters.orientation!r}")
+        where.append(f"{SHAPE_SQL} = :shape")
+        params["shape"] = shape
+    if filters.camera:
+        escaped = re.sub(r"([\\%_])", r"\\\1", filters.camera.strip())
+        where.append("(COALESCE(p.camera_make, '') || ' ' || COALESCE(p.camera_model, '')) "
+                     "LIKE '%' || :camera || '%' ESCAPE '\\'")
+        params["camera"] = escaped
+    if filters.after:
+        where.append("p.taken_at >= :after")
+        params["after"] = _date_bound(filters.after, "--after")
+    if filters.before:
+        where.append("p.taken_at < :before")
+        params["before"] = _date_bound(filters.before, "--before")
+    if filters.color:
+        try:
+            params["color"] = parse_color(filters.color)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+        where.append("color_distance(p.palette, p.dominant_color, :color) < :color_match")
+        params["color_match"] = COLOR_MATCH
+    return where, params
+
+
+def _color_distance(palette_json, dominant, target):
+    try:
+        palette = json.loads(palette_json) if palette_json else []
+    except ValueError:
+        palette = []
+    if dominant:
+        palette = [dominant, *palette]
+    best = nearest_distance(palette, target)
+    return 1e9 if best is None else best
+
+
+def connect(path) -> sqlite3.Connection:
+    """Open the catalogue for reading without running migrations (fast start)."""
+    import os
+
+    if not os.path.exists(path):
+        raise CatalogError(f"no catalogue at {path} yet: run `catalog scan` first")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT 1 FROM photo_text_fts LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        raise CatalogError(f"cannot search {path}: {exc} (run `catalog scan` to create or upgrade it)") from None
+    conn.create_function("color_distance", 3, _color_distance, deterministic=True)
+    return conn
+
+
+RESULT_COLUMNS = """
+    p.id, p.format, p.width, p.height, p.taken_at, p.camera_make, p.camera_model, p.gps_lat,
+    p.gps_lon, p.tags, p.description, p.objects, p.dominant_color, p.palette, p.scene, p.mood,
+    {shape} AS shape, p.provider, p.analysis_status,
+    (SELECT COUNT(*) FROM files f WHERE f.photo_id = p.id AND f.status = 'ok') AS copies,
+    (SELECT json_group_array(path) FROM (SELECT path FROM files f WHERE f.photo_id = p.id
+        AND f.status = 'ok' ORDER BY path)) AS paths
+"""
+
+
+def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *, limit: int = 20) -> list[dict]:
+    """Best matches first; each result a dict with parsed JSON fields."""
+    match = to_match(query)
+    if match is None and not filters.any():
+        raise SearchError("nothing to search for: give words or a filter such as --color blue")
+    where, params = _filter_sql(filters)
+    where.append("EXISTS (SELECT 1 FROM files f WHERE f.photo_id = p.id AND f.status = 'ok')")
+    columns = RESULT_COLUMNS.format(shape=SHAPE_SQL)
+    if match is not None:
+        weights = ", ".join(str(w) for w in SEARCH_WEIGHTS)
+        sql = (f"SELECT {columns}, bm25(photo_text_fts, {weights}) AS score FROM photo_text_fts "
+               "JOIN photo_text t ON t.id = photo_text_fts.rowid JOIN photos p ON p.id = t.photo_id "
+               f"WHERE photo_text_fts MATCH :match AND {' AND '.join(where)} ORDER BY score LIMIT :limit")
+        params["match"] = match
+    else:
+        order = "color_distance(p.palette, p.dominant_color, :color)" if filters.color else "p.taken_at DESC"
+        sql = f"SELECT {columns}, NULL AS score FROM photos p WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit"
+    params["limit"] = limit
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:  # should not happen: every word is quoted
+        raise SearchError(f"cannot run that search ({exc}); try simpler words") from None
+    results = []
+    for row in rows:
+        record = dict(row)
+        for key in ("tags", "objects", "palette", "paths"):
+            record[key] = json.loads(record[key]) if record[key] else []
+        record["path"] = record["paths"][0] if record["paths"] else None
+        results.append(record)
+    return results
