@@ -100,7 +100,7 @@ def _date_bound(text: str, option: str) -> str:
     raise SearchError(f"{option} takes a date like 2019, 2019-07 or 2019-07-04, not {text!r}")
 
 
-SHAPE_SQL = """COALESCE(p.shape, CASE
+SHAPE_SQL = """COALESCE(NULLIF(p.shape, 'unknown'), CASE
     WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 100
          > (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 105 THEN 'landscape'
     WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 105
