@@ -18,15 +18,23 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ifdef PHOTOS
+# A real library usually holds a few broken files: scan reports them (exit 1) and we go on.
 run: $(STAMP)
-	$(BIN)/catalog scan "$(PHOTOS)"
-	$(BIN)/catalog duplicates
+	-$(BIN)/catalog scan "$(PHOTOS)"
+	$(BIN)/catalog analyze
+	$(BIN)/catalog stats
 else
 DEMO := .demo
+export CATALOG_DB ?= $(CURDIR)/$(DEMO)/catalog.db
 run: $(STAMP)
 	$(BIN)/catalog demo $(DEMO)/photos
-	CATALOG_DB=$(DEMO)/catalog.db $(BIN)/catalog scan $(DEMO)/photos
-	CATALOG_DB=$(DEMO)/catalog.db $(BIN)/catalog duplicates
+	$(BIN)/catalog scan $(DEMO)/photos
+	$(BIN)/catalog analyze
+	$(BIN)/catalog duplicates
+	@echo '$$ catalog search sunset'
+	@$(BIN)/catalog search sunset
+	@echo '$$ catalog search "paris trip" --color navy'
+	@$(BIN)/catalog search '"paris trip"' --color navy
 endif
 
 test: $(STAMP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, human_bytes, open_catalogue
 
 
 @click.command()
@@ -26,7 +26,7 @@ def duplicates(ctx, as_json):
     count = 0
     for group in groups:
         count += 1
-        click.echo(f"{group['copies']} copies, {group['size'] / 1e6:.1f} MB each ({group['photo_id'][:12]}):")
+        click.echo(f"{group['copies']} copies, {human_bytes(group['size'])} each ({group['photo_id'][:12]}):")
         for path in group["paths"]:
             click.echo(f"  {path}")
     if not count:
