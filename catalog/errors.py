@@ -28,3 +28,7 @@ class AnalysisFailed(CatalogError):
 
 class AuthenticationFailed(CatalogError):
     """The API refused our key (401/403): the whole run stops, nothing is marked failed."""
+
+
+class PreparationFailed(CatalogError):
+    """A photo cannot become an upload (empty, truncated, not an image, a decompression bomb)."""

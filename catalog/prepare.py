@@ -1,0 +1,327 @@
+"""Upload copies for the analysis API: upright, a format it takes, under its size limit, no GPS."""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import threading
+import warnings
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import piexif
+import pillow_heif
+from PIL import ExifTags, Image
+
+from catalog.analyzers import UploadImage
+from catalog.errors import ConfigError, PreparationFailed
+
+pillow_heif.register_heif_opener()
+
+QUALITIES = (85, 80, 75, 70, 60)  # 85 looks like the original to a model; 90+ only buys bytes
+SENDABLE = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp"}
+SUFFIX = {"JPEG": ".jpg", "PNG": ".png"}
+# Only decoders a photo library needs: Image.open would otherwise try EPS (Ghostscript) and more.
+INPUT_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "TIFF", "BMP", "HEIF", "AVIF")
+_GPS = ExifTags.IFD.GPSInfo
+_T = Image.Transpose  # EXIF orientation -> the transform that makes the picture upright
+_TRANSPOSE = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE,
+              6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
+_XMP_HEADS = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
+_XMP_GPS = re.compile(rb"GPS(?:Latitude|Longitude)")
+_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a real marker inside entropy-coded data
+_PILLOW_GLOBALS = threading.Lock()
+
+
+def prepare_upload(path: str | Path, *, max_upload_bytes: int = 10_000_000,
+                   send_location: bool = False, max_edge: int | None = None,
+                   max_image_pixels: int = 178_956_970) -> UploadImage:
+    """The original's bytes when they are fine to send, else a clean copy; never writes a file."""
+    if max_upload_bytes < 1024 or (max_edge is not None and max_edge < 16) or max_image_pixels < 1:
+        raise ConfigError("need max_upload_bytes >= 1024, max_edge >= 16, max_image_pixels >= 1")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PreparationFailed(f"{path}: cannot read it ({e.strerror or e})") from e
+    if not data:
+        raise PreparationFailed(f"{path}: empty file (0 bytes), nothing to analyse")
+    try:
+        with _pixel_limit(max_image_pixels):
+            im = _open(data)
+            exif = _exif(im)
+            facts = _facts(exif)
+            orientation = facts.get("orientation", 1)
+            keep_pixels = orientation == 1 and (max_edge is None or max(im.size) <= max_edge)
+            if im.format in ("JPEG", "MPO") and im.mode in ("L", "RGB") and keep_pixels:
+                clean = _clean_jpeg(data, send_location)  # lossless: metadata and trailers only
+                if len(clean) <= max_upload_bytes:
+                    return UploadImage(clean, "image/jpeg", path.name, facts)
+            elif (im.format in SENDABLE and len(data) <= max_upload_bytes and keep_pixels
+                  and getattr(im, "n_frames", 1) == 1 and _plain_mode(im)
+                  and (send_location or not (_has_location(exif) or _XMP_GPS.search(data)))):
+                im.load()  # proves the file is complete before we spend an API call on it
+                return UploadImage(data, SENDABLE[im.format], path.name, facts)
+            scale = min(1.0, (max_edge or math.inf) / max(im.size))
+            target = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+            if im.format in ("JPEG", "MPO") and scale <= 0.5:
+                # Decode at 1/2, 1/4 or 1/8 scale. The box has the target's own aspect ratio:
+                # draft takes the scale from the tighter side, so a square box would waste it.
+                im.draft(im.mode, target)
+            im.load()
+        gps = exif.get_ifd(_GPS) if send_location and _has_location(exif) else None
+        out, fmt = _reencode(im, target, orientation, max_upload_bytes, gps)
+    except Exception as e:  # one bad photo must never stop a batch with a surprise type
+        raise PreparationFailed(f"{path}: {_reason(e, data, max_image_pixels)}") from e
+    return UploadImage(out, SENDABLE[fmt], path.stem + SUFFIX[fmt], facts)
+
+
+@contextmanager
+def _pixel_limit(limit: int | None) -> Iterator[None]:
+    """Pillow's bomb limit is a module global: set ours under a lock, restore it after.
+
+    Pillow warns above the limit and raises above twice it: here both mean "refuse".
+    """
+    with _PILLOW_GLOBALS, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+        try:
+            yield
+        except Image.DecompressionBombWarning as e:
+            raise Image.DecompressionBombError(str(e)) from e
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open(data: bytes) -> Image.Image:
+    """Sniff the real format from the content (never the extension) and read the header."""
+    Image.init()  # registers every plugin once; until then Image.OPEN holds only a few
+    formats = [f for f in INPUT_FORMATS if f in Image.OPEN]
+    try:
+        return Image.open(io.BytesIO(data), formats=formats)
+    except Image.UnidentifiedImageError as e:
+        raise PreparationFailed(f"not an image we can read (it starts with {data[:8]!r}); "
+                                f"we read {', '.join(formats)}") from e
+
+
+def _reason(error: Exception, data: bytes, limit: int) -> str:
+    """Say what is wrong with the file in words a user can act on."""
+    if isinstance(error, PreparationFailed):
+        return str(error)
+    if isinstance(error, Image.DecompressionBombError):
+        try:  # name the size the header claims, read with the limit switched off
+            with _pixel_limit(None):
+                w, h = Image.open(io.BytesIO(data)).size
+            claimed = f"{w}x{h} = {w * h:,} pixels"
+        except Exception:  # the size is a courtesy in the message, not a requirement
+            claimed = "more pixels"
+        return (f"claims {claimed}, over the limit of {limit:,}; "
+                "refusing to decode a possible decompression bomb")
+    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError)):
+        return f"truncated or corrupt, cannot decode it ({error})"
+    return f"could not prepare it ({type(error).__name__}: {error})"
+
+
+def _exif(im: Image.Image) -> Image.Exif:
+    try:
+        return im.getexif()
+    except Exception:  # unreadable EXIF counts as none; decoding still judges the pixels
+        return Image.Exif()
+
+
+def _facts(exif: Image.Exif) -> dict[str, Any]:
+    """Camera and date facts an offline analyzer can use without parsing the file again."""
+    facts: dict[str, Any] = {}
+    for key, tag in (("make", 271), ("model", 272)):
+        if isinstance(exif.get(tag), str) and exif[tag].strip("\x00 "):
+            facts[key] = exif[tag].strip("\x00 ")
+    try:
+        sub = exif.get_ifd(ExifTags.IFD.Exif)
+        stamp = str(sub.get(36867) or exif.get(306) or "").strip("\x00 ")
+        taken = datetime.strptime(stamp[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+        offset = str(sub.get(36881) or "").strip("\x00 ")
+        facts["taken_at"] = taken + offset if re.fullmatch(r"[+-]\d\d:\d\d", offset) else taken
+    except Exception:  # missing or nonsense dates ("0000:00:00 ...") are simply not facts
+        pass
+    if exif.get(274) in range(1, 9):
+        facts["orientation"] = exif[274]
+    return facts
+
+
+def _has_location(exif: Image.Exif) -> bool:
+    """A GPS IFD holding more than GPSVersionID (some cameras write just that) is a location."""
+    try:
+        return any(tag != 0 for tag in exif.get_ifd(_GPS))
+    except Exception:  # an unreadable GPS IFD may still hold a position
+        return _GPS in exif
+
+
+def _plain_mode(im: Image.Image) -> bool:
+    """Modes every receiver decodes the same way: no 16-bit PNG, no CMYK."""
+    rawmode = im.tile[0][3] if im.tile and isinstance(im.tile[0][3], str) else ""
+    return im.mode in ("1", "L", "LA", "P", "RGB", "RGBA") and ";16" not in rawmode
+
+
+def _jpeg_parts(data: bytes) -> tuple[list[tuple[int, int, int]], int, int]:
+    """Header segments (marker, start, end), where the scans start and where the image ends.
+
+    Following markers, not searching for FFD9, keeps EXIF thumbnails from passing for the end.
+    No end marker means truncated; this stands in for a decode, which conceals damaged data.
+    """
+    segments, pos, scans = [], 2, None
+    while True:
+        if scans is not None:
+            found = _MARKER.search(data, pos)
+            if not found:
+                raise ValueError("JPEG is truncated: no end-of-image marker")
+            pos = found.start()
+        if data[pos:pos + 1] != b"\xff" or pos + 2 > len(data):
+            raise ValueError("JPEG is truncated or its header is broken")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9 and scans is not None:
+            return segments, scans, pos + 2
+        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if pos + 4 > len(data) or end > len(data):
+            raise ValueError("JPEG is truncated inside a header segment")
+        if marker == 0xDA and scans is None:
+            scans = pos
+        elif scans is None:
+            segments.append((marker, pos, end))
+        pos = end
+
+
+def _clean_jpeg(data: bytes, send_location: bool) -> bytes:
+    """Drop location metadata and anything after the image, without touching a pixel.
+
+    GPS leaves the EXIF via piexif; EXIF piexif cannot parse goes whole, as does XMP or other
+    text naming a position (editing XML safely is not worth it for an upload copy). Appended
+    data (MPO frames, motion-photo videos, trailers) is cut, and the MPF index with it.
+    """
+    segments, scans, end = _jpeg_parts(data)
+    trailer = bool(data[end:].strip(b"\x00\xff"))
+    xmp_gps = any(data.startswith(_XMP_HEADS, s + 4) and _XMP_GPS.search(data, s, e)
+                  for m, s, e in segments if m == 0xE1)
+    out, changed = [data[:2]], trailer
+    for marker, start, stop in segments:
+        segment = data[start:stop]
+        if marker == 0xE2 and segment[4:8] == b"MPF\x00" and trailer:
+            segment = b""
+        elif send_location or marker < 0xE1:  # tables, frame header and JFIF stay as they are
+            pass
+        elif segment[4:10] == b"Exif\x00\x00":
+            segment = _exif_without_gps(segment)
+        elif _XMP_GPS.search(segment) or (xmp_gps and segment[4:].startswith(_XMP_HEADS)):
+            segment = b""  # XMP, Photoshop or comment text naming a position
+        changed |= segment != data[start:stop]
+        out.append(segment)
+    return b"".join(out) + data[scans:end] if changed else data
+
+
+def _exif_without_gps(segment: bytes) -> bytes:
+    """The EXIF APP1 segment without GPS; empty when piexif cannot read or rewrite it.
+
+    The thumbnail goes too: useless in an upload, and piexif cannot rewrite odd ones.
+    """
+    try:
+        exif = piexif.load(segment[4:])
+        if not any(tag != 0 for tag in exif["GPS"]):
+            return segment
+        exif["GPS"], exif["1st"], exif["thumbnail"] = {}, {}, None
+        exif["0th"].pop(piexif.ImageIFD.GPSTag, None)
+        payload = piexif.dump(exif)
+    except Exception:  # piexif raises struct.error, TypeError, ValueError... on broken EXIF
+        return b""
+    if len(payload) + 2 > 0xFFFF:
+        return b""
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def _reencode(im: Image.Image, target: tuple[int, int], orientation: int, limit: int,
+              gps: dict | None) -> tuple[bytes, str]:
+    """Resize, set upright, convert to JPEG (PNG when transparency matters), fit the limit.
+
+    No EXIF is kept but GPS when asked for; the ICC profile is, if it fits the colour space.
+    """
+    icc = im.info.get("icc_profile")
+    img, fmt = _web_mode(im)
+    if img.size != target:
+        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if orientation in _TRANSPOSE:  # as ImageOps.exif_transpose would, but on the smaller image
+        img = img.transpose(_TRANSPOSE[orientation])
+    options: dict[str, Any] = {}
+    if isinstance(icc, bytes) and icc[16:20] == (b"GRAY" if img.mode in ("L", "LA") else b"RGB "):
+        options["icc_profile"] = icc  # a CMYK profile would lie about RGB pixels
+    if gps:
+        exif = Image.Exif()
+        exif[_GPS] = dict(gps)
+        options["exif"] = exif.tobytes()
+    return _fit(img, fmt, limit, options), fmt
+
+
+def _web_mode(im: Image.Image) -> tuple[Image.Image, str]:
+    """8-bit L or RGB for JPEG; RGBA/LA kept for PNG only when some pixel is see-through."""
+    img: Image.Image = im
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grey: scale, don't clip
+        img = img.convert("I") if img.mode != "F" else img
+        factor = 1 / 257 if img.getextrema()[1] > 255 else 1
+        img = img.point(lambda v: v * factor).convert("L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        img = img.convert("LA" if img.mode in ("LA", "La") else "RGBA")
+        if img.getchannel("A").getextrema()[0] < 255:
+            return img, "PNG"
+    wanted = "L" if img.mode in ("1", "L", "LA") else "RGB"
+    return (img if img.mode == wanted else img.convert(wanted)), "JPEG"
+
+
+def _fit(img: Image.Image, fmt: str, limit: int, options: dict[str, Any]) -> bytes:
+    """Encode once at a predicted quality and size; step down only if the prediction was wrong."""
+    budget = limit - sum(len(v) for v in options.values())
+    img, step = _plan(img, budget) if fmt == "JPEG" else (img, 0)
+    while True:
+        buf = io.BytesIO()
+        img.save(buf, fmt, **(dict(options, quality=QUALITIES[step]) if fmt == "JPEG" else options))
+        if buf.tell() <= limit:
+            return buf.getvalue()
+        if fmt == "JPEG" and step < len(QUALITIES) - 1:
+            step += 1
+        else:
+            img = _shrunk(img, max(budget, 1) / buf.tell(), limit)
+
+
+def _plan(img: Image.Image, budget: int) -> tuple[Image.Image, int]:
+    """The first quality predicted to fit, shrinking first when even the lowest will not.
+
+    A mosaic of 64 tiles from all over the image costs ~1% of a 24 MP encode and predicts its
+    size within ~20% (mostly 5%), so one full encode usually suffices; small images just try.
+    """
+    tile, grid = 64, 8
+    while img.width * img.height > 4 * (tile * grid) ** 2 and min(img.size) >= tile:
+        mosaic = Image.new(img.mode, (tile * grid, tile * grid))
+        for i in range(grid):
+            for j in range(grid):
+                x, y = (img.width - tile) * i // (grid - 1), (img.height - tile) * j // (grid - 1)
+                mosaic.paste(img.crop((x, y, x + tile, y + tile)), (i * tile, j * tile))
+        ratio = img.width * img.height / (tile * grid) ** 2
+        for step, quality in enumerate(QUALITIES):
+            buf = io.BytesIO()
+            mosaic.save(buf, "JPEG", quality=quality)
+            if buf.tell() * ratio <= budget * 0.9:
+                return img, step
+        img = _shrunk(img, budget * 0.85 / (buf.tell() * ratio), budget)
+    return img, 0
+
+
+def _shrunk(img: Image.Image, byte_ratio: float, limit: int) -> Image.Image:
+    """Fewer pixels in proportion to the bytes to lose (bytes shrink a little slower than area)."""
+    scale = math.sqrt(byte_ratio) * 0.95
+    size = (round(img.width * scale), round(img.height * scale))
+    if min(size) < 8:
+        raise PreparationFailed(f"cannot fit it under {limit:,} bytes even at 8 pixels")
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
