@@ -27,7 +27,12 @@ class AnalysisFailed(CatalogError):
 
 
 class AuthenticationFailed(CatalogError):
-    """The API refused our key (401/403): the whole run stops, nothing is marked failed."""
+    """The API refused our key (401/403): the whole run stops, nothing is marked failed.
+
+    Exit status 2: like a configuration mistake, only the user can fix it.
+    """
+
+    exit_code = 2
 
 
 class PreparationFailed(CatalogError):
