@@ -175,89 +175,125 @@ def store_failure(db, photo_id: str, message: str, permanent: bool) -> None:
         )
 
 
-def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, analyzer=None,
-            progress=True) -> AnalyzeSummary:
-    """Analyse pending photos; returns the summary. Raises AuthenticationFailed on a refused key."""
-    started = time.perf_counter()
-    own_analyzer = analyzer is None
-    analyzer = analyzer or make_analyzer(config)
-    summary = AnalyzeSummary(analyzer=analyzer.name)
-    summary.pending = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit)[0]
-    summary.run_id = catalog_db.start_run(db, "analyze")
-    a = config.analysis
-    token_guess = average_tokens(db, analyzer.name) or (0 if analyzer.name == "offline" else DEFAULT_TOKEN_GUESS)
-    stats = getattr(analyzer, "stats", None)
-    bar = progress_bar(total=summary.pending, unit=" photos", desc="analyse") if progress else None
-    in_flight: dict[Future, dict] = {}
-    status, message = "failed", None
+class AnalysisRun:
+    """One run's worth of analysis: shared analyzer, budget, counters. Feed it rows in batches.
 
-    def budget_reached() -> str | None:
-        sent = stats.requests if stats else summary.analysed + summary.failed
-        if a.max_requests and sent + len(in_flight) >= a.max_requests:
+    The CLI feeds it every pending photo at once; the Prefect flow feeds it one batch per
+    task, so the throttle and the budget span the whole run.
+    """
+
+    def __init__(self, db, config: Config, analyzer, *, progress_total: int | None = None):
+        self.db, self.config, self.analyzer = db, config, analyzer
+        self.summary = AnalyzeSummary(analyzer=analyzer.name)
+        self.stats = getattr(analyzer, "stats", None)
+        self._baseline = self.stats.snapshot() if self.stats else None
+        self.token_guess = average_tokens(db, analyzer.name) or (
+            0 if analyzer.name == "offline" else DEFAULT_TOKEN_GUESS)
+        self.bar = (progress_bar(total=progress_total, unit=" photos", desc="analyse")
+                    if progress_total is not None else None)
+        self._in_flight: dict[Future, dict] = {}
+        self._started = time.perf_counter()
+
+    def _requests_sent(self) -> int:
+        if self.stats is None:
+            return self.summary.analysed + self.summary.failed
+        return int(self.stats.snapshot()["requests"] - self._baseline["requests"])
+
+    def budget_reached(self) -> str | None:
+        a, s = self.config.analysis, self.summary
+        if a.max_requests and self._requests_sent() + len(self._in_flight) >= a.max_requests:
             return f"request budget of {a.max_requests} reached"
-        if a.max_tokens and summary.tokens_used + len(in_flight) * token_guess >= a.max_tokens:
+        if a.max_tokens and s.tokens_used + len(self._in_flight) * self.token_guess >= a.max_tokens:
             return f"token budget of {a.max_tokens} reached"
         return None
 
-    def collect(future: Future) -> None:
-        row = in_flight.pop(future)
+    def _collect(self, future: Future) -> None:
+        row = self._in_flight.pop(future)
+        s = self.summary
         try:
             analysis, size = future.result()
+        except AnalysisFailed as exc:
+            s.failed += 1
+            store_failure(self.db, row["id"], str(exc), exc.permanent)
+            log.warning("%s: %s", row["path"], exc)
         except AuthenticationFailed:
             raise
-        except AnalysisFailed as exc:
-            summary.failed += 1
-            store_failure(db, row["id"], str(exc), exc.permanent)
-            log.warning("%s: %s", row["path"], exc)
         except CatalogError as exc:  # PreparationFailed: the file cannot become an upload
-            summary.failed += 1
-            store_failure(db, row["id"], str(exc), True)
+            s.failed += 1
+            store_failure(self.db, row["id"], str(exc), True)
             log.warning("%s: %s", row["path"], exc)
         else:
-            store_analysis(db, row["id"], analysis)
-            summary.analysed += 1
-            summary.tokens_used += analysis.tokens_used
-            summary.upload_bytes += size
-        if bar is not None:
-            bar.update()
+            store_analysis(self.db, row["id"], analysis)
+            s.analysed += 1
+            s.tokens_used += analysis.tokens_used
+            s.upload_bytes += size
+        if self.bar is not None:
+            self.bar.update()
 
-    pool = ThreadPoolExecutor(max_workers=a.concurrency)
+    def _drain(self, until: int) -> None:
+        while len(self._in_flight) > until:
+            for future in wait(list(self._in_flight), return_when=FIRST_COMPLETED).done:
+                self._collect(future)
+
+    def process(self, rows) -> bool:
+        """Analyse these rows; False once the budget stops the run (the rest stays pending)."""
+        a = self.config.analysis
+        pool = ThreadPoolExecutor(max_workers=a.concurrency)
+        try:
+            for row in rows:
+                self.summary.stopped = self.budget_reached()
+                while self.summary.stopped and self._in_flight:
+                    self._drain(len(self._in_flight) - 1)
+                    self.summary.stopped = self.budget_reached()
+                if self.summary.stopped:
+                    return False
+                self._in_flight[pool.submit(_prepare_and_analyze, row, self.analyzer, self.config)] = row
+                self._drain(a.concurrency * 2 - 1)
+            self._drain(0)
+            return True
+        except AuthenticationFailed as exc:
+            self.summary.stopped = str(exc)
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in list(self._in_flight):  # keep what was already paid for
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self._collect(future)
+            self._in_flight.clear()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def finish(self) -> AnalyzeSummary:
+        s = self.summary
+        if self.bar is not None:
+            self.bar.close()
+        if self.stats is not None:
+            now = self.stats.snapshot()
+            s.requests, s.rate_limited, s.retries = (
+                int(now[k] - self._baseline[k]) for k in ("requests", "rate_limited", "retries"))
+        s.seconds = round(time.perf_counter() - self._started, 3)
+        if s.stopped and s.pending:
+            s.skipped = max(0, s.pending - s.analysed - s.failed)
+        return s
+
+
+def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, analyzer=None,
+            progress=True) -> AnalyzeSummary:
+    """Analyse pending photos; returns the summary. Raises AuthenticationFailed on a refused key."""
+    own_analyzer = analyzer is None
+    analyzer = analyzer or make_analyzer(config)
+    pending = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit)[0]
+    run = AnalysisRun(db, config, analyzer, progress_total=pending if progress else None)
+    run.summary.pending = pending
+    run.summary.run_id = catalog_db.start_run(db, "analyze")
+    status, message = "failed", None
     try:
-        photos = pending_photos(db, config, reanalyze=reanalyze, paths=paths, limit=limit)
-        for row in photos:
-            summary.stopped = budget_reached()
-            while summary.stopped and in_flight:
-                for f in wait(list(in_flight), return_when=FIRST_COMPLETED).done:
-                    collect(f)
-                summary.stopped = budget_reached()
-            if summary.stopped:
-                summary.skipped = summary.pending - summary.analysed - summary.failed
-                break
-            in_flight[pool.submit(_prepare_and_analyze, row, analyzer, config)] = row
-            while len(in_flight) >= a.concurrency * 2:
-                for f in wait(list(in_flight), return_when=FIRST_COMPLETED).done:
-                    collect(f)
-        while in_flight:
-            for f in wait(list(in_flight), return_when=FIRST_COMPLETED).done:
-                collect(f)
-        status = "partial" if summary.failed or summary.stopped else "ok"
+        run.process(pending_photos(db, config, reanalyze=reanalyze, paths=paths, limit=limit))
+        status = "partial" if run.summary.failed or run.summary.stopped else "ok"
     except AuthenticationFailed as exc:
-        summary.stopped = str(exc)
         message = str(exc)
-        pool.shutdown(wait=True, cancel_futures=True)
-        for future in list(in_flight):  # keep what was already paid for
-            if future.done() and not future.cancelled() and future.exception() is None:
-                collect(future)
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if bar is not None:
-            bar.close()
-        if stats is not None:
-            snap = stats.snapshot()
-            summary.requests, summary.rate_limited, summary.retries = (
-                int(snap["requests"]), int(snap["rate_limited"]), int(snap["retries"]))
-        summary.seconds = round(time.perf_counter() - started, 3)
+        summary = run.finish()
         catalog_db.finish_run(db, summary.run_id, status, summary.as_dict(), message or summary.stopped)
         close = getattr(analyzer, "close", None)
         if own_analyzer and close:
