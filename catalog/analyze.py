@@ -116,6 +116,17 @@ def pending_photos(db, config: Config, *, reanalyze=False, paths=None, limit=Non
         after = (rows[-1]["first_seen"], rows[-1]["id"])
 
 
+def rows_by_id(db, config: Config, photo_ids, *, reanalyze=False) -> list[dict]:
+    """The rows `pending_photos` would yield, among these photos (the flow hands ids to tasks);
+    photos done meanwhile (a retried batch) are left out."""
+    sql = SELECT_PENDING.format(scope="", reanalyze="1" if reanalyze else "0").replace(
+        "AND (p.first_seen, p.id) > (:after_seen, :after_id)",
+        "AND p.id IN (SELECT value FROM json_each(:ids))")
+    ids = list(photo_ids)
+    return list(db.query(sql, {"ids": json.dumps(ids), "max_attempts": config.analysis.max_attempts,
+                               "page": len(ids)}))
+
+
 def count_pending(db, config, *, reanalyze=False, paths=None, limit=None) -> tuple[int, int]:
     """How many photos would be sent, and an upper bound of their upload bytes."""
     count = size = 0

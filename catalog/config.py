@@ -84,6 +84,15 @@ class AnalysisSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """The nightly run (`catalog schedule`, `catalog run`)."""
+
+    cron: str = "0 2 * * *"
+    timezone: str = ""  # IANA name, e.g. Europe/Berlin; empty = this machine's time zone
+    batch_size: int = 100  # photos per Prefect analysis task
+
+
+@dataclass(frozen=True)
 class ImgTagsSettings:
     base_url: str = "https://www.imgtags.com/api/v1"
     api_key_env: str = "IMGTAGS_API_KEY"  # the environment variable holding the key
@@ -96,6 +105,7 @@ class Config:
     scan: ScanSettings = field(default_factory=ScanSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     imgtags: ImgTagsSettings = field(default_factory=ImgTagsSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     source: Path | None = None  # the file these settings came from, if any
 
     def api_key(self) -> str | None:
@@ -112,7 +122,7 @@ class Config:
 
 
 SECTIONS = {"library": LibrarySettings, "scan": ScanSettings, "analysis": AnalysisSettings,
-            "imgtags": ImgTagsSettings}
+            "imgtags": ImgTagsSettings, "schedule": ScheduleSettings}
 ANALYZERS = ("auto", "imgtags", "offline")
 
 

@@ -46,12 +46,15 @@ def _commands():
     from catalog.commands.analyze_url import analyze_url
     from catalog.commands.demo import demo
     from catalog.commands.duplicates import duplicates
+    from catalog.commands.run import run
+    from catalog.commands.runs import runs
+    from catalog.commands.schedule import schedule
     from catalog.commands.scan import scan
     from catalog.commands.search import search
     from catalog.commands.show import show
     from catalog.commands.stats import stats
 
-    return [scan, analyze, search, duplicates, stats, show, analyze_url, demo]
+    return [run, scan, analyze, search, duplicates, stats, show, runs, schedule, analyze_url, demo]
 
 
 COMMANDS = _commands()

@@ -26,6 +26,7 @@ def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
     status 1 when some photos failed, 2 when the API refused the key.
     """
     from catalog.analyze import DEFAULT_TOKEN_GUESS, analyze as run_analyze, average_tokens, count_pending
+    from catalog.lock import exclusive
 
     config, db = open_catalogue(ctx, create=True)
     if dry_run:
@@ -44,7 +45,8 @@ def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
                        f"about {data['tokens_estimate']:,} tokens ({per_photo:,.0f} per photo, "
                        f"{data['estimate_from']}). Nothing was sent.")
         return
-    summary = run_analyze(db, config, limit=limit, reanalyze=reanalyze, paths=paths, progress=not as_json)
+    with exclusive(config.database, "analyze"):
+        summary = run_analyze(db, config, limit=limit, reanalyze=reanalyze, paths=paths, progress=not as_json)
     if as_json:
         echo_json(summary.as_dict())
     else:

@@ -1,0 +1,69 @@
+"""run: the whole nightly job as a Prefect flow: scan, analyse, summarise."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from catalog.commands import echo_json, load_settings
+
+PREFECT_QUIET = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+    # The ephemeral server migrates its database on first use; a slow NAS CPU needs time.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+}
+
+
+def prepare_prefect_environment(verbose: bool) -> None:
+    """Quiet, analytics-free Prefect unless the user configured it otherwise."""
+    for name, value in PREFECT_QUIET.items():
+        if name == "PREFECT_LOGGING_LEVEL" and verbose:
+            continue
+        os.environ.setdefault(name, value)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(file_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as a JSON object.")
+@click.pass_context
+def run(ctx, paths, as_json):
+    """Run the nightly job once: scan PATHS (default: library.roots), analyse
+    every new photo, and record a summary (also a Prefect artifact).
+
+    Runs as a Prefect flow: in Prefect's ephemeral mode when PREFECT_API_URL is
+    not set (no set-up needed), or reporting to the server PREFECT_API_URL names.
+    Only one run per catalogue at a time. Exit status 1 when some files or
+    photos failed, 2 for configuration problems (including a refused API key).
+    """
+    config = load_settings(ctx)
+    if not paths and not config.library.roots:
+        from catalog.errors import ConfigError
+
+        raise ConfigError("nothing to scan: pass a folder, or set library.roots in the config")
+    prepare_prefect_environment(logging.getLogger().level <= logging.INFO)
+    if ctx.obj["db_path"]:
+        os.environ["CATALOG_DB"] = str(config.database)  # the flow reads settings itself
+    from flows.catalog_flow import catalog_flow
+
+    summary = catalog_flow(paths=list(paths) or None, config_file=ctx.obj["config_path"])
+    if as_json:
+        echo_json(summary)
+    else:
+        s = summary
+        click.echo(
+            f"Run {s['run_id']} ({s['status']}) in {s['seconds']:.1f} s: {s.get('files_seen', 0):,} files seen "
+            f"({s.get('new', 0):,} new, {s.get('changed', 0):,} changed, {s.get('moved', 0):,} moved, "
+            f"{s.get('missing', 0):,} missing, {s.get('errors', 0):,} errors); {s.get('photos', 0):,} photos, "
+            f"{s.get('duplicate_files', 0):,} duplicates.")
+        click.echo(
+            f"Analysed {s.get('analysed', 0):,} with {s.get('analyzer', '?')} ({s.get('failed', 0):,} failed, "
+            f"{s.get('skipped', 0):,} left for later); {s.get('requests', 0):,} requests, "
+            f"{s.get('rate_limited', 0):,} rate-limit waits, {s.get('tokens_used', 0):,} tokens.")
+        if s.get("message"):
+            click.echo(f"Note: {s['message']}", err=True)
+    if summary["status"] != "ok":
+        sys.exit(1)

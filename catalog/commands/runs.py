@@ -1,0 +1,34 @@
+"""runs: the recent runs and what each one did."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from catalog.commands import echo_json, open_catalogue
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON array.")
+@click.pass_context
+def runs(ctx, limit, as_json):
+    """List recent runs (scan, analyze, run): when, how they ended, and their counts."""
+    _config, db = open_catalogue(ctx)
+    rows = list(db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+    for row in rows:
+        row["counts"] = json.loads(row["counts"]) if row["counts"] else {}
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        c = row["counts"]
+        bits = [f"{k.replace('_', ' ')} {c[k]:,}" for k in
+                ("files_seen", "new", "moved", "missing", "errors", "analysed", "failed", "tokens_used", "requests")
+                if isinstance(c.get(k), int) and c.get(k)]
+        seconds = f"{c['seconds']:.1f} s" if isinstance(c.get("seconds"), (int, float)) else "-"
+        click.echo(f"#{row['id']:<5} {row['started_at'][:19]}  {row['command']:<8} {row['status']:<8} {seconds:>8}  "
+                   + ", ".join(bits))
+        if row["message"]:
+            click.echo(f"        {row['message']}")

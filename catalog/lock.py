@@ -1,0 +1,84 @@
+"""One writer at a time per catalogue: an advisory lock file beside the database.
+
+`flock` is released by the kernel when its process dies, however it dies, so a
+lock left by a killed run is simply free again; the file's contents (pid, host,
+command, start time) only serve the message shown to whoever is refused.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+
+from catalog import db as catalog_db
+from catalog.errors import CatalogError
+
+
+class CatalogueBusy(CatalogError):
+    """Another run is writing this catalogue."""
+
+
+def lock_path(database: Path) -> Path:
+    return Path(f"{database}.lock")
+
+
+@contextmanager
+def exclusive(database: Path, command: str):
+    """Hold the catalogue's writer lock for the block; refuse at once if another run holds it."""
+    path = lock_path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CatalogueBusy(_busy_message(path, database)) from None
+        previous = _read(fd)
+        if previous and previous.get("pid") and not previous.get("released"):
+            # The holder died without releasing (kill -9, power cut): the kernel dropped
+            # its flock, so the lock is ours now.
+            import logging
+
+            logging.getLogger("catalog.lock").warning(
+                "taking over the lock of an earlier %s (pid %s, started %s) that did not finish",
+                previous.get("command"), previous.get("pid"), previous.get("started"))
+        _write(fd, {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                    "started": catalog_db.now()})
+        try:
+            yield
+        finally:
+            info = _read(fd) or {}
+            _write(fd, {**info, "released": catalog_db.now()})
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read(fd: int) -> dict | None:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        data = os.read(fd, 4096)
+        return json.loads(data) if data else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write(fd: int, info: dict) -> None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(info).encode())
+    os.fsync(fd)
+
+
+def _busy_message(path: Path, database: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    who = f"`catalog {info.get('command', '?')}` (pid {info.get('pid', '?')} on {info.get('host', '?')})"
+    return (f"another run is already working on {database}: {who}, running since "
+            f"{info.get('started', 'an unknown time')}. Try again when it has finished.")

@@ -1,0 +1,120 @@
+"""The nightly pipeline as a Prefect flow: scan -> analyse in batches -> summary.
+
+Orchestration only: every step calls a `catalog` stage function. Tasks work on
+batches (a task run costs a few milliseconds, a photo a second), retry transient
+faults, and never retry what only the user can fix (a refused key, a bad config).
+Per-photo failures are recorded by the stages and never fail the flow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from catalog import db as catalog_db
+from catalog.analyze import AnalysisRun, count_pending, make_analyzer, pending_photos, rows_by_id
+from catalog.config import load_config
+from catalog.errors import CatalogError
+from catalog.lock import exclusive
+from catalog.scan import normalise_roots, scan
+
+# One analysis run (one analyzer, so one throttle) per flow run, shared by its batch tasks.
+_RUNS: dict[str, AnalysisRun] = {}
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry only faults that may pass (I/O, a locked database); never a CatalogError."""
+    exc = state.result(raise_on_failure=False)
+    return not isinstance(exc, CatalogError)
+
+
+@task(name="scan library", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def scan_library(config_file: str | None, paths: list[str] | None) -> dict:
+    config = load_config(config_file)
+    db = catalog_db.open_db(config.database)
+    try:
+        return scan(db, config, paths or None, progress=False).as_dict()
+    finally:
+        db.close()
+
+
+@task(name="analyse batch", retries=2, retry_delay_seconds=[30, 120], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def analyze_batch(run_key: str, photo_ids: list[str]) -> dict:
+    """Analyse these photos; any done meanwhile (a retried batch) are not sent again."""
+    run = _RUNS[run_key]
+    run.process(rows_by_id(run.db, run.config, photo_ids))
+    return {"analysed": run.summary.analysed, "failed": run.summary.failed, "stopped": run.summary.stopped}
+
+
+SUMMARY_KEYS = ("files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
+                "photos", "duplicate_files", "analysed", "failed", "skipped", "tokens_used",
+                "requests", "rate_limited", "seconds")
+
+
+def summary_markdown(summary: dict) -> str:
+    rows = "\n".join(f"| {k.replace('_', ' ')} | {summary.get(k, 0):,} |" if isinstance(summary.get(k), int)
+                     else f"| {k.replace('_', ' ')} | {summary.get(k)} |" for k in SUMMARY_KEYS)
+    text = f"# catalog run {summary.get('run_id')}: {summary.get('status')}\n\n| what | count |\n|---|---:|\n{rows}\n"
+    if summary.get("message"):
+        text += f"\n**Note:** {summary['message']}\n"
+    return text
+
+
+@flow(name="catalog", log_prints=False)
+def catalog_flow(paths: list[str] | None = None, config_file: str | None = None) -> dict:
+    """Scan the library, analyse what is new, and publish a summary."""
+    started = time.perf_counter()
+    config = load_config(config_file)
+    with exclusive(config.database, "run"):
+        db = catalog_db.open_db(config.database)
+        run_id = catalog_db.start_run(db, "run")
+        summary: dict = {"run_id": run_id, "status": "failed", "message": None}
+        key = f"run-{run_id}"
+        try:
+            scanned = scan_library(config_file, paths)
+            summary.update({k: scanned[k] for k in SUMMARY_KEYS if k in scanned})
+            roots = normalise_roots(paths or config.library.roots)
+            if roots and len(scanned["failed_roots"]) == len(roots):
+                raise CatalogError("every library root is unavailable, nothing to do: "
+                                   + ", ".join(scanned["failed_roots"]))
+            run = _RUNS[key] = AnalysisRun(db, config, make_analyzer(config))
+            run.summary.pending = count_pending(db, config)[0]
+            ids = (row["id"] for row in pending_photos(db, config))
+            for batch in iter(lambda: list(itertools.islice(ids, config.schedule.batch_size)), []):
+                analyze_batch(key, batch)
+                if run.summary.stopped:
+                    break
+            analysed = run.finish()
+            summary.update(analysed=analysed.analysed, failed=analysed.failed, skipped=analysed.skipped,
+                           tokens_used=analysed.tokens_used, requests=analysed.requests,
+                           rate_limited=analysed.rate_limited, analyzer=analysed.analyzer)
+            problems = scanned["errors"] or scanned["failed_roots"] or analysed.failed or analysed.stopped
+            summary["status"] = "partial" if problems else "ok"
+            notes = [f"unavailable roots: {', '.join(scanned['failed_roots'])}"] if scanned["failed_roots"] else []
+            if analysed.stopped:
+                notes.append(f"analysis stopped early: {analysed.stopped}")
+            summary["message"] = "; ".join(notes) or None
+        except BaseException as exc:
+            summary["message"] = str(exc) or type(exc).__name__
+            raise
+        finally:
+            run = _RUNS.pop(key, None)
+            if run is not None:
+                close = getattr(run.analyzer, "close", None)
+                if close:
+                    close()
+            summary["seconds"] = round(time.perf_counter() - started, 3)
+            catalog_db.finish_run(db, run_id, summary["status"], summary, summary["message"])
+            db.close()
+            try:
+                create_markdown_artifact(key="catalog-run-summary", markdown=summary_markdown(summary),
+                                         description=f"catalog run {run_id}")
+            except Exception:  # the summary is in the database whatever Prefect says
+                pass
+    return summary
