@@ -184,6 +184,15 @@ def start_run(db: sqlite_utils.Database, command: str) -> int:
     return cursor.lastrowid
 
 
+def close_interrupted_runs(db: sqlite_utils.Database) -> int:
+    """Runs still marked running when we hold the lock were killed: say so."""
+    with db.atomic():
+        cursor = db.execute(
+            "UPDATE runs SET status = 'interrupted', message = COALESCE(message, "
+            "'the process was stopped before it finished') WHERE status = 'running'")
+    return cursor.rowcount
+
+
 def finish_run(db, run_id: int, status: str, counts: dict, message: str | None = None) -> None:
     with db.atomic():
         db.execute(

@@ -27,7 +27,7 @@ def lock_path(database: Path) -> Path:
 
 
 @contextmanager
-def exclusive(database: Path, command: str):
+def exclusive(database: Path, command: str, *, record: bool = True):
     """Hold the catalogue's writer lock for the block; refuse at once if another run holds it."""
     path = lock_path(database)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +37,10 @@ def exclusive(database: Path, command: str):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CatalogueBusy(_busy_message(path, database)) from None
+        if not record:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            yield
+            return
         previous = _read(fd)
         if previous and previous.get("pid") and not previous.get("released"):
             # The holder died without releasing (kill -9, power cut): the kernel dropped
@@ -56,6 +60,12 @@ def exclusive(database: Path, command: str):
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def ensure_free(database: Path) -> None:
+    """Refuse at once, before any slow start-up, if another run holds the catalogue."""
+    with exclusive(database, "probe", record=False):
+        pass
 
 
 def _read(fd: int) -> dict | None:

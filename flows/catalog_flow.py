@@ -73,6 +73,7 @@ def catalog_flow(paths: list[str] | None = None, config_file: str | None = None)
     config = load_config(config_file)
     with exclusive(config.database, "run"):
         db = catalog_db.open_db(config.database)
+        catalog_db.close_interrupted_runs(db)
         run_id = catalog_db.start_run(db, "run")
         summary: dict = {"run_id": run_id, "status": "failed", "message": None}
         key = f"run-{run_id}"

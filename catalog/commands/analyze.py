@@ -26,6 +26,7 @@ def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
     status 1 when some photos failed, 2 when the API refused the key.
     """
     from catalog.analyze import DEFAULT_TOKEN_GUESS, analyze as run_analyze, average_tokens, count_pending
+    from catalog.db import close_interrupted_runs
     from catalog.lock import exclusive
 
     config, db = open_catalogue(ctx, create=True)
@@ -46,6 +47,7 @@ def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
                        f"{data['estimate_from']}). Nothing was sent.")
         return
     with exclusive(config.database, "analyze"):
+        close_interrupted_runs(db)
         summary = run_analyze(db, config, limit=limit, reanalyze=reanalyze, paths=paths, progress=not as_json)
     if as_json:
         echo_json(summary.as_dict())

@@ -44,6 +44,9 @@ def run(ctx, paths, as_json):
         from catalog.errors import ConfigError
 
         raise ConfigError("nothing to scan: pass a folder, or set library.roots in the config")
+    from catalog.lock import ensure_free
+
+    ensure_free(config.database)  # refuse at once, not after Prefect has started
     prepare_prefect_environment(logging.getLogger().level <= logging.INFO)
     if ctx.obj["db_path"]:
         os.environ["CATALOG_DB"] = str(config.database)  # the flow reads settings itself

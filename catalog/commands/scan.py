@@ -22,6 +22,7 @@ def scan(ctx, paths, as_json):
     moved files are recognised and vanished ones marked missing. Exit status 1
     when some files could not be read or a root was unavailable.
     """
+    from catalog.db import close_interrupted_runs
     from catalog.lock import exclusive
     from catalog.scan import scan as run_scan
 
@@ -29,6 +30,7 @@ def scan(ctx, paths, as_json):
     if not paths and not config.library.roots:
         raise ConfigError("nothing to scan: pass a folder, or set library.roots in the config")
     with exclusive(config.database, "scan"):
+        close_interrupted_runs(db)
         summary = run_scan(db, config, paths or None, progress=not as_json)
     if as_json:
         echo_json(summary.as_dict())
