@@ -40,5 +40,10 @@ endif
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Scan benchmark against b3sum/find (several minutes; BENCH_ARGS=--quick for a smoke run).
+bench: $(STAMP)
+	command -v b3sum >/dev/null || (apt-get update && apt-get install -y b3sum jdupes)
+	$(BIN)/python bench/scan.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -16,11 +16,20 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 from dataclasses import dataclass
 
 import blake3
 
-MMAP_THRESHOLD = 1 << 20  # below this, one read() is cheaper than a mapping
+# Up to this size, one read(): it releases the GIL while the kernel copies (with full
+# readahead), so the hash workers read in parallel. A mapping is page-faulted by the segment
+# walk's end-marker search, which holds the GIL, so the workers' disk reads queue behind one
+# another (bench/scan.py, 1,000 x 4 MiB JPEGs, cold cache: 11-12 s mapped, 5 s read).
+# Above it, a mapping keeps memory flat whatever the file size.
+MMAP_THRESHOLD = 32 << 20
+# The end-of-image search: re's literal-prefix scan runs ~2.5x faster than bytes.find on
+# JPEG scan data (~2.5 GB/s vs ~0.95 GB/s), and this pass holds the GIL.
+_EOI = re.compile(rb"\xff\xd9")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
 
@@ -87,10 +96,10 @@ def _jpeg_ranges(buf) -> list[tuple[int, int]]:
             break
         length = (buf[pos + 2] << 8) | buf[pos + 3]
         if marker == 0xDA:
-            eoi = buf.find(b"\xff\xd9", pos + 2 + length)
-            if eoi < 0:
+            found = _EOI.search(buf, pos + 2 + length)  # == buf.find(b"\xff\xd9", ...)
+            if found is None:
                 raise BrokenImage("JPEG is truncated: the image data has no end marker", "truncated")
-            ranges.append((pos, eoi + 2))
+            ranges.append((pos, found.end()))
             return ranges
         end = pos + 2 + length
         if end > n:

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from catalog import db as catalog_db
 from catalog.config import Config
@@ -303,6 +303,8 @@ class Scanner:
 
     def detect_moves(self) -> None:
         """A new path whose identity belongs to a missing file is that file, moved or renamed."""
+        if not self.summary.new:
+            return  # only paths first seen in this run (all counted new) can be moves: skip the scan
         rows = self.db.execute(
             """
             SELECT n.path, o.path, o.missing_since, n.photo_id FROM files n
@@ -330,10 +332,12 @@ class Scanner:
             catalog_db.refresh_search_text(self.db, [r[3] for r in rows])
 
 
+_PHOTO_FIELDS = tuple(f.name for f in fields(ImageFacts) if f.name != "frames")
+
+
 def _photo_fields(facts: ImageFacts) -> dict:
-    fields = asdict(facts)
-    fields.pop("frames")
-    return fields
+    # Not asdict(): its recursive deep copy cost more than the row's insert (the facts are flat).
+    return {name: getattr(facts, name) for name in _PHOTO_FIELDS}
 
 
 def scan(db, config: Config, roots=None, *, progress: bool = True) -> ScanSummary:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -29,8 +30,13 @@ class WalkReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def _matches(name: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+def _matcher(patterns: tuple[str, ...]):
+    """A test `name -> bool` equal to any(fnmatch.fnmatchcase(name, p) for p in patterns),
+    compiled once into one regex (fnmatchcase compiles each pattern the same way)."""
+    if not patterns:
+        return lambda name: False
+    match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
+    return lambda name: match(name) is not None
 
 
 def walk(
@@ -43,6 +49,7 @@ def walk(
 ) -> Iterator[Folder]:
     """Depth-first, names sorted by their bytes; folders that cannot be listed are reported."""
     extensions = tuple(e.lower() for e in extensions)
+    excluded = _matcher(tuple(exclude))
     seen_dirs: set[tuple[int, int]] = set()
     try:
         st = os.stat(root)
@@ -62,7 +69,7 @@ def walk(
         files, subdirs = [], []
         for entry in entries:
             name = entry.name
-            if _matches(name, exclude):
+            if excluded(name):
                 continue
             try:
                 is_link = entry.is_symlink()
