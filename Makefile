@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    create .venv, install, and catalogue a library (a generated demo library by default,
-#               or PHOTOS=/path/to/photos for your own)
+#   make run    create .venv, install, and run the nightly job once (Prefect flow: scan, analyse,
+#               summary) over a generated demo library, or PHOTOS=/path/to/photos for your own
 #   make test   create .venv, install, and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -18,18 +18,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ifdef PHOTOS
-# A real library usually holds a few broken files: scan reports them (exit 1) and we go on.
+# The nightly job once, over your folder: scan, analyse, summary (exit 1 if some files failed).
 run: $(STAMP)
-	-$(BIN)/catalog scan "$(PHOTOS)"
-	$(BIN)/catalog analyze
-	$(BIN)/catalog stats
+	$(BIN)/catalog run "$(PHOTOS)"
 else
 DEMO := .demo
 export CATALOG_DB ?= $(CURDIR)/$(DEMO)/catalog.db
 run: $(STAMP)
 	$(BIN)/catalog demo $(DEMO)/photos
-	$(BIN)/catalog scan $(DEMO)/photos
-	$(BIN)/catalog analyze
+	$(BIN)/catalog run $(DEMO)/photos
 	$(BIN)/catalog duplicates
 	@echo '$$ catalog search sunset'
 	@$(BIN)/catalog search sunset
