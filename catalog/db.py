@@ -110,6 +110,7 @@ def m002_analysis_and_search(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
     db.execute("CREATE INDEX photos_analysis_status ON photos(analysis_status)")
     db.execute("CREATE INDEX photos_first_seen ON photos(first_seen, id)")  # paging pending work
+    db.execute("CREATE INDEX files_status_photo ON files(status, photo_id)")  # library counts
     # An INTEGER PRIMARY KEY keeps FTS rowids stable across VACUUM (photos.id is text).
     db.execute(
         """
@@ -169,6 +170,7 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Dat
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA cache_size=-65536")  # 64 MiB: upserts keyed on random hashes need it
         migrations.apply(db)
     except (sqlite3.DatabaseError, OSError) as exc:
         raise CatalogError(f"cannot open the catalogue at {path}: {exc}") from None
