@@ -6,9 +6,10 @@ segments and hash the coding tables (DQT, SOF, DHT, ...) plus the scan data from
 the first start-of-scan of the main image through its end-of-image marker; APPn
 segments (EXIF with its thumbnail, XMP, ICC, MPF) and comments are left out, and
 so is anything after the main image (MPO previews, phone trailers). For PNG the
-metadata chunks are left out. Other formats hash the whole file.
+metadata chunks are left out, for WebP all but the image chunks, for TIFF all but
+the first image's strips or tiles. Other formats hash the whole file.
 
-The same walk catches truncated JPEG/PNG files for free, so the scanner can
+The same walk catches truncated JPEG/PNG/WebP/TIFF files for free, so the scanner can
 record them without decoding any pixels.
 """
 
@@ -131,11 +132,73 @@ def _png_ranges(buf) -> list[tuple[int, int]]:
     raise BrokenImage("PNG is truncated: it ends before its IEND chunk", "truncated")
 
 
+WEBP_METADATA_CHUNKS = {b"VP8X", b"EXIF", b"XMP ", b"ICCP"}  # VP8X only carries flags + canvas
+
+
+def _webp_ranges(buf) -> list[tuple[int, int]]:
+    """The image chunks of a WebP (VP8/VP8L/ALPH/ANIM/ANMF), not its EXIF/XMP/ICC."""
+    n = len(buf)
+    riff_end = min(n, 8 + int.from_bytes(buf[4:8], "little"))
+    pos, ranges = 12, []
+    while pos + 8 <= riff_end:
+        ctype = bytes(buf[pos : pos + 4])
+        end = pos + 8 + int.from_bytes(buf[pos + 4 : pos + 8], "little")
+        if end > n:
+            raise BrokenImage("WebP is truncated inside a chunk", "truncated")
+        if ctype not in WEBP_METADATA_CHUNKS:
+            ranges.append((pos, end))
+        pos = end + (end & 1)  # chunks are padded to even sizes
+    if not ranges:
+        raise BrokenImage("WebP has no image data", "truncated")
+    return ranges
+
+
+TIFF_TYPES = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}
+
+
+def _tiff_ranges(buf) -> list[tuple[int, int]]:
+    """The strips or tiles of a TIFF's first image: metadata tags may change, pixels not.
+
+    Anything this minimal reader does not understand (BigTIFF, odd layouts) falls back
+    to hashing the whole file, which is always correct, merely less forgiving.
+    """
+    import struct
+
+    n = len(buf)
+    order = "<" if buf[:2] == b"II" else ">"
+    try:
+        if struct.unpack_from(order + "H", buf, 2)[0] != 42:
+            return [(0, n)]
+        ifd = struct.unpack_from(order + "I", buf, 4)[0]
+        count = struct.unpack_from(order + "H", buf, ifd)[0]
+        tags = {}
+        for i in range(count):
+            tag, kind, num, value = struct.unpack_from(order + "HHI4s", buf, ifd + 2 + 12 * i)
+            if tag in (273, 279, 324, 325) and kind in TIFF_TYPES:
+                code, size = TIFF_TYPES[kind]
+                where = value if num * size <= 4 else struct.unpack(order + "I", value)[0]
+                data = value if num * size <= 4 else buf[where : where + num * size]
+                tags[tag] = struct.unpack(f"{order}{num}{code}", bytes(data)[: num * size])
+        offsets, sizes = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
+    except struct.error:
+        raise BrokenImage("TIFF is truncated inside its header", "truncated") from None
+    if not offsets or not sizes or len(offsets) != len(sizes):
+        return [(0, n)]
+    ranges = [(o, o + s) for o, s in zip(offsets, sizes)]
+    if max(end for _, end in ranges) > n:
+        raise BrokenImage("TIFF is truncated: image data runs past the end of the file", "truncated")
+    return ranges
+
+
 def payload_ranges(fmt: str | None, buf) -> list[tuple[int, int]]:
     if fmt == "JPEG":
         return _jpeg_ranges(buf)
     if fmt == "PNG":
         return _png_ranges(buf)
+    if fmt == "WEBP":
+        return _webp_ranges(buf)
+    if fmt == "TIFF":
+        return _tiff_ranges(buf)
     return [(0, len(buf))]
 
 

@@ -106,3 +106,43 @@ def test_large_file_goes_through_mmap(tmp_path):
     data = b"GIF89a" + bytes(range(256)) * (MMAP_THRESHOLD // 256 + 10)
     (tmp_path / "big.gif").write_bytes(data)
     assert identity_of(tmp_path / "big.gif").digest == blake3.blake3(data).hexdigest()
+
+
+def _riff_without(data: bytes, drop: set[bytes]) -> bytes:
+    """A WebP with some chunks removed (and the RIFF size fixed), done by hand."""
+    pos, out = 12, []
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+        end = pos + 8 + size + (size & 1)
+        if data[pos : pos + 4] not in drop:
+            out.append(data[pos:end])
+        pos = end
+    body = b"WEBP" + b"".join(out)
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def test_webp_identity_ignores_metadata_chunks(tmp_path, shared_photos):
+    original = (shared_photos / "real/denali.webp").read_bytes()
+    assert b"EXIF" in original and b"XMP " in original
+    (tmp_path / "stripped.webp").write_bytes(_riff_without(original, {b"EXIF", b"XMP "}))
+    with Image.open(tmp_path / "stripped.webp") as img:
+        img.load()  # still a valid WebP
+    assert identity_of(tmp_path / "stripped.webp").digest == identity_of(shared_photos / "real/denali.webp").digest
+    broken = bytearray(original)
+    vp8 = broken.index(b"VP8 ")
+    broken[vp8 + 200] ^= 0xFF
+    (tmp_path / "edited.webp").write_bytes(bytes(broken))
+    assert identity_of(tmp_path / "edited.webp").digest != identity_of(shared_photos / "real/denali.webp").digest
+
+
+def test_tiff_identity_is_its_strips(tmp_path):
+    img = Image.new("RGB", (64, 48), (200, 100, 50))
+    img.save(tmp_path / "plain.tif")
+    img.save(tmp_path / "described.tif", tiffinfo={270: "A description", 315: "Someone"})
+    assert (tmp_path / "plain.tif").read_bytes() != (tmp_path / "described.tif").read_bytes()
+    assert identity_of(tmp_path / "plain.tif").digest == identity_of(tmp_path / "described.tif").digest
+    img.putpixel((3, 3), (0, 0, 0))
+    img.save(tmp_path / "edited.tif")
+    assert identity_of(tmp_path / "edited.tif").digest != identity_of(tmp_path / "plain.tif").digest
+    with pytest.raises(BrokenImage):
+        payload_ranges("TIFF", (tmp_path / "plain.tif").read_bytes()[:-500])
