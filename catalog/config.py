@@ -93,6 +93,17 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class WritebackSettings:
+    """Tags written back into the photos (`catalog writeback`)."""
+
+    mode: str = "sidecar"  # sidecar (never touches the photo), embed, or both
+    sidecar_name: str = "ext"  # "ext": IMG.JPG.xmp (darktable, digiKam); "base": IMG.xmp (Lightroom)
+    sidecar_dir: str = ""  # a mirror tree for sidecars (read-only shares); empty = beside the photo
+    hierarchy_parent: str = "auto"  # hierarchical keywords go under this parent: auto|sunset
+    after_analysis: bool = False  # the nightly run writes back after analysing
+
+
+@dataclass(frozen=True)
 class ImgTagsSettings:
     base_url: str = "https://www.imgtags.com/api/v1"
     api_key_env: str = "IMGTAGS_API_KEY"  # the environment variable holding the key
@@ -106,6 +117,7 @@ class Config:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     imgtags: ImgTagsSettings = field(default_factory=ImgTagsSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    writeback: WritebackSettings = field(default_factory=WritebackSettings)
     source: Path | None = None  # the file these settings came from, if any
 
     def api_key(self) -> str | None:
@@ -122,8 +134,9 @@ class Config:
 
 
 SECTIONS = {"library": LibrarySettings, "scan": ScanSettings, "analysis": AnalysisSettings,
-            "imgtags": ImgTagsSettings, "schedule": ScheduleSettings}
+            "imgtags": ImgTagsSettings, "schedule": ScheduleSettings, "writeback": WritebackSettings}
 ANALYZERS = ("auto", "imgtags", "offline")
+WRITEBACK_MODES = ("sidecar", "embed", "both")
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -206,6 +219,10 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     kwargs: dict[str, Any] = {"source": path}
     for name, cls in SECTIONS.items():
         kwargs[name] = _section(cls, data.get(name, {}), name)
+    if kwargs["writeback"].mode not in WRITEBACK_MODES:
+        raise ConfigError(f"writeback.mode must be one of {', '.join(WRITEBACK_MODES)}")
+    if kwargs["writeback"].sidecar_name not in ("ext", "base"):
+        raise ConfigError("writeback.sidecar_name must be \"ext\" (IMG.JPG.xmp) or \"base\" (IMG.xmp)")
     if kwargs["analysis"].analyzer not in ANALYZERS:
         raise ConfigError(f"analysis.analyzer must be one of {', '.join(ANALYZERS)}")
     database = os.environ.get("CATALOG_DB") or data.get("database")

@@ -130,6 +130,47 @@ def m002_analysis_and_search(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m004_writeback(db: sqlite_utils.Database) -> None:
+    """What we wrote into which file (so only our own stale tags are ever removed), and a
+    journal of every change (so `writeback --undo RUN` restores the previous metadata)."""
+    db.execute(
+        """
+        CREATE TABLE writeback_state (
+            target TEXT PRIMARY KEY,        -- the file written: the photo (embed) or its sidecar
+            path TEXT NOT NULL,             -- the photo (files.path)
+            kind TEXT NOT NULL CHECK (kind IN ('embed', 'sidecar')),
+            photo_id TEXT,
+            keywords TEXT NOT NULL,         -- JSON array: the keywords we wrote
+            description TEXT,               -- the description we wrote (NULL: we kept the user's)
+            written_at TEXT NOT NULL,
+            run_id INTEGER
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE writeback_journal (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            target TEXT NOT NULL,
+            target_bytes BLOB,              -- exact name bytes when not valid UTF-8
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            format TEXT,
+            existed INTEGER NOT NULL,       -- was there a file (sidecar) before?
+            snapshot BLOB,                  -- embed: the metadata to restore; sidecar: its old bytes
+            previous_state TEXT,            -- JSON of the writeback_state row before
+            mtime_ns_before INTEGER,
+            size_after INTEGER,
+            mtime_ns_after INTEGER,
+            undone_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX writeback_journal_run ON writeback_journal(run_id)")
+
+
 REFRESH_TEXT = """
 INSERT INTO photo_text (photo_id, tags, description, objects, scene, mood, places)
 SELECT p.id,
