@@ -52,9 +52,24 @@ def analyze_batch(run_key: str, photo_ids: list[str]) -> dict:
     return {"analysed": run.summary.analysed, "failed": run.summary.failed, "stopped": run.summary.stopped}
 
 
+@task(name="write back", retries=1, retry_delay_seconds=[60], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def write_back(config_file: str | None) -> dict:
+    """Tags into sidecars/photos (writeback.mode); per-file problems are reported, not fatal."""
+    from catalog.writeback.stage import writeback
+
+    config = load_config(config_file)
+    db = catalog_db.open_db(config.database)
+    try:
+        result = writeback(db, config, progress=False)
+        return {"written_back": result.written, "writeback_skipped": result.skipped}
+    finally:
+        db.close()
+
+
 SUMMARY_KEYS = ("files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
                 "photos", "duplicate_files", "analysed", "failed", "skipped", "tokens_used",
-                "requests", "rate_limited", "seconds")
+                "requests", "rate_limited", "written_back", "writeback_skipped", "seconds")
 
 
 def summary_markdown(summary: dict) -> str:
@@ -95,7 +110,10 @@ def catalog_flow(paths: list[str] | None = None, config_file: str | None = None)
             summary.update(analysed=analysed.analysed, failed=analysed.failed, skipped=analysed.skipped,
                            tokens_used=analysed.tokens_used, requests=analysed.requests,
                            rate_limited=analysed.rate_limited, analyzer=analysed.analyzer)
-            problems = scanned["errors"] or scanned["failed_roots"] or analysed.failed or analysed.stopped
+            if config.writeback.after_analysis:
+                summary.update(write_back(config_file))
+            problems = scanned["errors"] or scanned["failed_roots"] or analysed.failed or analysed.stopped or summary.get(
+                "writeback_skipped")
             summary["status"] = "partial" if problems else "ok"
             notes = [f"unavailable roots: {', '.join(scanned['failed_roots'])}"] if scanned["failed_roots"] else []
             if analysed.stopped:

@@ -46,7 +46,9 @@ def catalog(*args, env, timeout=300):
 
 def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     env = env_for(tmp_path, prefect_home)
-    first = catalog("run", "--json", photos, env=env)
+    config = tmp_path / "catalog.toml"
+    config.write_text("[writeback]\nafter_analysis = true\n")
+    first = catalog("--config", config, "run", "--json", photos, env=env)
     assert first.returncode == 1, first.stderr  # edge/ holds broken files: recorded, exit 1
     assert "Traceback" not in first.stderr
     summary = json.loads(first.stdout)
@@ -54,6 +56,9 @@ def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     assert (summary["files_seen"], summary["new"], summary["errors"]) == (47, 47, 6)
     assert (summary["photos"], summary["duplicate_files"]) == (40, 1)
     assert (summary["analysed"], summary["failed"], summary["analyzer"]) == (40, 0, "offline")
+    # Written back after analysis (sidecar mode: the photos themselves are not touched).
+    assert summary["written_back"] == 41 and summary["writeback_skipped"] == 0
+    assert len(list(photos.rglob("*.xmp"))) == 41
 
     db = sqlite3.connect(tmp_path / "catalog.db")
     assert db.execute("SELECT COUNT(*) FROM photos WHERE analysis_status = 'done'").fetchone()[0] == 40
@@ -65,9 +70,9 @@ def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
         "SELECT data FROM artifact WHERE key = 'catalog-run-summary' ORDER BY created DESC LIMIT 1").fetchall()
     assert f"catalog run {summary['run_id']}" in artifact[0] and "| analysed | 40 |" in artifact[0]
 
-    second = catalog("run", "--json", photos, env=env)
+    second = catalog("--config", config, "run", "--json", photos, env=env)
     again = json.loads(second.stdout)
-    assert (again["unchanged"], again["new"], again["analysed"]) == (47, 0, 0)
+    assert (again["unchanged"], again["new"], again["analysed"], again["written_back"]) == (47, 0, 0, 0)
     assert "search" not in again  # a plain summary, nothing else leaks in
     listed = json.loads(catalog("runs", "--json", env=env).stdout)
     assert [r["command"] for r in listed if r["command"] == "run"] == ["run", "run"]

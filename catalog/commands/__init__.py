@@ -53,8 +53,9 @@ def _commands():
     from catalog.commands.search import search
     from catalog.commands.show import show
     from catalog.commands.stats import stats
+    from catalog.commands.writeback import writeback
 
-    return [run, scan, analyze, search, duplicates, stats, show, runs, schedule, analyze_url, demo]
+    return [run, scan, analyze, search, duplicates, stats, show, runs, schedule, writeback, analyze_url, demo]
 
 
 COMMANDS = _commands()

@@ -1,0 +1,71 @@
+"""writeback: write the analysis tags into XMP sidecars and/or the photos themselves."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from catalog.commands import echo_json, open_catalogue
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--mode", type=click.Choice(["sidecar", "embed", "both"]),
+              help="sidecar (default: never touches a photo), embed (lossless, in place), or both.")
+@click.option("--dry-run", is_flag=True, help="Show, per file, the keywords to add and remove; change nothing.")
+@click.option("--undo", "undo_run", type=int, metavar="RUN_ID", help="Restore the metadata a write-back run replaced.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+@click.pass_context
+def writeback(ctx, paths, mode, dry_run, undo_run, as_json):
+    """Write each analysed photo's tags and description back (optionally only under PATHS).
+
+    Keywords go to XMP dc:subject, lr:hierarchicalSubject and digiKam:TagsList (under
+    writeback.hierarchy_parent, default auto|...), IPTC Keywords and EXIF XPKeywords;
+    the description to dc:description, IPTC Caption-Abstract and EXIF ImageDescription.
+    Your own keywords are always kept; only tags catalog wrote before and that are
+    now stale are removed. Embedding never re-encodes pixels, is atomic and verified.
+    Every run is journalled: `--undo RUN_ID` (see `catalog runs`) restores what it replaced.
+    """
+    from catalog.db import close_interrupted_runs
+    from catalog.lock import exclusive
+
+    config, db = open_catalogue(ctx, create=True)
+    with exclusive(config.database, "writeback"):
+        close_interrupted_runs(db)
+        if undo_run is not None:
+            from catalog.writeback.undo import undo
+
+            result = undo(db, undo_run)
+            if as_json:
+                echo_json(result.__dict__)
+            else:
+                click.echo(f"Undid write-back run {undo_run}: {result.restored} files restored, "
+                           f"{result.skipped} left alone.")
+                for problem in result.problems:
+                    click.echo(f"  {problem}", err=True)
+            sys.exit(1 if result.skipped else 0)
+        from catalog.writeback.stage import writeback as run_writeback
+
+        summary = run_writeback(db, config, paths=paths or None, mode=mode, dry_run=dry_run,
+                                progress=not as_json)
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        if dry_run:
+            for c in summary.changes:
+                if c["status"] == "write":
+                    words = [f"+{k}" for k in c["add"]] + [f"-{k}" for k in c["remove"]]
+                    if c["description"]:
+                        words.append("+description")
+                    click.echo(f"{c['target']} ({c['kind']}): {' '.join(words) or 'tidy-up'}")
+        s = summary
+        verb = "Would write" if dry_run else "Wrote"
+        click.echo(f"{verb} {s.written:,} of {s.files:,} files ({s.sidecars:,} sidecars, {s.embedded:,} embedded); "
+                   f"{s.unchanged:,} already up to date, {s.skipped:,} skipped"
+                   + ("" if dry_run else f". Undo with: catalog writeback --undo {s.run_id}"))
+        for c in summary.changes:
+            if c["status"] == "skipped":
+                click.echo(f"  skipped {c['path']}: {c['message']}", err=True)
+    if summary.skipped:
+        sys.exit(1)
