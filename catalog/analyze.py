@@ -22,6 +22,7 @@ from catalog.analyzers import REGISTRY, Analysis
 from catalog.config import Config
 from catalog.errors import AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError
 from catalog.progress import progress_bar
+from catalog.thumbnails import Thumbnail, make_thumbnail, store_thumbnail
 
 log = logging.getLogger("catalog.analyze")
 PAGE = 200
@@ -143,7 +144,7 @@ def average_tokens(db, provider: str) -> float | None:
     return row[0] if row[1] else None
 
 
-def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int]:
+def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int, Thumbnail | None]:
     from catalog.prepare import prepare_upload
 
     a = config.analysis
@@ -153,7 +154,12 @@ def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis,
     facts = {"make": row["camera_make"], "model": row["camera_model"], "taken_at": row["taken_at"],
              "orientation": row["orientation"], "gps_lat": row["gps_lat"]}
     upload = dataclasses.replace(upload, exif={**upload.exif, **{k: v for k, v in facts.items() if v is not None}})
-    return analyzer.analyze(upload), len(upload.data)
+    thumbnail = make_thumbnail(upload.data)  # from the upright, GPS-free upload: cheap
+    try:
+        return analyzer.analyze(upload), len(upload.data), thumbnail
+    except AnalysisFailed as exc:
+        exc.thumbnail = thumbnail  # stored with the failure: the photo can still be browsed
+        raise
 
 
 STORE_DONE = """
@@ -167,7 +173,7 @@ WHERE id = :id
 """
 
 
-def store_analysis(db, photo_id: str, analysis: Analysis) -> None:
+def store_analysis(db, photo_id: str, analysis: Analysis, thumbnail: Thumbnail | None = None) -> None:
     values = asdict(analysis)
     for key in ("tags", "objects", "palette"):
         values[key] = json.dumps(list(values[key]), ensure_ascii=False)
@@ -175,15 +181,18 @@ def store_analysis(db, photo_id: str, analysis: Analysis) -> None:
     with db.atomic():
         db.execute(STORE_DONE, {**values, "id": photo_id, "now": catalog_db.now()})
         catalog_db.refresh_search_text(db, [photo_id])
+        store_thumbnail(db, photo_id, thumbnail)
 
 
-def store_failure(db, photo_id: str, message: str, permanent: bool) -> None:
+def store_failure(db, photo_id: str, message: str, permanent: bool,
+                  thumbnail: Thumbnail | None = None) -> None:
     with db.atomic():
         db.execute(
             "UPDATE photos SET analysis_status = 'failed', analysis_error = ?, analysis_permanent = ?, "
             "attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
             [message[:500], 1 if permanent else 0, catalog_db.now(), photo_id],
         )
+        store_thumbnail(db, photo_id, thumbnail)
 
 
 class AnalysisRun:
@@ -222,10 +231,10 @@ class AnalysisRun:
         row = self._in_flight.pop(future)
         s = self.summary
         try:
-            analysis, size = future.result()
+            analysis, size, thumbnail = future.result()
         except AnalysisFailed as exc:
             s.failed += 1
-            store_failure(self.db, row["id"], str(exc), exc.permanent)
+            store_failure(self.db, row["id"], str(exc), exc.permanent, getattr(exc, "thumbnail", None))
             log.warning("%s: %s", row["path"], exc)
         except AuthenticationFailed:
             raise
@@ -234,7 +243,7 @@ class AnalysisRun:
             store_failure(self.db, row["id"], str(exc), True)
             log.warning("%s: %s", row["path"], exc)
         else:
-            store_analysis(self.db, row["id"], analysis)
+            store_analysis(self.db, row["id"], analysis, thumbnail)
             s.analysed += 1
             s.tokens_used += analysis.tokens_used
             s.upload_bytes += size

@@ -171,6 +171,67 @@ def m004_writeback(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX writeback_journal_run ON writeback_journal(run_id)")
 
 
+@migrations()
+def m005_thumbnails_and_gallery(db: sqlite_utils.Database) -> None:
+    """Thumbnails kept in the database (browsing works while the NAS sleeps) and `gallery`,
+    the view Datasette shows: one readable row per photo present in the library."""
+    db.execute(
+        """
+        CREATE TABLE thumbnails (
+            photo_id TEXT PRIMARY KEY REFERENCES photos(id),
+            jpeg BLOB NOT NULL,             -- about 256 px on the long edge, upright
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL
+        )
+        """
+    )
+    # `rowid` is photo_text.id, so Datasette's search box can use photo_text_fts (fts_pk).
+    db.execute(
+        """
+        CREATE VIEW gallery AS
+        SELECT
+            CASE WHEN EXISTS (SELECT 1 FROM thumbnails th WHERE th.photo_id = p.id)
+                 THEN p.id END AS thumbnail,
+            (SELECT f.path FROM files f WHERE f.photo_id = p.id AND f.status = 'ok'
+              ORDER BY f.path LIMIT 1) AS path,
+            p.taken_at AS taken,
+            substr(p.taken_at, 1, 4) AS year,
+            CASE WHEN NULLIF(trim(p.camera_model), '') IS NULL THEN NULLIF(trim(p.camera_make), '')
+                 WHEN NULLIF(trim(p.camera_make), '') IS NULL
+                      OR instr(lower(trim(p.camera_model)), lower(substr(trim(p.camera_make), 1,
+                               instr(trim(p.camera_make) || ' ', ' ') - 1))) = 1
+                 THEN trim(p.camera_model)
+                 ELSE trim(p.camera_make) || ' ' || trim(p.camera_model) END AS camera,
+            p.tags,
+            p.description,
+            p.scene,
+            p.mood,
+            COALESCE(NULLIF(p.shape, 'unknown'), CASE
+                WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 100
+                     > (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 105
+                THEN 'landscape'
+                WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 105
+                     < (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 100
+                THEN 'portrait'
+                WHEN p.width IS NOT NULL THEN 'square' END) AS orientation,
+            NULLIF(p.dominant_color, 'unknown') AS color,
+            p.gps_lat AS latitude,
+            p.gps_lon AS longitude,
+            COALESCE(p.analysis_status, 'pending') AS status,
+            (SELECT COUNT(*) FROM files f WHERE f.photo_id = p.id AND f.status = 'ok') AS copies,
+            p.format,
+            p.width,
+            p.height,
+            p.first_seen AS added,
+            p.id AS photo_id,
+            t.id AS rowid
+        FROM photos p
+        LEFT JOIN photo_text t ON t.photo_id = p.id
+        WHERE EXISTS (SELECT 1 FROM files f WHERE f.photo_id = p.id AND f.status = 'ok')
+        """
+    )
+
+
 REFRESH_TEXT = """
 INSERT INTO photo_text (photo_id, tags, description, objects, scene, mood, places)
 SELECT p.id,

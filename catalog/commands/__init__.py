@@ -51,11 +51,12 @@ def _commands():
     from catalog.commands.schedule import schedule
     from catalog.commands.scan import scan
     from catalog.commands.search import search
+    from catalog.commands.serve import serve
     from catalog.commands.show import show
     from catalog.commands.stats import stats
     from catalog.commands.writeback import writeback
 
-    return [run, scan, analyze, search, duplicates, stats, show, runs, schedule, writeback, analyze_url, demo]
+    return [run, scan, analyze, search, serve, duplicates, stats, show, runs, schedule, writeback, analyze_url, demo]
 
 
 COMMANDS = _commands()

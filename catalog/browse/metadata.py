@@ -1,0 +1,236 @@
+"""Datasette metadata for the catalogue: titles, descriptions, facets, search and canned queries.
+
+Everything a person sees in the browser is described here; the schema itself
+lives in catalog/db.py (the `gallery` view and the `thumbnails` table come from
+its migrations).
+"""
+
+from __future__ import annotations
+
+DATABASE = "catalog"  # the name (and URL) the catalogue always has in Datasette
+
+GALLERY_COLUMNS = {
+    "thumbnail": "A small copy of the photo kept in the catalogue (made when it was analysed); "
+                 "click it for everything known about the photo.",
+    "path": "Where the photo is: the first of its paths, in path order.",
+    "taken": "When it was taken (EXIF date, the camera's local time).",
+    "year": "The year it was taken.",
+    "camera": "Camera make and model from EXIF.",
+    "tags": "Tags from the analysis (a JSON list; filter by one with the tags facet).",
+    "description": "A sentence describing the photo, from the analysis.",
+    "scene": "Scene as analysed (indoor, outdoor, ...; unknown when the analyzer cannot tell).",
+    "mood": "Mood as analysed (unknown when the analyzer cannot tell).",
+    "orientation": "landscape, portrait or square, as the photo is seen upright.",
+    "color": "Dominant colour (#rrggbb).",
+    "latitude": "Where it was taken: GPS latitude from EXIF (photos with GPS are on the map).",
+    "longitude": "Where it was taken: GPS longitude from EXIF.",
+    "status": "Analysis status: done, failed or pending.",
+    "copies": "How many paths hold this same image (duplicates share one row).",
+    "format": "Image format of the original (JPEG, PNG, HEIF, ...).",
+    "width": "Width of the original in pixels, as stored (before EXIF rotation).",
+    "height": "Height of the original in pixels, as stored (before EXIF rotation).",
+    "added": "When the catalogue first saw this photo.",
+    "photo_id": "The photo's identity: a BLAKE3 hash of its image content.",
+    "rowid": "The photo's row in the search index (used by the search box).",
+}
+
+PHOTOS_COLUMNS = {
+    "id": "The photo's identity: a BLAKE3 hash of its image content, not of its metadata.",
+    "format": "Image format (JPEG, PNG, HEIF, ...).",
+    "width": "Width in pixels, as stored.",
+    "height": "Height in pixels, as stored.",
+    "orientation": "EXIF orientation, 1-8 (1 is upright).",
+    "taken_at": "When it was taken (EXIF, the camera's local time).",
+    "camera_make": "Camera make from EXIF.",
+    "camera_model": "Camera model from EXIF.",
+    "gps_lat": "GPS latitude from EXIF.",
+    "gps_lon": "GPS longitude from EXIF.",
+    "exif_error": "Metadata that could not be read (the photo itself is fine).",
+    "first_seen": "When the catalogue first saw this photo.",
+    "analysis_status": "pending (empty), done or failed.",
+    "analysis_error": "Why the last analysis failed.",
+    "analysis_permanent": "1: the failure is permanent and will not be retried.",
+    "attempts": "How many times analysis was tried.",
+    "last_attempt_at": "When analysis was last tried.",
+    "tags": "Tags from the analysis (JSON list).",
+    "description": "Description from the analysis.",
+    "objects": "Objects seen in the photo (JSON list).",
+    "dominant_color": "Dominant colour (#rrggbb).",
+    "palette": "Main colours (JSON list of #rrggbb).",
+    "scene": "Scene as analysed.",
+    "mood": "Mood as analysed.",
+    "safe_adult": "Safe-search likelihood of adult content.",
+    "safe_violence": "Safe-search likelihood of violence.",
+    "shape": "landscape, portrait or square, as analysed.",
+    "provider": "Which analyzer produced the analysis (offline, imgtags).",
+    "model": "The analyzer's model.",
+    "tokens_used": "Tokens the analysis cost.",
+    "processing_time_ms": "How long the analyzer took, in milliseconds.",
+    "analysed_at": "When the analysis was stored.",
+    "raw_response": "The analyzer's full answer (JSON).",
+}
+
+FILES_COLUMNS = {
+    "path": "The file's path.",
+    "path_bytes": "The exact name bytes, when the name is not valid UTF-8.",
+    "root": "The library folder it was found under.",
+    "folder": "Its folder.",
+    "name": "Its file name.",
+    "photo_id": "The photo (image content) this file holds.",
+    "size": "Size in bytes.",
+    "mtime_ns": "Modification time (nanoseconds since 1970) at the last read.",
+    "status": "ok, error (unreadable or not a photo), missing (gone since) or moved.",
+    "error": "What was wrong with the file.",
+    "error_kind": "The kind of error (empty, truncated, not an image, ...).",
+    "first_seen": "When a scan first found this path.",
+    "last_seen": "When a scan last found this path.",
+    "missing_since": "When the file was found gone.",
+    "moved_to": "Where it went, when it was moved or renamed.",
+}
+
+RUNS_COLUMNS = {
+    "id": "Run number.",
+    "command": "What ran: scan, analyze or run (the nightly job).",
+    "started_at": "When it started (UTC).",
+    "finished_at": "When it finished (UTC).",
+    "status": "running, ok, partial (some files failed), failed or interrupted.",
+    "message": "What went wrong or why it stopped early.",
+    "counts": "The run's summary (JSON): files seen, new, moved, analysed, tokens, requests, ...",
+}
+
+THUMBNAIL_COLUMNS = {
+    "photo_id": "The photo this is a thumbnail of.",
+    "jpeg": "The thumbnail: a JPEG about 256 px on its long edge.",
+    "width": "Thumbnail width in pixels.",
+    "height": "Thumbnail height in pixels.",
+}
+
+BEST_PATH = ("(SELECT f.path FROM files f WHERE f.photo_id = p.id AND f.status = 'ok' "
+             "ORDER BY f.path LIMIT 1)")
+THUMB = "(SELECT th.photo_id FROM thumbnails th WHERE th.photo_id = p.id)"
+
+QUERIES = {
+    "duplicates": {
+        "title": "Duplicates",
+        "description": "Photos present at more than one path (same image content), most "
+                       "wasted space first.",
+        "sql": f"""SELECT {THUMB} AS thumbnail, d.copies, d.bytes_each,
+       (d.copies - 1) * d.bytes_each AS wasted_bytes, d.paths, p.id AS photo_id
+FROM (SELECT photo_id, COUNT(*) AS copies, MAX(size) AS bytes_each,
+             json_group_array(path) AS paths
+      FROM (SELECT photo_id, path, size FROM files WHERE status = 'ok' ORDER BY path)
+      GROUP BY photo_id HAVING COUNT(*) > 1) d
+JOIN photos p ON p.id = d.photo_id
+ORDER BY wasted_bytes DESC, p.id""",
+    },
+    "failed_analyses": {
+        "title": "Failed analyses",
+        "description": "Photos whose analysis failed, with the error. Permanent failures are "
+                       "not retried; the others are, on later runs, up to max_attempts.",
+        "sql": f"""SELECT {THUMB} AS thumbnail, {BEST_PATH} AS path, p.analysis_error AS error,
+       p.attempts, p.analysis_permanent AS permanent, p.last_attempt_at, p.id AS photo_id
+FROM photos p
+WHERE p.analysis_status = 'failed'
+ORDER BY p.last_attempt_at DESC""",
+    },
+    "file_errors": {
+        "title": "Unreadable files",
+        "description": "Files the scan could not catalogue (empty, truncated, not an image, ...).",
+        "sql": """SELECT path, error_kind, error, size, last_seen
+FROM files WHERE status = 'error' ORDER BY error_kind, path""",
+    },
+    "not_analysed": {
+        "title": "Photos without analysis",
+        "description": "Photos in the library that have no analysis yet (pending or failed).",
+        "sql": f"""SELECT {BEST_PATH} AS path, COALESCE(p.analysis_status, 'pending') AS status,
+       p.attempts, p.analysis_error AS error, p.first_seen AS added, p.id AS photo_id
+FROM photos p
+WHERE COALESCE(p.analysis_status, 'pending') <> 'done'
+  AND EXISTS (SELECT 1 FROM files f WHERE f.photo_id = p.id AND f.status = 'ok')
+ORDER BY p.first_seen, p.id""",
+    },
+    "spend_per_run": {
+        "title": "Spend per run",
+        "description": "What each run cost: analyses, tokens, API requests and 429 waits, from "
+                       "the runs' summaries (scans spend nothing).",
+        "sql": """SELECT id AS run, command, started_at, status,
+       json_extract(counts, '$.analysed') AS analysed,
+       json_extract(counts, '$.failed') AS failed,
+       json_extract(counts, '$.tokens_used') AS tokens,
+       json_extract(counts, '$.requests') AS requests,
+       json_extract(counts, '$.rate_limited') AS rate_limited,
+       json_extract(counts, '$.seconds') AS seconds
+FROM runs
+WHERE command IN ('analyze', 'run')
+ORDER BY id DESC""",
+    },
+    "recently_added": {
+        "title": "Recently added",
+        "description": "The 100 photos the catalogue saw most recently.",
+        "sql": """SELECT thumbnail, path, added, taken, camera, tags, status, photo_id
+FROM gallery ORDER BY added DESC, photo_id LIMIT 100""",
+    },
+}
+
+
+def build_metadata() -> dict:
+    """The metadata Datasette is started with (`datasette --metadata` in dict form)."""
+    return {
+        "title": "Photo catalogue",
+        "description": "Every photo in the library, once per unique image: browse, facet, "
+                       "search and map them. Read-only: nothing here changes the catalogue.",
+        "databases": {
+            DATABASE: {
+                "title": "Photo catalogue",
+                "description": "Start with the gallery. The search box understands the same "
+                               "words as `catalog search`: words are AND-ed, \"quoted phrases\", "
+                               "-word excludes, OR, sun* for prefixes.",
+                "tables": {
+                    "gallery": {
+                        "title": "Gallery",
+                        "description": "One row per photo present in the library, newest first. "
+                                       "Search finds words in tags, descriptions, objects, scene, "
+                                       "mood and folder or file names.",
+                        "columns": GALLERY_COLUMNS,
+                        "fts_table": "photo_text_fts",
+                        "fts_pk": "rowid",
+                        "sort_desc": "taken",
+                        "size": 50,
+                        "facets": [{"array": "tags"}, "scene", "mood", "orientation", "camera",
+                                   "year", "status"],
+                    },
+                    "photos": {
+                        "title": "Photos (all fields)",
+                        "description": "One row per unique image, with every fact and analysis "
+                                       "field; the gallery shows the same photos more readably.",
+                        "columns": PHOTOS_COLUMNS,
+                        "sort_desc": "first_seen",
+                        "facets": ["analysis_status", "format", "shape", "provider"],
+                    },
+                    "files": {
+                        "title": "Files",
+                        "description": "One row per path ever seen: where each photo lives, "
+                                       "and files that are unreadable, missing or moved.",
+                        "columns": FILES_COLUMNS,
+                        "facets": ["status", "error_kind", "root"],
+                    },
+                    "runs": {
+                        "title": "Runs",
+                        "description": "Each scan, analysis and nightly run, and what it did.",
+                        "columns": RUNS_COLUMNS,
+                        "sort_desc": "id",
+                        "facets": ["command", "status"],
+                    },
+                    "thumbnails": {
+                        "title": "Thumbnails",
+                        "description": "The small copies shown in the gallery, kept in the "
+                                       "catalogue so browsing works while the NAS sleeps.",
+                        "columns": THUMBNAIL_COLUMNS,
+                    },
+                    "photo_text": {"hidden": True},
+                    "_sqlite_migrations": {"hidden": True},
+                },
+                "queries": QUERIES,
+            }
+        },
+    }

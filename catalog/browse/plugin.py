@@ -1,0 +1,157 @@
+"""The Datasette plugin: thumbnails, colour swatches, tag links, read-only connections, search.
+
+Registered by `catalog.browse.server.make_datasette`, not by an entry point, so it
+only ever acts on the database named "catalog" that `catalog serve` opens.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import quote, urlencode
+
+from datasette import hookimpl
+from datasette.utils import escape_fts
+from datasette.utils.asgi import NotFound, Response
+from markupsafe import Markup, escape
+
+from catalog.browse.metadata import DATABASE
+from catalog.search import SearchError, to_match
+
+HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+COLOR_COLUMNS = {"color", "dominant_color"}
+
+CSS = """
+.catalog-thumb img { display: block; max-width: 160px; max-height: 160px; border-radius: 3px;
+                     background: #eee; }
+.catalog-thumb-large img { display: block; max-width: 256px; max-height: 256px; margin: .3em 0; }
+.catalog-swatch { display: inline-block; width: 1.1em; height: 1.1em; margin-right: .3em;
+                  border: 1px solid rgba(0,0,0,.25); border-radius: 3px; vertical-align: middle; }
+.catalog-tags a { display: inline-block; margin: 0 .2em .25em 0; padding: 0 .35em; border-radius: 3px;
+                  background: #e8eefc; font-size: .85em; text-decoration: none; white-space: nowrap; }
+.table-gallery .col-rowid { display: none; }
+.table-gallery td.col-description { min-width: 16em; }
+.table-gallery td.col-tags { min-width: 12em; }
+.table-gallery td.col-path { word-break: break-all; min-width: 10em; }
+dl.column-descriptions { display: grid; grid-template-columns: max-content minmax(0, 1fr);
+                         gap: .1em .8em; font-size: .8em; color: #555; }
+@media (min-width: 800px) {
+  dl.column-descriptions { grid-template-columns: repeat(2, max-content minmax(0, 1fr)); } }
+@media (min-width: 1200px) {
+  dl.column-descriptions { grid-template-columns: repeat(3, max-content minmax(0, 1fr)); } }
+dl.column-descriptions dt, dl.column-descriptions dd { margin: 0; }
+"""
+
+
+@hookimpl(trylast=True)  # after Datasette's own escape_fts, which ours replaces
+def prepare_connection(conn, database, datasette):
+    if database != DATABASE:
+        return
+    conn.execute("PRAGMA query_only = 1")  # a second lock: the file is also opened mode=ro
+    conn.create_function("escape_fts", 1, search_expression, deterministic=True)
+
+
+def search_expression(query: str | None) -> str:
+    """The search box speaks `catalog search`'s language (OR, -word, "phrases", sun*)."""
+    try:
+        match = to_match(query or "")
+    except SearchError:
+        match = None
+    return match if match is not None else escape_fts(query or "")
+
+
+@hookimpl
+def extra_css_urls(datasette):
+    return [datasette.urls.path("/-/catalog.css")]
+
+
+@hookimpl
+def register_routes():
+    return [
+        (r"^/-/thumbnails/(?P<photo_id>[^/]+)\.jpg$", thumbnail),
+        (r"^/-/catalog\.css$", stylesheet),
+    ]
+
+
+async def thumbnail(datasette, request):
+    """The thumbnail of one photo, as image/jpeg."""
+    await datasette.ensure_permissions(request.actor, [
+        ("view-table", (DATABASE, "thumbnails")), ("view-database", DATABASE), "view-instance"])
+    result = await datasette.get_database(DATABASE).execute(
+        "SELECT jpeg FROM thumbnails WHERE photo_id = ?", [request.url_vars["photo_id"]])
+    row = result.first()
+    if row is None:
+        raise NotFound("No thumbnail for that photo")
+    return Response(row["jpeg"], content_type="image/jpeg",
+                    headers={"cache-control": "max-age=86400"})
+
+
+async def stylesheet():
+    return Response(CSS, content_type="text/css; charset=utf-8",
+                    headers={"cache-control": "max-age=3600"})
+
+
+def _thumb_url(datasette, photo_id: str) -> str:
+    return datasette.urls.path(f"/-/thumbnails/{quote(photo_id, safe='')}.jpg")
+
+
+def _photo_url(datasette, photo_id: str) -> str:
+    return datasette.urls.row(DATABASE, "photos", quote(photo_id, safe=""))
+
+
+def _img(datasette, photo_id: str, css: str, link: bool = True) -> str:
+    src, alt = escape(_thumb_url(datasette, photo_id)), escape(photo_id[:12])
+    img = f'<img src="{src}" alt="photo {alt}" loading="lazy">'
+    if link:
+        img = f'<a href="{escape(_photo_url(datasette, photo_id))}">{img}</a>'
+    return f'<span class="{css}">{img}</span>'
+
+
+def _swatch(color: str) -> str:
+    return f'<span class="catalog-swatch" style="background: {color}" title="{color}"></span>'
+
+
+def _json_list(value) -> list | None:
+    if not isinstance(value, str) or not value.startswith("["):
+        return None
+    try:
+        items = json.loads(value)
+    except ValueError:
+        return None
+    return items if isinstance(items, list) and all(isinstance(i, str) for i in items) else None
+
+
+@hookimpl
+def render_cell(row, value, column, table, database, datasette):
+    if database != DATABASE or value is None:
+        return None
+    if column == "thumbnail" and table in ("gallery", None) and isinstance(value, str):
+        return Markup(_img(datasette, value, "catalog-thumb"))
+    if column == "jpeg" and table == "thumbnails":
+        photo_id = row["photo_id"]  # a foreign key: Datasette may have expanded it
+        photo_id = photo_id["value"] if isinstance(photo_id, dict) else photo_id
+        return Markup(_img(datasette, photo_id, "catalog-thumb-large", link=False))
+    if column == "id" and table == "photos":  # only the row page renders the key itself
+        return _photo_heading(datasette, value)
+    if column == "photo_id" and table in ("gallery", None) and isinstance(value, str):
+        return Markup(f'<a href="{escape(_photo_url(datasette, value))}">{escape(value[:12])}…</a>')
+    if column in COLOR_COLUMNS and isinstance(value, str) and HEX.match(value):
+        return Markup(f"{_swatch(value)}{escape(value)}")
+    if column == "palette" and (colors := _json_list(value)) is not None:
+        return Markup(" ".join(_swatch(c) for c in colors if HEX.match(c)))
+    if column == "tags" and (tags := _json_list(value)) is not None:
+        base = datasette.urls.table(DATABASE, "gallery")
+        links = (f'<a href="{escape(base + "?" + urlencode({"tags__arraycontains": t}))}">{escape(t)}</a>'
+                 for t in tags)
+        return Markup(f'<span class="catalog-tags">{"".join(links)}</span>')
+    return None
+
+
+def _photo_heading(datasette, photo_id):
+    async def inner():
+        found = await datasette.get_database(DATABASE).execute(
+            "SELECT 1 FROM thumbnails WHERE photo_id = ?", [photo_id])
+        picture = _img(datasette, photo_id, "catalog-thumb-large", link=False) if found.first() else ""
+        return Markup(f"{picture}{escape(photo_id)}")
+
+    return inner
