@@ -179,6 +179,15 @@ def build_catalogue(path: Path, photos: int, vocab_size: int, seed: int = 2024) 
             "INSERT INTO files (path, root, folder, name, photo_id, size, mtime_ns, status, first_seen, last_seen) "
             "VALUES (?,?,?,?,?,?,1700000000000000000,'ok',?,?)", file_rows)
         catalog_db.refresh_search_text(db, [r[0] for r in photo_rows])
+        # The named-colour index, as store_analysis fills it (memoised: palettes repeat here).
+        from catalog.colors import named_matches
+        memo: dict = {}
+        for r in photo_rows:
+            key = (r[14], r[15])
+            if key not in memo:
+                memo[key] = named_matches([r[14], *json.loads(r[15])])
+            conn.executemany("INSERT INTO photo_colors (name, photo_id, distance) VALUES (?, ?, ?)",
+                             [(name, r[0], d) for name, d in memo[key]])
     conn.execute("PRAGMA optimize")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()

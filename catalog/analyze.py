@@ -181,6 +181,7 @@ def store_analysis(db, photo_id: str, analysis: Analysis, thumbnail: Thumbnail |
     with db.atomic():
         db.execute(STORE_DONE, {**values, "id": photo_id, "now": catalog_db.now()})
         catalog_db.refresh_search_text(db, [photo_id])
+        catalog_db.store_photo_colors(db, photo_id, analysis.dominant_color, analysis.palette)
         store_thumbnail(db, photo_id, thumbnail)
 
 

@@ -18,6 +18,8 @@ NAMED_COLORS = {
 }
 ALIASES = {"grey": "gray", "violet": "purple", "magenta": "pink", "turquoise": "teal"}
 HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
+# CIEDE2000 distance under which a palette colour counts as "that colour" (search --color).
+COLOR_MATCH = 20.0
 
 
 def parse_color(text: str) -> str:
@@ -33,6 +35,12 @@ def parse_color(text: str) -> str:
     if len(digits) == 3:
         digits = "".join(c * 2 for c in digits)
     return "#" + digits.lower()
+
+
+def canonical_name(text: str) -> str | None:
+    """The vocabulary name for `text` ("Grey" -> "gray"), or None if it is not a name."""
+    value = ALIASES.get(text.strip().lower(), text.strip().lower())
+    return value if value in NAMED_COLORS else None
 
 
 def hex_to_rgb(value: str) -> tuple[int, int, int]:
@@ -117,3 +125,19 @@ def nearest_distance(palette_hexes, target_hex: str) -> float | None:
             d = delta_e(rgb_to_lab(hex_to_rgb(parse_color(value))), target)
             best = d if best is None or d < best else best
     return best
+
+
+def named_matches(palette_hexes) -> list[tuple[str, float]]:
+    """Every vocabulary colour within COLOR_MATCH of some palette colour, with that distance.
+
+    Stored per photo when it is analysed, so `search --color orange` is an index look-up
+    instead of a CIEDE2000 computation for every photo in the library.
+    """
+    labs = [rgb_to_lab(hex_to_rgb(parse_color(v))) for v in palette_hexes or ()
+            if isinstance(v, str) and HEX.match(v)]
+    found = []
+    for name, lab in _NAMED_LAB.items():
+        best = min((delta_e(c, lab) for c in labs), default=None)
+        if best is not None and best < COLOR_MATCH:
+            found.append((name, best))
+    return found

@@ -232,6 +232,35 @@ def m005_thumbnails_and_gallery(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m006_photo_colors(db: sqlite_utils.Database) -> None:
+    """Named colours near each photo's palette, so a colour search is an index look-up."""
+    db.execute(
+        """
+        CREATE TABLE photo_colors (
+            name TEXT NOT NULL,             -- a colour of the search vocabulary (catalog.colors)
+            photo_id TEXT NOT NULL REFERENCES photos(id),
+            distance REAL NOT NULL,         -- CIEDE2000 from the nearest palette colour
+            PRIMARY KEY (name, photo_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX photo_colors_rank ON photo_colors(name, distance)")
+    db.execute("CREATE INDEX photo_colors_photo ON photo_colors(photo_id)")
+    for row in db.query("SELECT id, dominant_color, palette FROM photos WHERE palette IS NOT NULL"):
+        store_photo_colors(db, row["id"], row["dominant_color"], json.loads(row["palette"] or "[]"))
+
+
+def store_photo_colors(db: sqlite_utils.Database, photo_id: str, dominant, palette) -> None:
+    """Refresh a photo's named colours (call inside the writer's transaction)."""
+    from catalog.colors import named_matches
+
+    db.execute("DELETE FROM photo_colors WHERE photo_id = ?", [photo_id])
+    swatches = [dominant, *palette] if dominant else list(palette)
+    db.conn.executemany("INSERT INTO photo_colors (name, photo_id, distance) VALUES (?, ?, ?)",
+                        [(name, photo_id, d) for name, d in named_matches(swatches)])
+
+
 REFRESH_TEXT = """
 INSERT INTO photo_text (photo_id, tags, description, objects, scene, mood, places)
 SELECT p.id,

@@ -17,13 +17,12 @@ import re
 import sqlite3
 from dataclasses import dataclass
 
-from catalog.colors import HEX, delta_e, hex_to_rgb, parse_color, rgb_to_lab
+from catalog.colors import COLOR_MATCH, HEX, canonical_name, delta_e, hex_to_rgb, parse_color, rgb_to_lab
 from catalog.errors import CatalogError
 
 # bm25() weights in photo_text_fts column order (tags, description, objects, scene, mood,
 # places): tags count most.
 SEARCH_WEIGHTS = (10.0, 4.0, 5.0, 2.0, 2.0, 3.0)
-COLOR_MATCH = 20.0  # CIEDE2000 distance under which a palette colour counts as "that colour"
 TOKEN = re.compile(r'-?"[^"]*"?|\S+')
 WORDISH = re.compile(r"\w", re.UNICODE)
 SHAPES = ("landscape", "portrait", "square")
@@ -135,7 +134,11 @@ def _filter_sql(filters: Filters) -> tuple[list[str], dict]:
     if filters.before:
         where.append("p.taken_at < :before")
         params["before"] = _date_bound(filters.before, "--before")
-    if filters.color:
+    if filters.color and canonical_name(filters.color):
+        # A named colour was matched against every palette when the photo was analysed.
+        where.append("EXISTS (SELECT 1 FROM photo_colors c WHERE c.photo_id = p.id AND c.name = :color_name)")
+        params["color_name"] = canonical_name(filters.color)
+    elif filters.color:
         try:
             params["color"] = parse_color(filters.color)
         except ValueError as exc:
@@ -221,7 +224,8 @@ def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *
         raise SearchError("nothing to search for: give words or a filter such as --color blue")
     # The colour test is pure Python (~50 us a photo): with words, it runs on the matches in
     # rank order only until `limit` photos pass, instead of on every match before ranking.
-    late_color = match is not None and bool(filters.color)
+    named = bool(filters.color) and canonical_name(filters.color) is not None
+    late_color = match is not None and bool(filters.color) and not named
     where, params = _filter_sql(dataclasses.replace(filters, color=None) if late_color else filters)
     if late_color:
         try:
@@ -237,6 +241,9 @@ def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *
                   f"WHERE photo_text_fts MATCH :match AND {' AND '.join(where)} ORDER BY score"
                   + ("" if late_color else " LIMIT :limit"))
         params["match"] = match
+    elif named:  # closest first, straight from the colour index
+        ranked = (f"SELECT p.id, NULL AS score FROM photo_colors c JOIN photos p ON p.id = c.photo_id "
+                  f"WHERE c.name = :color_name AND {' AND '.join(where)} ORDER BY c.distance, p.id LIMIT :limit")
     else:
         order = "color_distance(p.palette, p.dominant_color, :color)" if filters.color else "p.taken_at DESC"
         ranked = f"SELECT p.id, NULL AS score FROM photos p WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit"

@@ -183,3 +183,17 @@ def test_search_does_not_import_heavy_modules(catalogue):
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "CATALOG_DB": str(db_path)},
                          capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_named_colour_index_agrees_with_the_exact_distance(catalogue):
+    """`--color orange` reads the colour index; `--color #f57c00` computes CIEDE2000 per photo."""
+    from catalog.colors import NAMED_COLORS
+
+    conn, _, _ = catalogue
+    for name, hex_value in NAMED_COLORS.items():
+        by_name = names(search(conn, "", Filters(color=name), limit=100))
+        by_hex = names(search(conn, "", Filters(color=hex_value), limit=100))
+        assert sorted(by_name) == sorted(by_hex), name
+        assert by_name == by_hex, name  # same order too: closest first
+        with_words = names(search(conn, "beach", Filters(color=name)))
+        assert with_words == names(search(conn, "beach", Filters(color=hex_value))), name
