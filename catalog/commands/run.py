@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -25,6 +26,35 @@ def prepare_prefect_environment(verbose: bool) -> None:
         if name == "PREFECT_LOGGING_LEVEL" and verbose:
             continue
         os.environ.setdefault(name, value)
+    if _ephemeral_schema_current():
+        # Prefect's ephemeral server checks its database migrations on every start (~6 s);
+        # once this Prefect version has migrated it, that check has nothing to do.
+        os.environ.setdefault("PREFECT_API_DATABASE_MIGRATE_ON_START", "false")
+
+
+def _ephemeral_stamp() -> Path | None:
+    """Our note that this Prefect version's ephemeral database is fully migrated."""
+    if os.environ.get("PREFECT_API_URL") or os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL"):
+        return None  # a real server, or a database we do not manage
+    from importlib.metadata import version
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    return home / f".catalog-schema-prefect-{version('prefect')}"
+
+
+def _ephemeral_schema_current() -> bool:
+    stamp = _ephemeral_stamp()
+    return bool(stamp and stamp.exists() and (stamp.parent / "prefect.db").exists())
+
+
+def note_ephemeral_schema() -> None:
+    """After a run that migrated the ephemeral database, later runs may skip the check."""
+    stamp = _ephemeral_stamp()
+    if stamp and (stamp.parent / "prefect.db").exists() and not stamp.exists():
+        try:
+            stamp.touch()
+        except OSError:
+            pass
 
 
 @click.command()
@@ -56,6 +86,7 @@ def run(ctx, paths, as_json):
 
     summary = catalog_flow(paths=list(paths) or None, config_file=ctx.obj["config_path"])
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)  # including Prefect's start-up
+    note_ephemeral_schema()
     if as_json:
         echo_json(summary)
     else:
