@@ -37,10 +37,12 @@ endif
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# Scan benchmark against b3sum/find (several minutes; BENCH_ARGS=--quick for a smoke run).
+# Every benchmark against its real peer (about 20 minutes; figures go to docs/benchmarks.md).
+# One at a time: make bench BENCH=scan BENCH_ARGS=--quick
+BENCH ?= scan quota prepare search flow
 bench: $(STAMP)
 	command -v b3sum >/dev/null || (apt-get update && apt-get install -y b3sum jdupes)
-	$(BIN)/python bench/scan.py $(BENCH_ARGS)
+	for b in $(BENCH); do $(BIN)/python bench/$$b.py $(BENCH_ARGS) || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
