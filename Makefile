@@ -32,6 +32,7 @@ run: $(STAMP)
 	@$(BIN)/catalog search sunset
 	@echo '$$ catalog search "paris trip" --color navy'
 	@$(BIN)/catalog search '"paris trip"' --color navy
+	@echo 'Browse it: CATALOG_DB=$(DEMO)/catalog.db $(BIN)/catalog serve   (then open http://127.0.0.1:8001)'
 endif
 
 test: $(STAMP)
