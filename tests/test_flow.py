@@ -114,8 +114,8 @@ def upload_digest(path: Path) -> str:
 
 def test_kill_9_mid_analysis_then_rerun_pays_nothing_twice(photos, tmp_path, prefect_home):
     library = photos / "real"
-    with serve_imgtags(key="k-123", latency=0.4) as server:
-        env = env_for(tmp_path, prefect_home, IMGTAGS_API_KEY="k-123", IMGTAGS_BASE_URL=server.base_url)
+    with serve_imgtags(key="ImgKey-7f3Qz9", latency=0.4) as server:
+        env = env_for(tmp_path, prefect_home, IMGTAGS_API_KEY="ImgKey-7f3Qz9", IMGTAGS_BASE_URL=server.base_url)
         config = tmp_path / "fast.toml"
         config.write_text("[analysis]\nrequests_per_minute = 600\nconcurrency = 2\n[schedule]\nbatch_size = 5\n")
         proc = subprocess.Popen([sys.executable, "-m", "catalog", "--config", config, "run", library],
@@ -143,6 +143,9 @@ def test_kill_9_mid_analysis_then_rerun_pays_nothing_twice(photos, tmp_path, pre
                 sent[r.fields["image"]["sha256"]] = sent.get(r.fields["image"]["sha256"], 0) + 1
     assert db.execute("SELECT COUNT(*) FROM photos WHERE analysis_status = 'done'").fetchone()[0] == 34
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # The API key is in no database: ours, nor Prefect's (flow/task parameters, logs, artifacts).
+    for path in [*tmp_path.glob("catalog.db*"), *prefect_home.glob("prefect.db*")]:
+        assert b"ImgKey-7f3Qz9" not in path.read_bytes(), path
     statuses = [r[0] for r in db.execute("SELECT status FROM runs WHERE command = 'run' ORDER BY id")]
     assert statuses == ["interrupted", "ok"]
     paths = dict(db.execute("SELECT photo_id, MIN(path) FROM files WHERE status = 'ok' GROUP BY photo_id"))
