@@ -29,7 +29,7 @@ def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
     from catalog.db import close_interrupted_runs
     from catalog.lock import exclusive
 
-    config, db = open_catalogue(ctx, create=True)
+    config, db = open_catalogue(ctx, create=False)
     if dry_run:
         name = config.analyzer_name()
         count, upload = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit)

@@ -30,7 +30,7 @@ def writeback(ctx, paths, mode, dry_run, undo_run, as_json):
     from catalog.db import close_interrupted_runs
     from catalog.lock import exclusive
 
-    config, db = open_catalogue(ctx, create=True)
+    config, db = open_catalogue(ctx, create=False)
     with exclusive(config.database, "writeback"):
         close_interrupted_runs(db)
         if undo_run is not None:
