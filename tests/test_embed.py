@@ -308,3 +308,21 @@ def test_photoshop_blocks_rebuild_byte_for_byte_and_digest_follows(name):
         [r.resource_id for r in resources if r.resource_id != 0x0404]
     digest = [r.data for r in new if r.resource_id == iptc.DIGEST_RESOURCE]
     assert digest in ([], [hashlib.md5(b"\x1c\x02\x19\x00\x01z").digest()])
+
+
+def test_exif_with_an_absurd_count_is_refused_without_allocating(tmp_path):
+    """A damaged count of billions must not make piexif build a gigantic struct format."""
+    import struct
+
+    from catalog.writeback.embed import WriteBackError, read_embedded
+
+    # A minimal EXIF block whose only entry claims 2**31 LONG values.
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHI4s", 270, 4, 2**31, b"\x00\x00\x00\x00") + struct.pack("<I", 0)
+    segment = b"Exif\x00\x00" + tiff
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(jpeg, "JPEG")
+    data = jpeg.getvalue()
+    data = data[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + data[2:]
+    with pytest.raises(WriteBackError, match="claims"):
+        read_embedded(data, "JPEG")
