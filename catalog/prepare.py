@@ -17,6 +17,7 @@ import pillow_heif
 from PIL import ExifTags, Image
 
 from catalog.analyzers import UploadImage
+from catalog.exifcheck import check_counts
 from catalog.errors import ConfigError, PreparationFailed
 
 pillow_heif.register_heif_opener()
@@ -230,6 +231,7 @@ def _exif_without_gps(segment: bytes) -> bytes:
     The thumbnail goes too: useless in an upload, and piexif cannot rewrite odd ones.
     """
     try:
+        check_counts(segment[10:])  # a damaged count must not make piexif allocate gigabytes
         exif = piexif.load(segment[4:])
         if not any(tag != 0 for tag in exif["GPS"]):
             return segment

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 import piexif
 
 from catalog.errors import CatalogError
+from catalog.exifcheck import TYPE_SIZES, check_counts
 
 EXIF_HEAD = b"Exif\x00\x00"
 DESCRIPTION, XP_KEYWORDS = 270, 40094
 BYTE, ASCII, LONG, UNDEFINED = 1, 2, 4, 7
-TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4,
-              16: 8, 17: 8, 18: 8}
 EMPTY_TIFF = b"II*\x00\x08\x00\x00\x00" + b"\x00" * 6  # header + IFD0 with no entries
 
 Change = tuple[int, bytes] | None  # (TIFF type, value bytes), or None: remove the tag
@@ -30,33 +29,9 @@ class WriteBackError(CatalogError):
     """This photo cannot be written losslessly; nothing was changed."""
 
 
-def _check_counts(tiff: bytes) -> None:
-    """Refuse directories whose entries claim more bytes than the block holds.
-
-    piexif believes an entry's count and builds a struct format that long: a damaged count
-    of a few billion would make it allocate gigabytes. We walk the same directories first.
-    """
-    order = "<" if tiff[:1] == b"I" else ">"
-    n, seen = len(tiff), set()
-    todo = [struct.unpack_from(order + "I", tiff, 4)[0]]
-    while todo:
-        off = todo.pop()
-        if not off or off in seen:
-            continue
-        seen.add(off)
-        count = struct.unpack_from(order + "H", tiff, off)[0]
-        for i in range(count):
-            tag, kind, num, field = struct.unpack_from(order + "HHI4s", tiff, off + 2 + 12 * i)
-            if TYPE_SIZES.get(kind, 1) * num > n:
-                raise ValueError(f"tag {tag} claims {num:,} values in a {n:,}-byte block")
-            if tag in (34665, 34853, 40965):  # the Exif, GPS and Interoperability directories
-                todo.append(struct.unpack(order + "I", field)[0])
-        todo.append(struct.unpack_from(order + "I", tiff, off + 2 + 12 * count)[0])  # IFD1
-
-
 def exif_dict(tiff: bytes) -> dict:
     try:
-        _check_counts(tiff)
+        check_counts(tiff)
         return piexif.load(EXIF_HEAD + tiff)
     except Exception as e:  # piexif raises struct.error, TypeError, ValueError... on broken EXIF
         raise WriteBackError(f"its EXIF is damaged ({type(e).__name__}: {e}); left alone so nothing of it "
