@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import cpu_model, load_average, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -119,12 +120,10 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    def med(values):
-        return statistics.median(values)
-
+    med = statistics.median
     e_wall, e_work = med([w for w, _ in eph]), med([s for _, s in eph])
     s_wall, s_work = med([w for w, _ in srv]), med([s for _, s in srv])
-    load = os.getloadavg()[0]
+    load = load_average()
     rows = [
         ("`catalog run`, empty change set, ephemeral Prefect", f"{e_wall:.2f} s", f"{e_work:.2f} s", "<= 8 s",
          "pass" if e_wall <= 8 else "FAIL"),
@@ -134,11 +133,8 @@ def main() -> None:
         (f"task run overhead, Prefect server ({args.tasks} tasks)", f"{per_task:.2f} ms", "", "<= 5 ms",
          "pass" if per_task <= 5 else "FAIL"),
     ]
-    table = ["| Measurement | wall | of which catalog's work | goal | result |", "|---|---:|---:|---|---|"]
-    table += [f"| {' | '.join(r)} |" for r in rows]
-    print("\n".join(table))
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"\nmedian of {args.runs} runs; {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+    print(markdown_table(("Measurement", "wall", "of which catalog's work", "goal", "result"), rows, right=(1, 2)))
+    print(f"\nmedian of {args.runs} runs; {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
           f"load average {load:.1f}")
 
 

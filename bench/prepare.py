@@ -22,15 +22,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import os
-import platform
-import re
-import shlex
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,8 +35,9 @@ import piexif  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from catalog.prepare import prepare_upload  # noqa: E402
+from common import (MEASURE_HEAD, add_common_options, bullets, command_line, exit_status,  # noqa: E402
+                    interleaved, load_average, machine, markdown_table, print_report, write_section)
 
-DEFAULT_DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Upload preparation"
 GOAL_RATIO = 1.3
 LIMIT = 10_000_000  # prepare_upload's default max_upload_bytes
@@ -112,61 +108,13 @@ def baseline_resave(path: Path, size: tuple[int, int], quality: int) -> bytes:
         return buf.getvalue()
 
 
-def timed(fn) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-def interleaved(fa, fb, runs: int) -> tuple[list[float], list[float]]:
-    fa(), fb()  # warm-up: page cache, Pillow plugins, allocator
-    ta, tb = [], []
-    for i in range(runs):
-        if i % 2:
-            tb.append(timed(fb))
-            ta.append(timed(fa))
-        else:
-            ta.append(timed(fa))
-            tb.append(timed(fb))
-    return ta, tb
-
-
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+def pillow_facts() -> dict:
     import PIL
     from PIL import features
 
     turbo = features.check_feature("libjpeg_turbo")
-    return {"nproc": nproc, "cpu": model, "python": platform.python_version(), "os": platform.platform(),
-            "pillow": PIL.__version__, "jpeg": f"libjpeg-turbo {features.version_feature('libjpeg_turbo')}"
+    return {"pillow": PIL.__version__, "jpeg": f"libjpeg-turbo {features.version_feature('libjpeg_turbo')}"
             if turbo else "libjpeg"}
-
-
-def table(rows: list[tuple]) -> str:
-    head = ("Measure", "catalog", "peer / baseline", "ratio", "goal", "result")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def update_doc(path: Path, section: str) -> None:
-    """Replace our section (or append it), re-reading the file just before writing it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section.rstrip("\n") + "\n\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 def say(msg: str) -> None:
@@ -181,16 +129,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=None, help="timed runs of each (15; --quick 3)")
     parser.add_argument("--quick", action="store_true", help="short smoke run (3 runs), docs untouched")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the generated JPEGs go")
-    parser.add_argument("--keep", action="store_true", help="keep the generated JPEGs")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC)
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    add_common_options(parser, "where the generated JPEGs go", "keep the generated JPEGs")
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 15)
-    command = ".venv/bin/python bench/prepare.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    info = machine()
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    command = command_line("prepare.py", argv)
+    info = {**machine(), **pillow_facts()}
+    load_start = load_average()
 
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -253,8 +197,7 @@ def main(argv=None) -> int:
          f"{ms(gps_read)} (read the file)", f"{gps_cat / gps_read:.1f}x", "(reported)", ""),
     ]
     missed = [r[0] for r in rows if r[-1] == "**FAIL**"]
-    print(table(rows))
-    print()
+    table = markdown_table(MEASURE_HEAD, rows)
     details = [
         f"24 MP input: {dims['big'][0]}x{dims['big'][1]}, {sizes['big']:,} bytes (over the {LIMIT:,}-byte limit); "
         f"prepare_upload's copy: {len(upload.data):,} bytes, {out_size[0]}x{out_size[1]}, quality {quality} "
@@ -267,11 +210,10 @@ def main(argv=None) -> int:
         f"24 MP spread catalog {ms(min(t_cat))}-{ms(max(t_cat))}, baseline {ms(min(t_base))}-{ms(max(t_base))}; "
         f"with max_edge catalog {ms(min(t_cat2))}-{ms(max(t_cat2))}, baseline {ms(min(t_base2))}-{ms(max(t_base2))}",
     ]
-    for line in details:
-        print("- " + line)
+    print_report(table, details)
     if not args.quick and not args.no_doc:
         today = datetime.date.today().isoformat()
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        load = load_average()
         section = f"""{SECTION}
 
 Measured {today} by `bench/prepare.py`: `catalog.prepare.prepare_upload` (default settings,
@@ -279,27 +221,18 @@ Measured {today} by `bench/prepare.py`: `catalog.prepare.prepare_upload` (defaul
 does to make the same upload copy: `Image.open` -> `draft` -> `resize` to the output size (skipped when
 the size is unchanged) -> `save` at the same quality (read back from prepare's output).
 
-{table(rows)}
+{table}
 
-{chr(10).join('- ' + line for line in details)}
+{bullets(details)}
 - What prepare does on top of the baseline for the 24 MP file: reads the EXIF, walks the JPEG segments
   (the lossless path is tried first, and is too big), predicts the quality from a 512x512 mosaic of the
   image, then one full encode.
 - Machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, Pillow {info['pillow']} with
   {info['jpeg']}, {info['os']}; 1-minute load average {load_start:.1f} at the start, {load:.1f} at the end
   (other work on the machine; the spread above shows how much it moved the figures).
-
-Command:
-
-```
-{command.strip()}
-```
 """
-        update_doc(args.doc, section)
-        say(f"updated the {SECTION} section of {args.doc}")
-    if missed:
-        say("goals missed: " + "; ".join(missed))
-    return 1 if (missed and args.strict) else 0
+        write_section(args.doc, SECTION, section, command, say)
+    return exit_status(missed, args.strict, say)
 
 
 if __name__ == "__main__":

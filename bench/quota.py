@@ -30,11 +30,7 @@ import argparse
 import datetime
 import io
 import logging
-import os
-import platform
 import random
-import re
-import shlex
 import shutil
 import sys
 import tempfile
@@ -55,8 +51,9 @@ from catalog.analyzers.imgtags import ImgTagsAnalyzer  # noqa: E402
 from catalog.config import AnalysisSettings, Config  # noqa: E402
 from catalog.errors import AnalysisFailed  # noqa: E402
 from catalog.scan import scan  # noqa: E402
+from common import (MEASURE_HEAD, add_common_options, bullets, command_line, exit_status,  # noqa: E402
+                    load_average, machine, markdown_table, print_report, write_section)
 
-DEFAULT_DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Analysis quota"
 GOAL_SHARE = 0.97  # of the limit, in the steady state
 KEY = "bench-key"
@@ -116,38 +113,6 @@ def rate_per_minute(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) * 60
 
 
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"nproc": nproc, "cpu": model, "python": platform.python_version(), "os": platform.platform()}
-
-
-def table(rows: list[tuple]) -> str:
-    head = ("Measure", "catalog", "peer / baseline", "ratio", "goal", "result")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def update_doc(path: Path, section: str) -> None:
-    """Replace our section (or append it), re-reading the file just before writing it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section.rstrip("\n") + "\n\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def say(msg: str) -> None:
     print(f"[quota] {msg}", file=sys.stderr, flush=True)
 
@@ -159,16 +124,12 @@ def main(argv=None) -> int:
     parser.add_argument("--latency", type=float, default=1.2, help="server seconds per answer (1.2)")
     parser.add_argument("--limit", type=int, default=60, help="server limit: requests per window (60)")
     parser.add_argument("--window", type=float, default=60.0, help="server window in seconds (60)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the temporary catalogue goes")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary catalogue")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC)
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    add_common_options(parser, "where the temporary catalogue goes", "keep the temporary catalogue")
     args = parser.parse_args(argv)
     # the photos refused at the deadline would each log a warning: they are not news here
     logging.getLogger("catalog.analyze").addFilter(lambda record: TIME_UP not in record.getMessage())
     duration = args.duration or (65.0 if args.quick else 180.0)
-    command = ".venv/bin/python bench/quota.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = command_line("quota.py", argv)
     info = machine()
 
     if args.workdir:
@@ -242,8 +203,7 @@ def main(argv=None) -> int:
          f"{peak / args.limit:.1%}", f"<= {args.limit}", verdict(peak <= args.limit)),
     ]
     missed = [r[0] for r in rows if r[-1] == "**FAIL**"]
-    print(table(rows))
-    print()
+    table = markdown_table(MEASURE_HEAD, rows)
     details = [
         f"run: {elapsed:.1f} s ({stopped_by}), {len(recorded)} requests reached the server, {len(ok)} answered 200; "
         f"photos stored as analysed {done}, failed {failed} (and {analyzer.refused} left unsent at the deadline); "
@@ -254,11 +214,10 @@ def main(argv=None) -> int:
         "tightest span of " + (f"{args.limit + 1} consecutive arrivals: {tightest:.2f} s (the server refuses below {args.window:g} s)"
                                if tightest is not None else f"{args.limit + 1} consecutive arrivals: fewer arrivals than that"),
     ]
-    for line in details:
-        print("- " + line)
+    print_report(table, details)
     if not args.quick and not args.no_doc:
         today = datetime.date.today().isoformat()
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        load = load_average()
         section = f"""{SECTION}
 
 Measured {today} by `bench/quota.py`: the real analysis stage (`catalog.analyze.analyze` with the
@@ -270,9 +229,9 @@ analysed for {duration:g} s; there were always photos left, so the throttle alon
 come from the server's arrival times; rates are (n - 1) / (t_last - t_first) x 60 over the requests
 answered 200.
 
-{table(rows)}
+{table}
 
-{chr(10).join('- ' + line for line in details)}
+{bullets(details)}
 - How the client paces itself (`catalog/http.py`, `RateLimiter`): requests at least 60/60 = 1 s apart,
   and the request 60 places back at least 60 s + a 1.2-s margin ago. The first window therefore runs at
   60/min; after it, each block of 60 requests takes 61.2 s (60 one-second gaps, one of them 2.2 s), i.e.
@@ -281,18 +240,9 @@ answered 200.
   the server's arrival time (the tightest 61 arrivals above show how much of it was left).
 - Machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']}, {info['os']}; 1-minute load
   average at the end: {load:.1f} (the run is network-bound on loopback, so load hardly matters).
-
-Command:
-
-```
-{command.strip()}
-```
 """
-        update_doc(args.doc, section)
-        say(f"updated the {SECTION} section of {args.doc}")
-    if missed:
-        say("goals missed: " + "; ".join(missed))
-    return 1 if (missed and args.strict) else 0
+        write_section(args.doc, SECTION, section, command, say)
+    return exit_status(missed, args.strict, say)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import random
 import re
 import shlex
@@ -46,9 +45,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import (DEFAULT_DOC, REPO, command_line, exit_status, load_average, machine, markdown_table,
+                    write_section)
+
 DEFAULT_WORKDIR = REPO / "bench" / ".work"
-DEFAULT_DOC = REPO / "docs" / "benchmarks.md"
+SECTION = "## Scan"
+# what docs/benchmarks.md starts with when there is none yet
+NEW_DOC = "# Benchmarks\n\nFigures measured by the scripts in `bench/`; each section is rewritten by its script.\n"
 TIME_BIN = "/usr/bin/time"
 
 GOAL_LARGE = 1.5     # first scan of large files, x b3sum
@@ -290,7 +293,7 @@ class Bench:
         else:
             subprocess.run(f"find {shlex.quote(str(root))} -type f -print0 | xargs -0 cat > /dev/null",
                            shell=True, check=True)
-        self.max_load = max(self.max_load, os.getloadavg()[0])
+        self.max_load = max(self.max_load, load_average())
 
     def peer(self, command: str, root: Path) -> Run:
         self._prepare(root)
@@ -332,6 +335,16 @@ class Bench:
         say(f"    catalog  {seconds:7.2f} s" + (f", peak RSS {rss:.0f} MB" if rss is not None else ""))
         return Run(seconds, rss, json.loads(done.stdout))
 
+    def alternate(self, peer_command: str, root: Path, db: Path, repeat: int, *, fresh: bool,
+                  files: int, new: int, unchanged: int) -> tuple[Run, Run]:
+        """`repeat` runs of the peer and of catalog, alternating; the best of each (peer, catalog)."""
+        peer_runs, our_runs = [], []
+        for _ in range(repeat):
+            peer_runs.append(self.peer(peer_command, root))
+            our_runs.append(self.catalog(root, db, fresh=fresh))
+            check_summary(our_runs[-1].summary, files=files, new=new, unchanged=unchanged)
+        return best(peer_runs), best(our_runs)
+
 
 def check_summary(summary: dict, *, files: int, new: int, unchanged: int) -> None:
     got = (summary.get("files_seen"), summary.get("new"), summary.get("unchanged"), summary.get("errors"))
@@ -362,36 +375,22 @@ def _rss_cell(run: Run) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    lines = [
-        f"| Measurement | catalog (s) | Peer | Peer (s) | Ratio | Goal | Result | catalog peak RSS (goal ≤ {GOAL_RSS_MB:.0f} MB) |",
-        "|---|---:|---|---:|---:|---:|---|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {r.ours.seconds:.2f} | {r.peer_name} | {r.peer.seconds:.2f} | "
-            f"{r.ratio:.2f}× | ≤ {r.goal:g}× | {'pass' if r.ratio <= r.goal else 'FAIL'} | {_rss_cell(r.ours)} |"
-        )
-    return "\n".join(lines)
+    head = ("Measurement", "catalog (s)", "Peer", "Peer (s)", "Ratio", "Goal", "Result",
+            f"catalog peak RSS (goal ≤ {GOAL_RSS_MB:.0f} MB)")
+    return markdown_table(head, [
+        (r.name, f"{r.ours.seconds:.2f}", r.peer_name, f"{r.peer.seconds:.2f}", f"{r.ratio:.2f}×",
+         f"≤ {r.goal:g}×", "pass" if r.ratio <= r.goal else "FAIL", _rss_cell(r.ours))
+        for r in rows
+    ], right=(1, 3, 4, 5, 7))
 
 
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def memory() -> str:
     try:
         mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal"))
-        memory = f"{mem / 1024 / 1024:.0f} GiB"
+        return f"{mem / 1024 / 1024:.0f} GiB"
     except (OSError, StopIteration):
-        memory = "unknown"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"nproc": nproc, "cpu": model, "memory": memory,
-            "python": platform.python_version(), "os": platform.platform()}
+        return "unknown"
 
 
 def load_note(bench: Bench, nproc: int) -> str:
@@ -401,9 +400,9 @@ def load_note(bench: Bench, nproc: int) -> str:
     return note
 
 
-def doc_section(rows, info, tools, args, command, bench, sizes) -> str:
+def doc_section(rows, info, tools, args, bench, sizes) -> str:
     today = datetime.date.today().isoformat()
-    return f"""## Scan
+    return f"""{SECTION}
 
 Measured {today} by `bench/scan.py`: best of {args.repeat} run(s) of each command, peer and catalog
 alternating; {bench.cache_note}; {load_note(bench, info['nproc'])}.
@@ -416,26 +415,7 @@ alternating; {bench.cache_note}; {load_note(bench, info['nproc'])}.
 - catalog: `catalog scan --json ROOT` on a fresh database for a first scan, the same database for the rescan (default settings: `hash_workers = 4`); identity hash and header/EXIF facts included. Peers: `find ROOT -type f -print0 | xargs -0 b3sum > /dev/null` (its default threading) and `find ROOT -type f -printf '%s %T@\\n' > /dev/null`.
 - Peak RSS from `/usr/bin/time -v` (maximum resident set size of the catalog process).
 - Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM, Python {info['python']}, {tools['b3sum_version']}, {info['os']}.
-
-Command:
-
-```
-{command}
-```
 """
-
-
-def update_doc(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else (
-        "# Benchmarks\n\nFigures measured by the scripts in `bench/`; each section is rewritten by its script.\n"
-    )
-    pattern = re.compile(r"^## Scan\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -462,10 +442,10 @@ def main(argv=None) -> int:
     args.repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
     if small < 1 or large < 1 or args.large_mib <= 0 or args.repeat < 1:
         parser.error("--small, --large, --large-mib and --repeat must be positive")
-    command = shlex.join([".venv/bin/python", "bench/scan.py", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("scan.py", argv)
 
     tools = check_tools()
-    info = machine()
+    info = {**machine(), "memory": memory()}
     workdir = args.workdir.resolve()
     made_workdir = not workdir.exists()
     work = workdir / "scan"
@@ -487,12 +467,8 @@ def main(argv=None) -> int:
         say(f"  built in {time.perf_counter() - t:.1f} s; timing")
         root = work / "large"
         b3sum_command = f"find {shlex.quote(str(root))} -type f -print0 | xargs -0 b3sum > /dev/null"
-        peer_runs, our_runs = [], []
-        for _ in range(args.repeat):
-            peer_runs.append(bench.peer(b3sum_command, root))
-            our_runs.append(bench.catalog(root, work / "large.db", fresh=True))
-            check_summary(our_runs[-1].summary, files=large, new=large, unchanged=0)
-        b3, ours = best(peer_runs), best(our_runs)
+        b3, ours = bench.alternate(b3sum_command, root, work / "large.db", args.repeat, fresh=True,
+                                   files=large, new=large, unchanged=0)
         rows.append(Row(f"First scan, {large:,} × {args.large_mib:g} MiB JPEGs "
                         f"({human(sizes['large_bytes'])})", ours, "b3sum", b3, GOAL_LARGE))
         say(f"  catalog {ours.seconds:.2f} s, b3sum {b3.seconds:.2f} s")
@@ -507,21 +483,13 @@ def main(argv=None) -> int:
                                           SMALL_PER_FOLDER, "small-")
         say(f"  built in {time.perf_counter() - t:.1f} s ({sizes['small_bytes'] / 2**20:.0f} MiB); timing")
         b3sum_command = f"find {shlex.quote(str(root))} -type f -print0 | xargs -0 b3sum > /dev/null"
-        peer_runs, our_runs = [], []
-        for _ in range(args.repeat):
-            peer_runs.append(bench.peer(b3sum_command, root))
-            our_runs.append(bench.catalog(root, work / "small.db", fresh=True))
-            check_summary(our_runs[-1].summary, files=small, new=small, unchanged=0)
-        b3, ours = best(peer_runs), best(our_runs)
+        b3, ours = bench.alternate(b3sum_command, root, work / "small.db", args.repeat, fresh=True,
+                                   files=small, new=small, unchanged=0)
         rows.append(Row(f"First scan, {small:,} small JPEGs", ours, "b3sum", b3, GOAL_SMALL))
         say(f"  catalog {ours.seconds:.2f} s, b3sum {b3.seconds:.2f} s")
         find_command = f"find {shlex.quote(str(root))} -type f -printf '%s %T@\\n' > /dev/null"
-        peer_runs, our_runs = [], []
-        for _ in range(args.repeat):
-            peer_runs.append(bench.peer(find_command, root))
-            our_runs.append(bench.catalog(root, work / "small.db", fresh=False))
-            check_summary(our_runs[-1].summary, files=small, new=0, unchanged=small)
-        found, again = best(peer_runs), best(our_runs)
+        found, again = bench.alternate(find_command, root, work / "small.db", args.repeat, fresh=False,
+                                       files=small, new=0, unchanged=small)
         rows.append(Row(f"No-change rescan, {small:,} small JPEGs", again, "find -printf", found, GOAL_RESCAN))
         say(f"  catalog {again.seconds:.2f} s, find {found.seconds:.2f} s")
     finally:
@@ -548,11 +516,9 @@ def main(argv=None) -> int:
     if args.quick or args.no_doc:
         say("docs not updated (--quick / --no-doc)")
     else:
-        update_doc(args.doc, doc_section(rows, info, tools, args, command, bench, sizes))
-        say(f"updated the ## Scan section of {args.doc}")
-    if missed:
-        say("goals missed: " + "; ".join(missed))
-    return 1 if (missed and args.strict) else 0
+        write_section(args.doc, SECTION, doc_section(rows, info, tools, args, bench, sizes), command, say,
+                      new_file=NEW_DOC)
+    return exit_status(missed, args.strict, say)
 
 
 if __name__ == "__main__":

@@ -28,11 +28,10 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import random
-import re
 import shlex
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -45,8 +44,9 @@ sys.path.insert(0, str(REPO))
 
 from catalog import db as catalog_db  # noqa: E402
 from catalog.search import SEARCH_WEIGHTS, to_match  # noqa: E402
+from common import (MEASURE_HEAD, add_common_options, bullets, command_line, exit_status,  # noqa: E402
+                    load_average, machine, markdown_table, print_report, write_section)
 
-DEFAULT_DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Search"
 GOAL_SECONDS = 0.3
 GOAL_RATIO = 2.0
@@ -281,41 +281,6 @@ def run_wall(argv: list[str], env: dict) -> tuple[float, str]:
     return elapsed, proc.stdout
 
 
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    import sqlite3
-
-    return {"nproc": nproc, "cpu": model, "python": platform.python_version(), "os": platform.platform(),
-            "sqlite_py": sqlite3.sqlite_version}
-
-
-def table(rows: list[tuple]) -> str:
-    head = ("Measure", "catalog", "peer / baseline", "ratio", "goal", "result")
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def update_doc(path: Path, section: str) -> None:
-    """Replace our section (or append it), re-reading the file just before writing it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section.rstrip("\n") + "\n\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def say(msg: str) -> None:
     print(f"[search] {msg}", file=sys.stderr, flush=True)
 
@@ -330,17 +295,13 @@ def main(argv=None) -> int:
     parser.add_argument("--vocabulary", type=int, default=3000, help="distinct tag words (3,000)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs of each command (11; --quick 3)")
     parser.add_argument("--quick", action="store_true", help="short smoke run, docs untouched")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the temporary catalogue goes")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary catalogue")
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC)
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    add_common_options(parser, "where the temporary catalogue goes", "keep the temporary catalogue")
     args = parser.parse_args(argv)
     photos = args.photos or (20_000 if args.quick else 100_000)
     runs = args.runs or (3 if args.quick else 11)
-    command = ".venv/bin/python bench/search.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    info = machine()
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    command = command_line("search.py", argv)
+    info = {**machine(), "sqlite_py": sqlite3.sqlite_version}
+    load_start = load_average()
     if not CATALOG_BIN.exists():
         raise SystemExit(f"no catalog command at {CATALOG_BIN}: run `make test` or `pip install -e .` in the venv")
     have_sqlite = shutil.which("sqlite3") is not None
@@ -360,8 +321,6 @@ def main(argv=None) -> int:
         build_s = time.perf_counter() - started
         say(f"built {facts['photos']:,} photos / {facts['files']:,} files / {facts['folders']:,} folders in "
             f"{build_s:.1f} s ({db_path.stat().st_size / 2**20:.0f} MiB)")
-        import sqlite3
-
         conn = sqlite3.connect(db_path)
         words = vocabulary(args.vocabulary, random.Random(2024))
         # the rarer word: a made-up tag about 2,000 places down the ranking (a few dozen photos)
@@ -457,8 +416,7 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(table(rows))
-    print()
+    table = markdown_table(MEASURE_HEAD, rows)
     details = [
         f"catalogue: {facts['photos']:,} analysed photos, {facts['files']:,} files in {facts['folders']:,} folders, "
         f"{facts['vocabulary']:,}-word tag vocabulary (Zipf, exponent 1), {db_mib:.0f} MiB; built in {build_s:.0f} s",
@@ -469,15 +427,14 @@ def main(argv=None) -> int:
         "the query alone, in-process (`catalog.search.search()` on an open connection, median): " + "; ".join(inproc),
         f"spread (min-max over {runs} runs): " + "; ".join(notes),
     ]
-    for line in details:
-        print("- " + line)
+    print_report(table, details)
     why = explain(cases, cat_times, peer_times, lib_times, t_py, t_click, t_help, photos)
     if why:
         print()
         print(why)
     if not args.quick and not args.no_doc:
         today = datetime.date.today().isoformat()
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        load = load_average()
         section = f"""{SECTION}
 
 Measured {today} by `bench/search.py`: the real CLI (`.venv/bin/catalog search ...`, `CATALOG_DB` set, no
@@ -485,9 +442,9 @@ config file) as a subprocess, wall clock, median of {runs} runs after a warm-up,
 `sqlite3` command-line tool ({sqlite_version[0]}) running the same FTS5 `MATCH` with the same bm25
 weights, `ORDER BY` score `LIMIT 20`, returning path and tags. Both read a warm page cache.
 
-{table(rows)}
+{table}
 
-{chr(10).join('- ' + line for line in details)}
+{bullets(details)}
 - The catalogue is built directly in the real schema (`catalog.db.open_db`): synthetic `photos`/`files`
   rows (with the ~0.7 KB raw answer JSON analyze keeps per photo), search text through `catalog.db.refresh_search_text`, so the FTS5 triggers fill the index.
 - Machine: {info['nproc']} CPUs ({info['cpu']}), Python {info['python']} (SQLite {info['sqlite_py']}),
@@ -497,18 +454,9 @@ weights, `ORDER BY` score `LIMIT 20`, returning path and tags. Both read a warm 
 {why}
 
 {HISTORY}
-
-Command:
-
-```
-{command.strip()}
-```
 """
-        update_doc(args.doc, section)
-        say(f"updated the {SECTION} section of {args.doc}")
-    if missed:
-        say("goals missed: " + "; ".join(missed))
-    return 1 if (missed and args.strict) else 0
+        write_section(args.doc, SECTION, section, command, say)
+    return exit_status(missed, args.strict, say)
 
 
 if __name__ == "__main__":
