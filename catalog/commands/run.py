@@ -47,9 +47,8 @@ def _ephemeral_schema_current() -> bool:
     return bool(stamp and stamp.exists() and (stamp.parent / "prefect.db").exists())
 
 
-def note_ephemeral_schema() -> None:
+def note_ephemeral_schema(stamp: Path | None) -> None:
     """After a run that migrated the ephemeral database, later runs may skip the check."""
-    stamp = _ephemeral_stamp()
     if stamp and (stamp.parent / "prefect.db").exists() and not stamp.exists():
         try:
             stamp.touch()
@@ -82,11 +81,34 @@ def run(ctx, paths, as_json):
     prepare_prefect_environment(logging.getLogger().level <= logging.INFO)
     if ctx.obj["db_path"]:
         os.environ["CATALOG_DB"] = str(config.database)  # the flow reads settings itself
-    from flows.catalog_flow import catalog_flow
+    server, stamp = None, _ephemeral_stamp()
+    if not os.environ.get("PREFECT_API_URL"):  # ephemeral mode: start its server first
+        from catalog.ephemeral import EphemeralServer
 
-    summary = catalog_flow(paths=list(paths) or None, config_file=ctx.obj["config_path"])
+        server = EphemeralServer()
+    try:
+        from flows.catalog_flow import catalog_flow  # imports Prefect while the server starts
+
+        if server is not None:
+            server.wait_until_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+            os.environ["PREFECT_API_URL"] = server.api_url
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings({PREFECT_API_URL: server.api_url}):
+                summary = catalog_flow(paths=list(paths) or None, config_file=ctx.obj["config_path"])
+        else:
+            summary = catalog_flow(paths=list(paths) or None, config_file=ctx.obj["config_path"])
+    except RuntimeError as exc:
+        if server is None or "temporary server" not in str(exc):
+            raise
+        from catalog.errors import CatalogError
+
+        raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None
+    finally:
+        if server is not None:
+            server.stop()
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)  # including Prefect's start-up
-    note_ephemeral_schema()
+    note_ephemeral_schema(stamp)
     if as_json:
         echo_json(summary)
     else:
