@@ -26,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from common import cpu_model, load_average, markdown_table
+
+from catalog.ephemeral import wait_for_prefect
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -97,16 +98,10 @@ def main() -> None:
                                   stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             api = f"http://127.0.0.1:{port}/api"
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    sys.exit("prefect server did not start")
-                time.sleep(0.5)
+            try:
+                wait_for_prefect(api, 180, server)
+            except RuntimeError as exc:
+                sys.exit(str(exc))
             served_env = {**server_env, "PREFECT_API_URL": api}
             catalog_run(served_env)
             srv = [catalog_run(served_env) for _ in range(args.runs)]

@@ -49,19 +49,7 @@ class EphemeralServer:
 
     def wait_until_ready(self, timeout: float) -> None:
         """Block until the API answers; RuntimeError with a clear message if it never does."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"Prefect's temporary server exited with status {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"Prefect's temporary server did not start within {timeout:.0f} s")
+        wait_for_prefect(self.api_url, timeout, self.process, what="Prefect's temporary server")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -71,3 +59,21 @@ class EphemeralServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def wait_for_prefect(api_url: str, timeout: float, process: subprocess.Popen | None = None, *,
+                     what: str = "the Prefect server") -> None:
+    """Poll `api_url`/health until it answers 200; RuntimeError if the process dies or time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}")
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start within {timeout:.0f} s")

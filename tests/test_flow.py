@@ -22,6 +22,7 @@ import httpx
 import pytest
 from imgtags_server import serve_imgtags
 
+from catalog.ephemeral import wait_for_prefect
 from catalog.lock import exclusive
 
 
@@ -175,15 +176,7 @@ def test_scheduled_run_fires_on_a_real_prefect_server(photos, tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     serve = None
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "prefect server did not start"
-            time.sleep(0.5)
+        wait_for_prefect(api, 180, server)
         config = tmp_path / "catalog.toml"
         config.write_text(f'[library]\nroots = ["{photos / "real"}"]\n')
         serve = subprocess.Popen([sys.executable, "-m", "catalog", "--config", config, "schedule", "--interval", "5"],
