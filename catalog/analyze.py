@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
@@ -78,31 +77,17 @@ JOIN files f ON f.path = (SELECT path FROM files WHERE photo_id = p.id AND statu
                           {scope} ORDER BY path LIMIT 1)
 WHERE ({reanalyze} OR p.analysis_status IS NULL OR p.analysis_status = 'pending'
        OR (p.analysis_status = 'failed' AND p.analysis_permanent = 0 AND p.attempts < :max_attempts))
-  AND (p.first_seen, p.id) > (:after_seen, :after_id)
+  AND {window}
 ORDER BY p.first_seen, p.id
 LIMIT :page
 """
 
 
-def _scope_sql(paths) -> tuple[str, dict]:
-    """Restrict to files under the given folders/files (index range scans on the path)."""
-    if not paths:
-        return "", {}
-    from catalog.scan import db_text, prefix_range
-
-    clauses, params = [], {}
-    for i, raw in enumerate(paths):
-        text = db_text(os.path.abspath(os.fsdecode(raw)))[0]
-        low, high = prefix_range(text)
-        clauses.append(f"(path = :p{i} OR (path >= :lo{i} AND path < :hi{i}))")
-        params.update({f"p{i}": text, f"lo{i}": low, f"hi{i}": high})
-    return "AND (" + " OR ".join(clauses) + ")", params
-
-
 def pending_photos(db, config: Config, *, reanalyze=False, paths=None, limit=None):
     """Photos to analyse, oldest first, streamed a page at a time."""
-    scope, params = _scope_sql(paths)
-    sql = SELECT_PENDING.format(scope=scope, reanalyze="1" if reanalyze else "0")
+    scope, params = catalog_db.path_scope_sql(paths)
+    sql = SELECT_PENDING.format(scope=scope, reanalyze="1" if reanalyze else "0",
+                                window="(p.first_seen, p.id) > (:after_seen, :after_id)")
     after, given = ("", ""), 0
     while True:
         rows = list(db.query(sql, {**params, "max_attempts": config.analysis.max_attempts,
@@ -120,9 +105,8 @@ def pending_photos(db, config: Config, *, reanalyze=False, paths=None, limit=Non
 def rows_by_id(db, config: Config, photo_ids, *, reanalyze=False) -> list[dict]:
     """The rows `pending_photos` would yield, among these photos (the flow hands ids to tasks);
     photos done meanwhile (a retried batch) are left out."""
-    sql = SELECT_PENDING.format(scope="", reanalyze="1" if reanalyze else "0").replace(
-        "AND (p.first_seen, p.id) > (:after_seen, :after_id)",
-        "AND p.id IN (SELECT value FROM json_each(:ids))")
+    sql = SELECT_PENDING.format(scope="", reanalyze="1" if reanalyze else "0",
+                                window="p.id IN (SELECT value FROM json_each(:ids))")
     ids = list(photo_ids)
     return list(db.query(sql, {"ids": json.dumps(ids), "max_attempts": config.analysis.max_attempts,
                                "page": len(ids)}))

@@ -340,6 +340,35 @@ def fs_path(row: dict) -> str:
     return os.fsdecode(raw) if raw else row["path"]
 
 
+def db_text(path: str) -> tuple[str, bytes | None]:
+    """Text for the database plus the exact bytes when the name is not valid UTF-8."""
+    try:
+        path.encode("utf-8")
+        return path, None
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def prefix_range(root_text: str) -> tuple[str, str]:
+    """[low, high) bounds covering every path under a folder, for index range scans."""
+    low = root_text.rstrip("/") + "/"
+    return low, low[:-1] + "0"  # "0" sorts right after "/"
+
+
+def path_scope_sql(paths, column: str = "path") -> tuple[str, dict]:
+    """`AND (...)` restricting `column` to these files or folders (index range scans)."""
+    if not paths:
+        return "", {}
+    clauses, params = [], {}
+    for i, raw in enumerate(paths):
+        text = db_text(os.path.abspath(os.fsdecode(raw)))[0]
+        low, high = prefix_range(text)
+        clauses.append(f"({column} = :p{i} OR ({column} >= :lo{i} AND {column} < :hi{i}))")
+        params.update({f"p{i}": text, f"lo{i}": low, f"hi{i}": high})
+    return "AND (" + " OR ".join(clauses) + ")", params
+
+
 def duplicate_groups(db: sqlite_utils.Database):
     """Photos present at more than one path, biggest waste first (streamed)."""
     sql = """

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 
 from catalog import db as catalog_db
+from catalog.db import db_text, prefix_range
 from catalog.config import Config
 from catalog.errors import RootUnavailable
 from catalog.identity import BrokenImage, FileBuffer, Identity, describe_non_image, hash_buffer, sniff
@@ -79,22 +80,6 @@ def inspect_file(path: str, max_image_pixels: int) -> Inspection:
         return Inspection(error=str(exc), error_kind=exc.kind)
     except OSError as exc:
         return Inspection(error=f"cannot read file: {exc.strerror or exc}", error_kind="unreadable")
-
-
-def db_text(path: str) -> tuple[str, bytes | None]:
-    """Text for the database plus the exact bytes when the name is not valid UTF-8."""
-    try:
-        path.encode("utf-8")
-        return path, None
-    except UnicodeEncodeError:
-        raw = os.fsencode(path)
-        return raw.decode("utf-8", "backslashreplace"), raw
-
-
-def prefix_range(root_text: str) -> tuple[str, str]:
-    """[low, high) bounds covering every path under a folder, for index range scans."""
-    low = root_text.rstrip("/") + "/"
-    return low, low[:-1] + "0"  # "0" sorts right after "/"
 
 
 def normalise_roots(roots) -> list[str]:

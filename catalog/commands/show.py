@@ -11,7 +11,7 @@ from catalog.errors import CatalogError
 
 
 def lookup(db, path: str) -> dict:
-    from catalog.scan import db_text
+    from catalog.db import db_text
 
     text = db_text(os.path.abspath(os.fsdecode(path)))[0]
     rows = list(db.query("SELECT * FROM files WHERE path = ?", [text]))

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from catalog import db as catalog_db
+from catalog.db import db_text
 from catalog.config import Config
 from catalog.errors import CatalogError
 from catalog.identity import hash_buffer, sniff
@@ -64,12 +65,10 @@ class WritebackSummary:
 
 def _targets(db, paths):
     """Present files of analysed photos, by path, a page at a time."""
-    from catalog.analyze import _scope_sql
-
-    scope, params = _scope_sql(paths)
+    scope, params = catalog_db.path_scope_sql(paths, column="f.path")
     sql = (f"SELECT f.path, f.path_bytes, f.root, f.photo_id, f.size, f.mtime_ns, p.tags, p.description "
            f"FROM files f JOIN photos p ON p.id = f.photo_id WHERE f.status = 'ok' "
-           f"AND p.analysis_status = 'done' AND f.path > :after {scope.replace('path', 'f.path')} "
+           f"AND p.analysis_status = 'done' AND f.path > :after {scope} "
            f"ORDER BY f.path LIMIT {PAGE}")
     after = ""
     while True:
@@ -153,12 +152,12 @@ class Writer:
             cursor = self.db.execute(
                 "INSERT INTO writeback_journal (run_id, target, target_bytes, path, kind, format, existed, "
                 "snapshot, previous_state, mtime_ns_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self.run_id, _text(target), _raw(target), row["path"], kind, fmt, int(existed), snapshot,
+                [self.run_id, db_text(target)[0], db_text(target)[1], row["path"], kind, fmt, int(existed), snapshot,
                  json.dumps(state) if state else None, mtime_before])
             self.db.execute(
                 "INSERT OR REPLACE INTO writeback_state (target, path, kind, photo_id, keywords, description, "
                 "written_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [_text(target), row["path"], kind, row["photo_id"], json.dumps(tags, ensure_ascii=False),
+                [db_text(target)[0], row["path"], kind, row["photo_id"], json.dumps(tags, ensure_ascii=False),
                  description_written, catalog_db.now(), self.run_id])
         return cursor.lastrowid
 
@@ -174,12 +173,12 @@ class Writer:
         wb = self.wb
         target = xmp.sidecar_path(photo, style=wb.sidecar_name, sidecar_dir=wb.sidecar_dir or None,
                                   root=catalog_db.fs_path({"path": row["root"]}))
-        change = Change(row["path"], _text(target), "sidecar", message=note)
+        change = Change(row["path"], db_text(target)[0], "sidecar", message=note)
         try:
             existed = os.path.exists(target)
             existing = _read(target) if existed else None
             base = existing if existing is not None else _embedded_packet(photo)
-            state = _state(self.db, _text(target))
+            state = _state(self.db, db_text(target)[0])
             # A new sidecar seeded from the photo inherits what we embedded there as ours.
             plan_state = state or (_state(self.db, row["path"]) if existing is None else None)
             facts = xmp.read_xmp(base) if base else xmp.XmpFacts()
@@ -311,18 +310,6 @@ def _ours(packet: bytes, description: str | None) -> str | None:
 def _read(path: str) -> bytes:
     with open(path, "rb") as f:
         return f.read()
-
-
-def _text(path: str) -> str:
-    from catalog.scan import db_text
-
-    return db_text(path)[0]
-
-
-def _raw(path: str) -> bytes | None:
-    from catalog.scan import db_text
-
-    return db_text(path)[1]
 
 
 def _why(exc: Exception) -> str:
