@@ -18,12 +18,21 @@ class RootUnavailable(CatalogError):
 
 
 class AnalysisFailed(CatalogError):
-    """One photo could not be analysed; `permanent` failures are never retried."""
+    """One photo could not be analysed.
 
-    def __init__(self, message: str, *, permanent: bool = False, status: int | None = None):
+    `permanent`: the file itself is at fault (the service refused this image, it cannot
+    become an upload); never retried. `spends_attempt`: the failure is the photo's own and
+    counts against `analysis.max_attempts`; a fault on the service's side (5xx, timeout,
+    refused connection) or on the way to the file (moved, EIO on the NAS) spends none and
+    is simply tried again on a later run.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, status: int | None = None,
+                 spends_attempt: bool = True):
         super().__init__(message)
         self.permanent = permanent
         self.status = status
+        self.spends_attempt = spends_attempt or permanent
 
 
 class AuthenticationFailed(CatalogError):
@@ -33,6 +42,32 @@ class AuthenticationFailed(CatalogError):
     """
 
     exit_code = 2
+
+
+class StageStopped(CatalogError):
+    """The service can take no more this run: the analysis stage stops with this one line.
+
+    Nothing is marked failed and no attempt is spent; answers already received are kept
+    and the next run resumes where this one stopped.
+    """
+
+
+class QuotaExhausted(StageStopped):
+    """A 429 whose reset lies beyond the wait horizon (a daily or monthly quota)."""
+
+    def __init__(self, message: str, *, reset_at: float | None = None):
+        super().__init__(message)
+        self.reset_at = reset_at  # wall-clock epoch seconds, when the server said
+
+
+class ServiceDown(StageStopped):
+    """The circuit breaker opened: too many consecutive server-side failures."""
+
+
+class Interrupted(CatalogError):
+    """SIGTERM or SIGINT: the run stops within seconds, keeping every answer received."""
+
+    exit_code = 130
 
 
 class PreparationFailed(CatalogError):
