@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install clean bench
+.PHONY: run test install clean bench reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ BENCH ?= scan quota prepare search flow
 bench: $(STAMP)
 	command -v b3sum >/dev/null || (apt-get update && apt-get install -y b3sum jdupes)
 	for b in $(BENCH); do $(BIN)/python bench/$$b.py $(BENCH_ARGS) || exit 1; done
+
+# The fault suite (also part of make test), its figures written to docs/reliability.md.
+reliability: $(STAMP)
+	$(BIN)/python tests/faults/report.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -56,6 +56,7 @@ class Recorded:
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)  # multipart: name → filename/content_type/size/sha256
     json: Any = None
     status: int | None = None  # None: no answer (hang, closed connection)
+    paid: bool = False  # a complete 200 analysis went out: the client was charged for it
 
 
 class RequestLog:
@@ -87,6 +88,15 @@ def _iso(wall: float) -> str:
     """ISO-8601 UTC with milliseconds, rounded up so a client waiting until then is never early."""
     wall = math.ceil(wall * 1000) / 1000
     return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _is_analysis(data: bytes) -> bool:
+    """Whether a 200 body is an answer the contract charges for (success and a data object)."""
+    try:
+        body = json.loads(data.decode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(body, dict) and body.get("success") is True and isinstance(body.get("data"), dict)
 
 
 def parse_multipart(content_type: str, body: bytes) -> dict[str, dict[str, Any]]:
@@ -209,8 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
-        data = body.encode() if isinstance(body, str) else body
+        data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
         self.record.status = status  # before the client can see the answer
+        self.record.paid = status == 200 and _is_analysis(data)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

@@ -1,0 +1,66 @@
+"""Measuring a fault case: what the server charged for, what the catalogue kept, where a key leaked."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+CRASH_MARKS = ("Traceback (most recent call last)", "RecursionError", "OverflowError",
+               "UnicodeEncodeError", "Segmentation fault")
+
+
+def run_cli(*args, env: dict[str, str], timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
+    """The real `catalog` command in a child process, as a user or cron would start it."""
+    return subprocess.run([sys.executable, "-m", "catalog", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=timeout, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+
+
+def crashes(result: subprocess.CompletedProcess) -> int:
+    """1 when a command died of a signal or printed a traceback or an internal error."""
+    text = (result.stdout or "") + (result.stderr or "")
+    return int(result.returncode < 0 or any(mark in text for mark in CRASH_MARKS))
+
+
+def charged(server) -> Counter:
+    """How many times the server charged for each uploaded image (by its sha256)."""
+    seen: Counter = Counter()
+    for record in server.requests:
+        if record.paid:
+            image = record.fields.get("image") if record.fields else None
+            seen[image["sha256"] if image else repr(record.json)] += 1
+    return seen
+
+
+def paid_twice(server) -> int:
+    """Images charged for more than once (each extra charge counts)."""
+    return sum(n - 1 for n in charged(server).values() if n > 1)
+
+
+def stored_answers(db_path: os.PathLike, provider: str = "imgtags") -> int:
+    """Photos whose analysis from `provider` is in the catalogue."""
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM photos WHERE analysis_status = 'done' AND provider = ?",
+                            [provider]).fetchone()[0]
+
+
+def answers_lost(server, db_path: os.PathLike) -> int:
+    """Distinct images the server charged for that the catalogue did not keep."""
+    return max(0, len(charged(server)) - stored_answers(db_path))
+
+
+def key_places(key: str, *, texts=(), files=()) -> int:
+    """How many of these texts and files contain the key (files: also their -wal/-journal)."""
+    needle = key.encode()
+    found = sum(1 for text in texts if text and key in text)
+    for name in files:
+        for path in (Path(name), Path(f"{name}-wal"), Path(f"{name}-journal")):
+            try:
+                found += needle in path.read_bytes()
+            except OSError:
+                pass
+    return found
