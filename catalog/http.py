@@ -150,7 +150,7 @@ def _is_json(response: httpx.Response) -> bool:
     try:
         json.loads(response.content)
         return True
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

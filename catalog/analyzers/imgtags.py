@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, register
+from catalog.analyzers.storable import clean_int, clean_text
 from catalog.errors import AnalysisFailed, AuthenticationFailed
 from catalog.http import HttpStats, make_client, stats_of
 
@@ -20,7 +21,10 @@ PERMANENT_STATUSES = (400, 413, 415, 422)  # this image or URL will never be acc
 
 
 def _strs(value: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in value if v is not None) if isinstance(value, list) else ()
+    """The words of a list; nested lists and objects are not words (and str() of a deep one recurses)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value if isinstance(v, (str, int, float)) and not isinstance(v, bool))
 
 
 def _text(value: Any, default: str) -> str:
@@ -33,10 +37,7 @@ def _likelihood(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+    return clean_int(value)  # 1e300, Infinity, NaN and -5 never reach SQLite as they are
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -67,14 +68,21 @@ def parse_answer(body: dict[str, Any]) -> Analysis:
 
 
 def _server_message(body: Any) -> str:
-    """The human part of an error body: `error.message` or the 422 `message` plus `errors`."""
+    """The human part of an error body: `error.message` or the 422 `message` plus `errors`.
+
+    Only plain values are words: str() of a deeply nested object would recurse.
+    """
     if not isinstance(body, dict):
         return ""
     error = body.get("error")
     message = error.get("message") if isinstance(error, dict) else body.get("message")
-    details = [f"{name}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+    details = [f"{name}: {' '.join(_strs(msgs)) if isinstance(msgs, list) else _plain(msgs)}"
                for name, msgs in _dict(body.get("errors")).items()]
-    return " ".join(filter(None, [str(message or ""), f"({'; '.join(details)})" if details else ""]))
+    return " ".join(filter(None, [_plain(message), f"({'; '.join(details)})" if details else ""]))
+
+
+def _plain(value: Any) -> str:
+    return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
 
 
 @register("imgtags")
@@ -103,6 +111,11 @@ class ImgTagsAnalyzer:
 
     def __repr__(self) -> str:
         return f"<ImgTagsAnalyzer {self.endpoint}>"  # never the key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be stored or printed, even when a server echoes it back."""
+        return (self._key,)
 
     def close(self) -> None:
         if self._own_client:
@@ -164,18 +177,22 @@ class ImgTagsAnalyzer:
             body = response.json()
         except ValueError:
             body = None
+        except RecursionError:  # Python's json gives up on very deep nesting
+            raise AnalysisFailed(f"ImgTags answered HTTP {status} with JSON nested too deeply to read",
+                                 status=status) from None
         if status in (401, 403):
             raise AuthenticationFailed(f"ImgTags refused the API key (HTTP {status}): check IMGTAGS_API_KEY")
         if 200 <= status < 300:
             if not isinstance(body, dict):
-                snippet = response.text[:80].replace("\n", " ")
+                snippet = clean_text(response.text.replace("\n", " "), 80, self.secrets)
                 raise AnalysisFailed(f"ImgTags answered HTTP {status} with a body that is not a JSON object: {snippet!r}",
                                      status=status)
             if body.get("success") is not True or not isinstance(body.get("data"), dict):
-                why = _server_message(body) or "success is not true or there is no data"
+                why = clean_text(_server_message(body) or "success is not true or there is no data", 500,
+                                 self.secrets)
                 raise AnalysisFailed(f"ImgTags answered HTTP {status} without an analysis: {why}", status=status)
             return parse_answer(body)
-        message = _server_message(body) or self._describe_body(response)
+        message = clean_text(_server_message(body) or self._describe_body(response), 500, self.secrets)
         if status == 429:
             raise AnalysisFailed(f"ImgTags kept answering 429 (rate limit): {message}", status=status)
         if status in PERMANENT_STATUSES:
