@@ -81,6 +81,8 @@ class AnalysisSettings:
     send_location: bool = False
     timeout_seconds: float = 120.0
     max_retries: int = 4  # for 5xx, timeouts and connection errors; 429 waits do not count
+    # Offline enrichers run after the back-end, each with its own provenance (catalog.enrichers).
+    enrichers: tuple[str, ...] = ("places", "text", "safety", "faces")
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,17 @@ def _section(cls: type, table: Any, name: str):
     return cls(**values)
 
 
+def _check_enrichers(names: tuple[str, ...]) -> None:
+    from catalog.enrichers import REGISTRY, unknown_names
+
+    unknown = unknown_names(names)
+    if unknown:
+        raise ConfigError(f"analysis.enrichers: unknown {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(REGISTRY)}; [] turns them all off)")
+    if len(set(names)) != len(names):
+        raise ConfigError("analysis.enrichers lists an enricher twice")
+
+
 def locate_config(explicit: str | os.PathLike | None) -> Path | None:
     """The config file to read, or None for the embedded defaults."""
     if explicit:
@@ -225,6 +238,7 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         raise ConfigError("writeback.sidecar_name must be \"ext\" (IMG.JPG.xmp) or \"base\" (IMG.xmp)")
     if kwargs["analysis"].analyzer not in ANALYZERS:
         raise ConfigError(f"analysis.analyzer must be one of {', '.join(ANALYZERS)}")
+    _check_enrichers(kwargs["analysis"].enrichers)
     database = os.environ.get("CATALOG_DB") or data.get("database")
     if database is not None:
         if not isinstance(database, str) or not database:
