@@ -2,7 +2,11 @@
 
 The pictures are drawn with Pillow (skies, sunsets, beaches, forests, snow,
 night scenes) and carry real EXIF (camera, date, some GPS), in dated folders
-with spaces in their names, plus one exact duplicate in a second folder.
+with spaces in their names, plus one exact duplicate in a second folder. For the
+offline enrichers: GPS of Paris, Malaga and Rome (places), a restaurant sign with
+drawn words (text), and a real portrait, Grace Hopper's public-domain U.S. Navy
+photo shipped in `demo_assets/` (faces). Folder and file names do not give those
+away, so a search for "rome" or "trattoria" finds them through the enrichers.
 """
 
 from __future__ import annotations
@@ -66,6 +70,57 @@ def _exif(make, model, taken, gps):
     return exif
 
 
+ROME = (41.8986, 12.4769)
+ASSETS = Path(__file__).with_name("demo_assets")
+
+
+def _sign(rng: random.Random):
+    """A street scene with a restaurant sign: dark words on a pale board."""
+    from PIL import ImageDraw, ImageFont
+
+    img = _picture("desert", rng)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([90, 120, 710, 420], fill=(245, 238, 220), outline=(90, 50, 30), width=8)
+    for y, words, size in ((160, "TRATTORIA DA ENZO", 52), (260, "PIZZA  PASTA  VINO", 44),
+                           (340, "APERTO DALLE 12", 36)):
+        try:
+            font = ImageFont.load_default(size=size)
+        except (TypeError, ImportError, OSError):  # Pillow without FreeType: the small bitmap font
+            font = ImageFont.load_default()
+        width = draw.textlength(words, font=font)
+        draw.text(((800 - width) / 2, y), words, fill=(60, 25, 20), font=font)
+    return img
+
+
+def _portrait():
+    """Grace Hopper's portrait (public domain), enlarged onto a photo-sized canvas."""
+    from PIL import Image
+
+    with Image.open(ASSETS / "hopper.gif") as im:
+        face = im.convert("RGB").resize((512, 512), Image.Resampling.LANCZOS)
+    img = Image.new("RGB", (640, 560), (70, 80, 95))
+    img.paste(face, (64, 24))
+    return img
+
+
+def _enricher_photos(dest: Path, rng: random.Random) -> list[Path]:
+    """Photos for places, text and faces: a weekend in Rome and a family portrait."""
+    made = []
+    for folder, name, make_picture, gps in (
+        ("2022/Weekend away", "IMG_2041.jpg", lambda: _sign(rng), ROME),
+        ("2022/Weekend away", "IMG_2042.jpg", lambda: _picture("sunset", rng), ROME),
+        ("2020/Family", "IMG_0815.jpg", _portrait, None),
+    ):
+        path = dest / folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = make_picture()
+        if not path.exists():
+            taken = f"{folder[:4]}:05:{rng.randint(1, 28):02d} {rng.randint(9, 19):02d}:{rng.randint(0, 59):02d}:00"
+            img.save(path, quality=90, exif=_exif("Apple", "iPhone 12", taken, gps))
+        made.append(path)
+    return made
+
+
 def build_demo_library(dest: Path, *, seed: int = 7) -> list[Path]:
     """Create (or re-create identically) the demo library under `dest`; returns the files."""
     rng = random.Random(seed)
@@ -87,6 +142,7 @@ def build_demo_library(dest: Path, *, seed: int = 7) -> list[Path]:
                 if not path.exists():
                     img.save(path, quality=88, exif=_exif(make, model, taken, gps))
             made.append(path)
+    made += _enricher_photos(dest, rng)
     copy_dir = dest / "Phone backup"
     copy_dir.mkdir(exist_ok=True)
     duplicate = copy_dir / "IMG_0001 sunset (copy).JPG"

@@ -220,6 +220,23 @@ def test_nothing_is_fetched_from_the_network(photos):
     assert out.stdout.strip() == str(sorted(ALL))
 
 
+def test_demo_library_shows_places_text_and_a_face(tmp_path):
+    from catalog.demo import build_demo_library
+
+    results = {p.relative_to(tmp_path).as_posix(): found(p) for p in build_demo_library(tmp_path)}
+    sign = results["2022/Weekend away/IMG_2041.jpg"]
+    assert sign["places"].place == "Rome, Lazio, Italy" and "rome" in sign["places"].tags
+    assert "TRATTORIA DA ENZO" in sign["text"].text.split("\n") and sign["text"].tags == ("text",)
+    assert results["2019/Paris trip/IMG_0001 night.jpg"]["places"].city == "Paris"
+    assert results["2021/Beach holiday/IMG_0001 beach.jpg"]["places"].city == "Málaga"
+    portrait = results["2020/Family/IMG_0815.jpg"]["faces"]
+    assert portrait.faces == 1 and portrait.tags == ("people", "portrait")
+    others = [r["faces"].faces for k, r in results.items() if k != "2020/Family/IMG_0815.jpg"]
+    assert others == [0] * len(others)  # drawn skies and beaches: no faces invented
+    texts = [k for k, r in results.items() if r["text"].tags]
+    assert texts == ["2022/Weekend away/IMG_2041.jpg"]
+
+
 # -- settings --------------------------------------------------------------------------------
 
 def test_config_enrichers_validated_against_the_registry(tmp_path):
