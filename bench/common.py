@@ -59,6 +59,17 @@ def add_common_options(parser, workdir_help: str, keep_help: str) -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
 
 
+def drop_page_cache() -> bool:
+    """Sync and drop Linux's page cache so the next read comes from disk; False if not allowed."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
 # -- timing ----------------------------------------------------------------------------------
 
 def timed(fn) -> float:
