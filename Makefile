@@ -40,7 +40,7 @@ test: $(STAMP)
 
 # Every benchmark against its real peer (about 20 minutes; figures go to docs/benchmarks.md).
 # One at a time: make bench BENCH=scan BENCH_ARGS=--quick
-BENCH ?= scan quota prepare search flow
+BENCH ?= scan quota prepare analyze search flow
 bench: $(STAMP)
 	command -v b3sum >/dev/null || (apt-get update && apt-get install -y b3sum jdupes)
 	for b in $(BENCH); do $(BIN)/python bench/$$b.py $(BENCH_ARGS) || exit 1; done

@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +39,8 @@ from catalog import demo  # noqa: E402
 from catalog.enrichers import REGISTRY, module, unavailable  # noqa: E402
 from catalog.enrichers.run import load_image, open_pool, run_enrichers, warm  # noqa: E402
 from common import (MEASURE_HEAD, add_common_options, bullets, command_line, drop_page_cache,  # noqa: E402
-                    exit_status, load_average, machine, markdown_table, print_report, timed, write_section)
+                    exit_status, load_average, machine, markdown_table, print_report, scratch_dir, timed,
+                    write_section)
 
 SECTION = "## Offline enrichers"
 GOAL_SECONDS = 0.5
@@ -193,10 +192,7 @@ def main(argv=None) -> int:
     load_start = load_average()
     workers = info["nproc"]
 
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="analyze-", dir=args.workdir))
-    try:
+    with scratch_dir(args, "analyze-", say) as work:
         say("generating three 12 MP JPEGs")
         photos = make_photos(work)
         sizes = {k: p.stat().st_size for k, p in photos.items()}
@@ -210,11 +206,6 @@ def main(argv=None) -> int:
         say(f"pool of {workers} workers over {count} photos")
         startup, per_photo = pool_throughput(photos, count, workers)
         size, added = install_size()
-    finally:
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
     rows = []
     for name, (wall, cpu, base) in warm_rows.items():

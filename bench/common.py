@@ -6,8 +6,11 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +71,21 @@ def drop_page_cache() -> bool:
         return True
     except OSError:
         return False
+
+
+@contextmanager
+def scratch_dir(args, prefix: str, say):
+    """A temporary directory under --workdir (or the system's), removed afterwards unless --keep."""
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=args.workdir))
+    try:
+        yield work
+    finally:
+        if args.keep:
+            say(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 # -- timing ----------------------------------------------------------------------------------

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import io
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +34,8 @@ from PIL import Image  # noqa: E402
 
 from catalog.prepare import prepare_upload  # noqa: E402
 from common import (MEASURE_HEAD, add_common_options, bullets, command_line, exit_status,  # noqa: E402
-                    interleaved, load_average, machine, markdown_table, print_report, write_section)
+                    interleaved, load_average, machine, markdown_table, print_report, scratch_dir,
+                    write_section)
 
 SECTION = "## Upload preparation"
 GOAL_RATIO = 1.3
@@ -136,10 +135,7 @@ def main(argv=None) -> int:
     info = {**machine(), **pillow_facts()}
     load_start = load_average()
 
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="prepare-", dir=args.workdir))
-    try:
+    with scratch_dir(args, "prepare-", say) as work:
         say("generating the test JPEGs")
         files = make_files(work)
         sizes = {k: p.stat().st_size for k, p in files.items()}
@@ -177,11 +173,6 @@ def main(argv=None) -> int:
         t_gps, t_read2 = interleaved(lambda: prepare_upload(files["gps"]), lambda: files["gps"].read_bytes(), runs)
         asis_cat, asis_read = statistics.median(t_asis), statistics.median(t_read1)
         gps_cat, gps_read = statistics.median(t_gps), statistics.median(t_read2)
-    finally:
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
     ratio = big_cat / big_base
     rows = [

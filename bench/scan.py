@@ -45,8 +45,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (DEFAULT_DOC, REPO, command_line, exit_status, load_average, machine, markdown_table,
-                    write_section)
+from common import (DEFAULT_DOC, REPO, command_line, drop_page_cache, exit_status, load_average, machine,
+                    markdown_table, write_section)
 
 DEFAULT_WORKDIR = REPO / "bench" / ".work"
 SECTION = "## Scan"
@@ -256,7 +256,7 @@ class Bench:
     def __init__(self, work: Path, tools: dict):
         self.work = work
         self.tools = tools
-        self.cold = self._drop_caches()
+        self.cold = drop_page_cache()
         self.cache_note = (
             "cold page cache (dropped before every timed command; programs warmed up)"
             if self.cold else
@@ -269,21 +269,11 @@ class Bench:
         self.env["XDG_DATA_HOME"] = str(work / "xdg-data")
         self.max_load = 0.0  # 1-minute load average seen just before a timed command
 
-    @staticmethod
-    def _drop_caches() -> bool:
-        os.sync()
-        try:
-            with open("/proc/sys/vm/drop_caches", "w") as f:
-                f.write("3\n")
-            return True
-        except OSError:
-            return False
-
     def _prepare(self, root: Path) -> None:
         """Before a timed command: same starting state for ours and the peer."""
         if self.cold:
             os.sync()
-            if not self._drop_caches():
+            if not drop_page_cache():
                 die("dropping the page cache stopped working mid-run")
             # Programs warm, data cold: load Python, catalog's modules and the peers' binaries.
             subprocess.run([sys.executable, "-c",
