@@ -176,9 +176,26 @@ def test_unreadable_photo_fails_the_pixel_enrichers_not_places(photos):
     assert [n for n, _ in missing.errors] == ALL and "cannot read" in missing.errors[0][1]
 
 
-def test_bytes_in_results_picklable_and_upright(photos):
-    # landscape_6 stores the picture turned; it must be read upright, as landscape_1
-    data = (photos / "real" / "landscape_6.jpg").read_bytes()
+@pytest.mark.parametrize("name, reason", [
+    ("truncated_image.png", "truncated"), ("empty.jpg", "not an image"), ("not_an_image_pdf.jpg", "not an image"),
+    ("decompression_bomb.gif", "decompression bomb"), ("65536-uint32-limit.png", "decompression bomb"),
+])
+def test_broken_files_are_one_line_each(photos, name, reason):
+    result = run_enrichers(photos / "edge" / name, ALL)
+    assert [n for n, _ in result.errors] == ["text", "safety", "faces"]
+    assert all(reason in msg and "\n" not in msg for _, msg in result.errors)
+
+
+@pytest.mark.parametrize("name", ["pil_sample_cmyk.jpg", "RGB_16__128x128.png", "chi.gif",
+                                  "rotating-squares.webp", "hopper_bad_exif.jpg"])
+def test_awkward_files_are_read(photos, name):
+    assert set(found(photos / "edge" / name)) == set(ALL)
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_bytes_in_results_picklable_and_upright(photos, orientation):
+    # landscape_N stores the picture turned or mirrored; it must be read upright, as landscape_1
+    data = (photos / "real" / f"landscape_{orientation}.jpg").read_bytes()
     result = pickle.loads(pickle.dumps(run_enrichers(data, ["text"])))
     assert isinstance(result, EnrichResult)
     assert {"left", "right", "bottom"} <= set(result.by_source()["text"].text.split("\n"))
