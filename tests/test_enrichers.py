@@ -172,8 +172,10 @@ def test_unreadable_photo_fails_the_pixel_enrichers_not_places(photos):
     errors = dict(result.errors)
     assert set(errors) == {"text", "safety", "faces"}
     assert all("truncated" in msg and "\n" not in msg for msg in errors.values())
+    assert result.unreadable  # the photo's own fault: no use trying again
     missing = run_enrichers(photos / "nowhere.jpg", ALL)
     assert [n for n, _ in missing.errors] == ALL and "cannot read" in missing.errors[0][1]
+    assert not missing.unreadable  # a file gone for a moment (a NAS asleep) is tried again
 
 
 @pytest.mark.parametrize("name, reason", [
@@ -183,7 +185,7 @@ def test_unreadable_photo_fails_the_pixel_enrichers_not_places(photos):
 def test_broken_files_are_one_line_each(photos, name, reason):
     result = run_enrichers(photos / "edge" / name, ALL)
     assert [n for n, _ in result.errors] == ["text", "safety", "faces"]
-    assert all(reason in msg and "\n" not in msg for _, msg in result.errors)
+    assert all(reason in msg and "\n" not in msg for _, msg in result.errors) and result.unreadable
 
 
 @pytest.mark.parametrize("name", ["pil_sample_cmyk.jpg", "RGB_16__128x128.png", "chi.gif",

@@ -62,10 +62,16 @@ class Enrichment:
 
 @dataclass(frozen=True)
 class EnrichResult:
-    """All enrichers' findings for one photo; `errors` maps an enricher's name to a one-line reason."""
+    """All enrichers' findings for one photo; `errors` pairs an enricher's name with a one-line reason.
+
+    `unreadable`: the photo itself cannot be decoded (truncated, not an image, a bomb), so
+    trying again will not help; other errors (a missing package, a file gone from the NAS
+    for a moment, a model's surprise) are nobody's fault and may be tried again.
+    """
 
     enrichments: tuple[Enrichment, ...] = ()
     errors: tuple[tuple[str, str], ...] = ()
+    unreadable: bool = False
 
     def by_source(self) -> dict[str, Enrichment]:
         return {e.source: e for e in self.enrichments}

@@ -61,11 +61,14 @@ def read_facts(data: bytes, max_image_pixels: int = 178_956_970) -> dict[str, An
 
 
 def run_enrichers(source: str | os.PathLike | bytes, names: Iterable[str],
-                  facts: dict[str, Any] | None = None) -> EnrichResult:
+                  facts: dict[str, Any] | None = None, *,
+                  max_image_pixels: int = 178_956_970) -> EnrichResult:
     """Run the named enrichers on one photo; one enricher's failure never loses the others'.
 
     `source` is a path or the image bytes (e.g. the prepared upload, already upright);
-    `facts` are the photo's EXIF facts, read from the file when None. Errors come back
+    `facts` are the photo's EXIF facts, read from the file when None (pass them when
+    `source` is an upload copy: its GPS is stripped). `max_image_pixels` is
+    `[scan] max_image_pixels`: more is refused as a decompression bomb. Errors come back
     as one-line messages in `EnrichResult.errors`, never as exceptions.
     """
     names = list(names)
@@ -74,7 +77,7 @@ def run_enrichers(source: str | os.PathLike | bytes, names: Iterable[str],
     except OSError as e:
         return EnrichResult(errors=tuple((n, f"cannot read {source}: {e.strerror or e}") for n in names))
     if facts is None:
-        facts = read_facts(data)
+        facts = read_facts(data, max_image_pixels)
     done: list[Enrichment] = []
     errors: list[tuple[str, str]] = []
     image = None
@@ -84,7 +87,7 @@ def run_enrichers(source: str | os.PathLike | bytes, names: Iterable[str],
             mod = module(name)
             if mod.NEEDS_PIXELS and image is None and image_error is None:
                 try:
-                    image = load_image(data)
+                    image = load_image(data, max_image_pixels=max_image_pixels)
                 except PreparationFailed as e:
                     image_error = str(e)
             if mod.NEEDS_PIXELS and image is None:
@@ -98,7 +101,7 @@ def run_enrichers(source: str | os.PathLike | bytes, names: Iterable[str],
             errors.append((name, str(e)))
         except Exception as e:  # noqa: BLE001 - a model's surprise fails this enricher, not the run
             errors.append((name, f"{type(e).__name__}: {e}"))
-    return EnrichResult(tuple(done), tuple(errors))
+    return EnrichResult(tuple(done), tuple(errors), unreadable=image_error is not None)
 
 
 def warm(names: Iterable[str], niceness: int = 0) -> None:
