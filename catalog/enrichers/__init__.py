@@ -8,7 +8,13 @@ most `MAX_EDGE`); `facts` holds what the catalogue knows from EXIF (`gps_lat`,
 nothing is downloaded, and nothing leaves the machine. Models load once per process,
 on first use. Importing this package is cheap: no model library is imported until an
 enricher runs. `run_enrichers` (in `catalog.enrichers.run`) is the picklable entry
-point a process pool calls.
+point a process pool calls:
+
+    skipped = unavailable(names)  # {name: one line naming pip install 'catalog[local]'}
+    names = [n for n in names if n not in skipped]
+    with open_pool(names) as pool:  # one worker per CPU, low priority, models loaded once
+        future = pool.submit(run_enrichers, upload_bytes, names, {"gps_lat": ..., "gps_lon": ...})
+        result = future.result()  # EnrichResult: enrichments, one-line errors, unreadable
 """
 
 from __future__ import annotations
