@@ -128,7 +128,7 @@ def open_pool(names: Iterable[str], workers: int | None = None,
 
     Workers are started with "spawn" (no inherited threads or locks from the caller)
     and default to one per CPU this process may use, at most 4 (each holds its models,
-    about 350 MB).
+    up to about 470 MB).
     """
     import multiprocessing
 
