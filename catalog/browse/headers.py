@@ -67,7 +67,7 @@ def policy(datasette, page_scripts) -> str:
     ])
 
 
-def _split_host(value: str) -> tuple[str, int | None]:
+def split_host(value: str) -> tuple[str, int | None]:
     """'Example.org:8001' -> ('example.org', 8001); '[::1]:80' -> ('::1', 80)."""
     match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", value.strip())
     if not match:
@@ -92,12 +92,12 @@ def host_allowed(scope, extra_hosts=()) -> bool:
     header = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
     if header is None:
         return False
-    name, port = _split_host(header)
+    name, port = split_host(header)
     if not name:
         return False
     port = port if port is not None else (443 if scope.get("scheme") == "https" else 80)
     for allowed in extra_hosts:
-        allowed_name, allowed_port = _split_host(allowed)
+        allowed_name, allowed_port = split_host(allowed)
         if name == allowed_name and allowed_port in (None, port):
             return True
     server = scope.get("server") or (None, None)

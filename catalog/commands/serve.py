@@ -7,6 +7,15 @@ import click
 from catalog.commands import load_settings
 
 
+def _host_name(value: str) -> str:
+    from catalog.browse.headers import split_host
+
+    if not split_host(value)[0] or "/" in value:
+        raise click.BadParameter(f"{value!r} is not a host name (like photos.example.org or "
+                                 "photos.example.org:8443)")
+    return value
+
+
 @click.command()
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
@@ -17,6 +26,7 @@ from catalog.commands import load_settings
               help="Let visitors run their own SQL (SELECT only). Off by default: a link with "
                    "crafted SQL is the way a page could be made to carry someone else's links.")
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME[:PORT]",
+              callback=lambda ctx, param, values: tuple(_host_name(v) for v in values),
               help="Another name this server answers to, e.g. a reverse proxy's (repeatable). "
                    "Without it only localhost, the address served and this machine's name are "
                    "answered, which stops DNS-rebinding pages.")
