@@ -57,7 +57,8 @@ def to_match(query: str) -> str | None:
     groups: list[list[str]] = []  # AND of (OR of terms)
     negatives: list[str] = []
     pending_or = False
-    for raw in TOKEN.findall(query or ""):
+    # NUL ends a string inside SQLite's FTS5 parser, so it separates words like a space does.
+    for raw in TOKEN.findall((query or "").replace("\0", " ")):
         if raw == "OR":
             pending_or = bool(groups)
             continue
