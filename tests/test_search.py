@@ -151,13 +151,17 @@ def test_query_translation():
         to_match("-night")
 
 
+def search_cli(db_path, *args):
+    """The real `catalog search` over this catalogue."""
+    return subprocess.run([sys.executable, "-m", "catalog", "search", *args], capture_output=True, text=True,
+                          env={**os.environ, "CATALOG_DB": str(db_path)}, timeout=60)
+
+
 def test_cli_search(catalogue):
     _, root, db_path = catalogue
-    env = {**os.environ, "CATALOG_DB": str(db_path)}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "catalog", "search", *args], env=env,
-                              capture_output=True, text=True, timeout=60)
+        return search_cli(db_path, *args)
 
     out = run("beach", "-night")
     assert out.returncode == 0, out.stderr
@@ -177,11 +181,9 @@ def test_cli_search(catalogue):
 def test_cli_unknown_option_is_refused_but_minus_word_excludes(catalogue):
     """`--colr` is a typo click names (it used to search and answer "No photos found." with 0)."""
     _, _, db_path = catalogue
-    env = {**os.environ, "CATALOG_DB": str(db_path)}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "catalog", "search", *args], env=env,
-                              capture_output=True, text=True, timeout=60)
+        return search_cli(db_path, *args)
 
     typo = run("sunset", "--colr", "navy")
     assert typo.returncode == 2 and "No such option '--colr'. Did you mean '--color'?" in typo.stderr
