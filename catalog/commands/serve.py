@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import load_settings
+from catalog.commands import escape, load_settings
 
 
 def _host_name(value: str) -> str:
@@ -47,9 +47,9 @@ def serve(ctx, port, host, allow_sql, allow_hosts):
     config = load_settings(ctx)
 
     def announce(url: str) -> None:
-        click.echo(f"Browsing the catalogue at {url} (read-only; Ctrl-C to stop)")
+        click.echo(f"Browsing the catalogue at {escape(url)} (read-only; Ctrl-C to stop)")
         if host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo(f"catalog: warning: listening on {host}: anyone who can reach this "
+            click.echo(f"catalog: warning: listening on {escape(host)}: anyone who can reach this "
                        "machine can browse the catalogue", err=True)
 
     try:
