@@ -155,7 +155,7 @@ def quota_exhausted(service: str, wait: float, kind: str, now_wall: float) -> Qu
     try:
         when = "until " + datetime.fromtimestamp(reset_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     except (OverflowError, OSError, ValueError):
-        when = "for longer than this calendar can show"
+        when = f"for {wait / (365.25 * 86400):,.0f} years"
     limit = f" ({kind} limit)" if kind else ""
     return QuotaExhausted(f"{service} quota exhausted {when}{limit}; analysis resumes on a later run",
                           reset_at=reset_at if math.isfinite(reset_at) else None)
