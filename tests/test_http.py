@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from fake_clock import FakeClock
 from imgtags_server import (FAIL_401, FAIL_403, FAIL_422, FAIL_429, FAIL_500, FAIL_503_HTML, FAIL_CLOSE,
                             FAIL_HANG, FAIL_MALFORMED, Canned, refused_base_url, serve_imgtags)
 
@@ -44,19 +45,6 @@ def max_in_window(times: list[float], window: float) -> int:
     """The most events any closed window [t, t + window] holds (the strictest reading)."""
     times = sorted(times)
     return max((sum(1 for u in times[i:] if u - t <= window) for i, t in enumerate(times)), default=0)
-
-
-class FakeClock:
-    """A clock that only moves when something sleeps, so the limiter's arithmetic is exact."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
 
 
 # --- the limiter's arithmetic --------------------------------------------------------------

@@ -9,28 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from audit import key_places, paid_twice
+from fake_clock import FakeClock
 from imgtags_server import CONTENT_MODES, refused_base_url, serve_imgtags
 
 from catalog.analyzers import UploadImage
 from catalog.analyzers.imgtags import ImgTagsAnalyzer
-from catalog.errors import AnalysisFailed, QuotaExhausted, ServiceDown, StageStopped
+from catalog.errors import AnalysisFailed, StageStopped
 from catalog.pacing import RateLimiter
 
 KEY = "sk-fault-7d1e0c4b9a8f2e61"
 FAST = dict(requests_per_minute=6000, window_seconds=60.0, backoff_base=0.01, timeout=2.0, max_retries=2)
-
-
-class FakeClock:
-    """Waits move this clock instead of time: a 15-minute 429 costs nothing in a test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.0)
 
 
 def photos(n: int) -> list[UploadImage]:
