@@ -101,7 +101,7 @@ class RetryingTransport(httpx.BaseTransport):
         backoff_cap: float = 60.0,
         max_rate_limit_wait: float = 900.0,
         max_rate_limit_retries: int = 20,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ):
@@ -110,14 +110,14 @@ class RetryingTransport(httpx.BaseTransport):
             inner = httpx.HTTPTransport()
             install(inner, self.deadline)
         self.inner = inner
-        self.limiter = limiter or RateLimiter()
-        self.stats = stats or HttpStats()
         self.service = service
         self.breaker = breaker or CircuitBreaker(service=service)
+        self.limiter = limiter or RateLimiter(sleep=self.breaker.wait)
+        self.stats = stats or HttpStats()
         self.timeout, self.max_answer_bytes = timeout, max_answer_bytes
         self.max_retries, self.max_rate_limit_retries = max_retries, max_rate_limit_retries
         self.backoff_base, self.backoff_cap, self.max_rate_limit_wait = backoff_base, backoff_cap, max_rate_limit_wait
-        self._sleep, self._wall_clock = sleep, wall_clock
+        self._sleep, self._wall_clock = sleep or self.breaker.wait, wall_clock
         self._rng = rng or random.Random()
 
     def __repr__(self) -> str:  # no headers, so no key, can ever show up here
@@ -237,6 +237,11 @@ class RetryingTransport(httpx.BaseTransport):
             self.breaker.succeeded()
             return response
 
+    def stop(self, reason: Exception) -> None:
+        """From any thread (a signal handler): no request starts any more, every wait ends now
+        and raises `reason`. Requests on the wire end within their deadline."""
+        self.breaker.stop(reason)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -257,7 +262,7 @@ def make_client(
     service: str = "the server",
     limiter: RateLimiter | None = None,
     stats: HttpStats | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     headers: dict[str, str] | None = None,
 ) -> httpx.Client:
@@ -267,10 +272,11 @@ def make_client(
     `connect_timeout` of it. Share one client between worker threads: they then share the
     limiter, the counters and the circuit breaker.
     """
+    breaker = CircuitBreaker(breaker_failures, service)
     transport = RetryingTransport(
-        limiter=limiter or RateLimiter(requests_per_minute, window_seconds),
+        limiter=limiter or RateLimiter(requests_per_minute, window_seconds, sleep=sleep or breaker.wait),
         stats=stats,
-        breaker=CircuitBreaker(breaker_failures, service),
+        breaker=breaker,
         service=service,
         timeout=timeout,
         max_answer_bytes=max_answer_bytes,

@@ -15,7 +15,7 @@ from typing import Callable
 
 import httpx
 
-from catalog.errors import QuotaExhausted, ServiceDown, StageStopped
+from catalog.errors import CatalogError, QuotaExhausted, ServiceDown
 
 # A numeric `reset` at or above this is a point in time (epoch seconds; 1e9 is 2001-09-09),
 # and at or above EPOCH_MS epoch milliseconds; below it, seconds from now. No limiter
@@ -165,14 +165,16 @@ class CircuitBreaker:
     """Shared by every thread of a client: once open, every request raises its one line at once.
 
     It opens after `threshold` consecutive requests that ended in a server-side failure
-    (after their own retries), or when a stop is recorded (a quota exhausted until tomorrow).
-    Any other outcome resets the count. It never closes again: the next run starts afresh.
+    (after their own retries), or when a stop is recorded: a quota exhausted until tomorrow,
+    or Interrupted from a signal handler. Any other outcome resets the count. It never closes
+    again: the next run starts afresh. `wait` is a sleep that a stop cuts short.
     """
 
     def __init__(self, threshold: int = 5, service: str = "the server"):
         self.threshold, self.service = threshold, service
         self.in_a_row = 0
-        self._stop: StageStopped | None = None
+        self._stop: CatalogError | None = None
+        self._stopped = threading.Event()
         self._lock = threading.Lock()
 
     def check(self) -> None:
@@ -181,6 +183,11 @@ class CircuitBreaker:
             stop = self._stop
         if stop is not None:
             raise copy.copy(stop)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, unless a stop comes first: then raise it at once (a 15-minute 429 wait, too)."""
+        if self._stopped.wait(max(seconds, 0.0)):
+            self.check()
 
     def succeeded(self) -> None:
         with self._lock:
@@ -192,9 +199,11 @@ class CircuitBreaker:
             if self._stop is None and self.threshold and self.in_a_row >= self.threshold:
                 self._stop = ServiceDown(f"{self.service} failed {self.in_a_row} times in a row (last: {what}); "
                                          "analysis stops for this run")
+                self._stopped.set()
 
-    def stop(self, reason: StageStopped) -> None:
-        """Open for good with this reason (the first reason recorded wins)."""
+    def stop(self, reason: CatalogError) -> None:
+        """Open for good with this reason (the first reason recorded wins); sleepers wake and raise it."""
         with self._lock:
             if self._stop is None:
                 self._stop = reason
+        self._stopped.set()

@@ -14,7 +14,7 @@ from fake_clock import FakeClock
 from imgtags_server import (FAIL_401, FAIL_403, FAIL_422, FAIL_429, FAIL_500, FAIL_503_HTML, FAIL_CLOSE,
                             FAIL_HANG, FAIL_MALFORMED, Canned, refused_base_url, serve_imgtags)
 
-from catalog.errors import QuotaExhausted, ServiceDown
+from catalog.errors import Interrupted, QuotaExhausted, ServiceDown
 from catalog.http import HttpStats, UnreadableAnswer, make_client, stats_of
 from catalog.pacing import RateLimiter, rate_limit_hint
 
@@ -301,6 +301,23 @@ def test_connection_refused_is_retried_then_raised():
         with pytest.raises(httpx.ConnectError):
             client.post("analyze", json={"url": "https://example.com/a.jpg"})
     assert stats.requests == 3 and stats.retries == 2 and stats.gave_up == 1
+
+
+def test_stop_cuts_a_long_429_wait_short_and_no_request_follows(server):
+    server.mode, server.reset_in = "reset-epoch", 600  # within the horizon: waited, for real
+    with fast_client(server) as client:
+        outcome: list[BaseException] = []
+        worker = threading.Thread(target=lambda: outcome.append(pytest.raises(Interrupted, upload, client).value))
+        worker.start()
+        time.sleep(0.3)
+        start = time.monotonic()
+        client._transport.stop(Interrupted("interrupted by SIGTERM"))
+        worker.join(timeout=5)
+        stopped_in = time.monotonic() - start
+        with pytest.raises(Interrupted):
+            upload(client)
+    assert not worker.is_alive() and stopped_in < 0.5 and str(outcome[0]) == "interrupted by SIGTERM"
+    assert len(server.requests) == 1
 
 
 # --- answer caps: a body is read up to max_answer_bytes, never more ---------------------------

@@ -104,6 +104,13 @@ class ImgTagsAnalyzer:
     def __repr__(self) -> str:
         return f"<ImgTagsAnalyzer {self.endpoint}>"  # never the key
 
+    def stop(self, reason: Exception) -> None:
+        """Stop every request of this analyzer from any thread (e.g. Interrupted on SIGTERM):
+        waits end at once and raise `reason`; requests on the wire end within timeout_seconds."""
+        transport = transport_of(self.client)
+        if transport:
+            transport.stop(reason)
+
     def close(self) -> None:
         if self._own_client:
             self.client.close()

@@ -14,7 +14,7 @@ from imgtags_server import CONTENT_MODES, refused_base_url, serve_imgtags
 
 from catalog.analyzers import UploadImage
 from catalog.analyzers.imgtags import ImgTagsAnalyzer
-from catalog.errors import AnalysisFailed, StageStopped
+from catalog.errors import AnalysisFailed, Interrupted, StageStopped
 from catalog.pacing import RateLimiter
 
 KEY = "sk-fault-7d1e0c4b9a8f2e61"
@@ -205,3 +205,19 @@ def test_an_error_that_echoes_the_key_never_repeats_it(server, figures, caplog):
     figures.note = f"{len(messages)} messages and {len(caplog.records)} log records checked"
     assert outcomes == {"free": 2} and figures.key_found == 0
     assert all("[key]" in m for m in messages)
+
+
+def test_a_stop_ends_every_wait_at_once(server, figures):
+    """Four threads waiting out a 10-minute 429 when SIGTERM's handler calls stop(): all end within a second."""
+    server.mode, server.reset_in = "reset-epoch", 600
+    with ImgTagsAnalyzer(KEY, base_url=server.base_url, **FAST) as analyzer:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(analyzer.analyze, image) for image in photos(4)]
+            time.sleep(0.5)
+            start = time.monotonic()
+            analyzer.stop(Interrupted("interrupted by SIGTERM"))
+            outcomes = Counter(type(f.exception(timeout=10)).__name__ for f in futures)
+            seconds = time.monotonic() - start
+    figures.note = f"{sum(outcomes.values())} waiting threads ended {seconds:.2f} s after stop(); " \
+                   f"{len(server.requests)} request(s) sent"
+    assert outcomes == {"Interrupted": 4} and seconds < 1.0 and len(server.requests) <= 4
