@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from catalog.analyzers import Analysis
-from catalog.analyze import store_analysis
+from catalog.analysis_db import store_analysis
 from catalog.config import Config
 from catalog.db import open_db
 from catalog.scan import scan

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, register
+from catalog.analyzers.storable import clean_int, clean_text
 from catalog.errors import AnalysisFailed, AuthenticationFailed
 from catalog.http import HttpStats, UnreadableAnswer, make_client, stats_of, transport_of
 
@@ -20,7 +21,10 @@ PERMANENT_STATUSES = (400, 413, 415, 422)  # this image or URL will never be acc
 
 
 def _strs(value: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in value if v is not None) if isinstance(value, list) else ()
+    """The words of a list; nested lists and objects are not words (and str() of a deep one recurses)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value if isinstance(v, (str, int, float)) and not isinstance(v, bool))
 
 
 def _text(value: Any, default: str) -> str:
@@ -33,10 +37,7 @@ def _likelihood(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+    return clean_int(value)  # 1e300, Infinity, NaN and -5 never reach SQLite as they are
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -67,14 +68,21 @@ def parse_answer(body: dict[str, Any]) -> Analysis:
 
 
 def _server_message(body: Any) -> str:
-    """The human part of an error body: `error.message` or the 422 `message` plus `errors`."""
+    """The human part of an error body: `error.message` or the 422 `message` plus `errors`.
+
+    Only plain values are words: str() of a deeply nested object would recurse.
+    """
     if not isinstance(body, dict):
         return ""
     error = body.get("error")
     message = error.get("message") if isinstance(error, dict) else body.get("message")
-    details = [f"{name}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+    details = [f"{name}: {' '.join(_strs(msgs)) if isinstance(msgs, list) else _plain(msgs)}"
                for name, msgs in _dict(body.get("errors")).items()]
-    return " ".join(filter(None, [str(message or ""), f"({'; '.join(details)})" if details else ""]))
+    return " ".join(filter(None, [_plain(message), f"({'; '.join(details)})" if details else ""]))
+
+
+def _plain(value: Any) -> str:
+    return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
 
 
 @register("imgtags")
@@ -103,6 +111,11 @@ class ImgTagsAnalyzer:
 
     def __repr__(self) -> str:
         return f"<ImgTagsAnalyzer {self.endpoint}>"  # never the key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be stored or printed, even when a server echoes it back."""
+        return (self._key,)
 
     def stop(self, reason: Exception) -> None:
         """Stop every request of this analyzer from any thread (e.g. Interrupted on SIGTERM):
@@ -189,20 +202,23 @@ class ImgTagsAnalyzer:
         status = response.status_code
         try:
             body = response.json()
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's json can go
+        except ValueError:
             body = None
+        except RecursionError:  # Python's json gives up on very deep nesting
+            raise AnalysisFailed(f"ImgTags answered HTTP {status} with JSON nested too deeply to read",
+                                 status=status) from None
         if status in (401, 403):
             raise AuthenticationFailed(f"ImgTags refused the API key (HTTP {status}): check IMGTAGS_API_KEY")
         if 200 <= status < 300:  # never re-sent; a failure here is this photo's and spends an attempt
             if not isinstance(body, dict):
-                snippet = self._scrub(response.text, 80)
+                snippet = self._said(response.text, 80)
                 raise AnalysisFailed(f"ImgTags answered HTTP {status} with a body that is not a JSON object: {snippet!r}",
                                      status=status)
             if body.get("success") is not True or not isinstance(body.get("data"), dict):
-                why = self._scrub(_server_message(body)) or "success is not true or there is no data"
-                raise AnalysisFailed(f"ImgTags answered HTTP {status} without an analysis: {why!r}", status=status)
+                why = self._said(_server_message(body) or "success is not true or there is no data")
+                raise AnalysisFailed(f"ImgTags answered HTTP {status} without an analysis: {why}", status=status)
             return parse_answer(body)
-        message = self._scrub(_server_message(body)) or self._describe_body(response)
+        message = self._said(_server_message(body) or self._describe_body(response))
         if status == 429:  # the transport waited as long as it may: not this photo's fault
             raise AnalysisFailed(f"ImgTags kept answering 429 (rate limit): {message}", status=status,
                                  spends_attempt=False)
@@ -214,13 +230,10 @@ class ImgTagsAnalyzer:
         raise AnalysisFailed(f"ImgTags answered HTTP {status} at {self.endpoint}: {message}", status=status,
                              spends_attempt=False)
 
-    def _scrub(self, text: str, limit: int = 300) -> str:
-        """A server's words made safe to store and print: our key cut out if it echoes it, one
-        line, no control or unpaired surrogate characters, at most `limit` characters."""
-        text = str(text).replace(self._key, "[key]")[:limit * 4]
-        text = "".join(c if c.isprintable() else " " for c in text)
-        return " ".join(text.split())[:limit]
+    def _said(self, text: str, limit: int = 500) -> str:
+        """A server's words as one storable line, our key redacted if it echoes it."""
+        return clean_text(" ".join(clean_text(text, limit * 4, self.secrets).split()), limit)
 
     def _describe_body(self, response: httpx.Response) -> str:
-        ctype = self._scrub(response.headers.get("content-type", "no content type").split(";")[0], 60)
+        ctype = self._said(response.headers.get("content-type", "no content type").split(";")[0], 60)
         return f"a {len(response.content)}-byte {ctype} body, not the JSON the contract promises"

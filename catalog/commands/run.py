@@ -86,27 +86,15 @@ def run(ctx, paths, as_json):
         from catalog.ephemeral import EphemeralServer
 
         server = EphemeralServer()
+    from catalog.interrupt import exit_now, is_interrupt, stop_on_signals
+
     try:
-        from flows.catalog_flow import catalog_flow  # imports Prefect while the server starts
-
-        if server is not None:
-            server.wait_until_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-            os.environ["PREFECT_API_URL"] = server.api_url
-            from prefect.settings import PREFECT_API_URL, temporary_settings
-
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
-                summary = catalog_flow(paths=list(paths) or None, config_file=ctx.obj["config_path"])
-        else:
-            summary = catalog_flow(paths=list(paths) or None, config_file=ctx.obj["config_path"])
-    except RuntimeError as exc:
-        if server is None or "temporary server" not in str(exc):
+        with stop_on_signals():
+            summary = _run_flow(server, paths, ctx.obj["config_path"])
+    except BaseException as exc:
+        if not is_interrupt(exc):
             raise
-        from catalog.errors import CatalogError
-
-        raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None
-    finally:
-        if server is not None:
-            server.stop()
+        exit_now("interrupted: every answer received is kept; a rerun continues where this one stopped")
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)  # including Prefect's start-up
     note_ephemeral_schema(stamp)
     if as_json:
@@ -127,3 +115,29 @@ def run(ctx, paths, as_json):
             click.echo(f"Note: {s['message']}", err=True)
     if summary["status"] != "ok":
         sys.exit(1)
+
+
+def _run_flow(server, paths, config_path) -> dict:
+    """The flow, in ephemeral mode once its temporary server is up, else on PREFECT_API_URL."""
+    try:
+        from flows.catalog_flow import catalog_flow  # imports Prefect while the server starts
+
+        if server is not None:
+            server.wait_until_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+            os.environ["PREFECT_API_URL"] = server.api_url
+            from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            with temporary_settings({PREFECT_API_URL: server.api_url}):
+                summary = catalog_flow(paths=list(paths) or None, config_file=config_path)
+        else:
+            summary = catalog_flow(paths=list(paths) or None, config_file=config_path)
+    except RuntimeError as exc:
+        if server is None or "temporary server" not in str(exc):
+            raise
+        from catalog.errors import CatalogError
+
+        raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None
+    finally:
+        if server is not None:
+            server.stop()
+    return summary

@@ -42,9 +42,11 @@ def paid_twice(server) -> int:
 
 
 def stored_answers(db_path: os.PathLike, provider: str = "imgtags") -> int:
-    """Photos whose analysis from `provider` is in the catalogue."""
+    """Photos whose answer from `provider` the catalogue kept: as an analysis, or as the raw
+    answer of a failure (an answer that was paid for but could not be stored as fields)."""
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-        return conn.execute("SELECT COUNT(*) FROM photos WHERE analysis_status = 'done' AND provider = ?",
+        return conn.execute("SELECT COUNT(*) FROM photos WHERE (analysis_status = 'done' AND provider = ?) "
+                            "OR (analysis_status = 'failed' AND raw_response IS NOT NULL)",
                             [provider]).fetchone()[0]
 
 
