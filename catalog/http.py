@@ -131,7 +131,7 @@ class RetryingTransport(httpx.BaseTransport):
         if failures > self.max_retries:
             self.stats.add(gave_up=1)
             self.breaker.failed(what)
-            log.warning("%s %s: %s; giving up after %d attempts", request.method, request.url, what, failures)
+            log.info("%s %s: %s; giving up after %d attempts", request.method, request.url, what, failures)
             return False
         delay = self._backoff(failures)
         self.stats.add(retries=1)
@@ -189,8 +189,7 @@ class RetryingTransport(httpx.BaseTransport):
             return min(self.backoff_cap, self.backoff_base * 2 ** min(rate_limited, 16))
         if wait > self.max_rate_limit_wait:
             stop = quota_exhausted(self.service, wait, kind, now_wall)
-            self.breaker.stop(stop)
-            log.warning("%s", stop)
+            self.breaker.stop(stop)  # the stage says it, once
             raise stop
         return wait
 
@@ -208,7 +207,7 @@ class RetryingTransport(httpx.BaseTransport):
             except UnreadableAnswer as exc:
                 self.stats.add(gave_up=1)
                 self.breaker.failed(f"HTTP {exc.status} answer {exc.reason}")
-                log.warning("%s %s: %s; not re-sent (it may have been charged)", request.method, request.url, exc)
+                log.info("%s %s: %s; not re-sent (it may have been charged)", request.method, request.url, exc)
                 raise
             except RETRYABLE_ERRORS as exc:
                 failures += 1

@@ -144,8 +144,8 @@ def rate_limit_hint(response: httpx.Response, now_wall: float) -> tuple[float | 
             kind = error["type"].lower()
     except (ValueError, AttributeError, RecursionError):
         pass
-    if wait is None or wait < 0:
-        wait = _parse_retry_after(response.headers.get("retry-after"), now_wall)
+    if wait is None or wait < 0:  # the body's limit type goes with its reset, not with Retry-After
+        wait, kind = _parse_retry_after(response.headers.get("retry-after"), now_wall), ""
     return (wait if wait is not None and wait >= 0 else None), kind
 
 

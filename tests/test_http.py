@@ -132,6 +132,7 @@ def test_429s_are_capped_so_nothing_loops_forever(server):
     [
         ({"error": {"reset": "2030-01-01T00:00:30Z"}}, {}, (30.0, "")),
         ({"error": {"reset": "2030-01-01T00:00:12.500+00:00", "type": "minute"}}, {"Retry-After": "99"}, (12.5, "minute")),
+        ({"error": {"type": "minute"}}, {"Retry-After": "99"}, (99.0, "")),  # the type goes with the body's reset
         ({"error": {"reset": "2030-01-02T00:00:00Z", "type": "daily"}}, {}, (86400.0, "daily")),
         ({"error": {"reset": "2029-12-31T23:59:00Z"}}, {"Retry-After": "7"}, (7.0, "")),  # reset in the past
         ({"error": {"reset": 1893456045}}, {}, (45.0, "")),  # epoch seconds

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
+import shutil
+import sqlite3
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from audit import key_places, paid_twice
+from audit import answers_lost, crashes, key_places, paid_twice, run_cli
 from fake_clock import FakeClock
 from imgtags_server import CONTENT_MODES, refused_base_url, serve_imgtags
 
@@ -221,3 +224,116 @@ def test_a_stop_ends_every_wait_at_once(server, figures):
     figures.note = f"{sum(outcomes.values())} waiting threads ended {seconds:.2f} s after stop(); " \
                    f"{len(server.requests)} request(s) sent"
     assert outcomes == {"Interrupted": 4} and seconds < 1.0 and len(server.requests) <= 4
+
+
+# --- the real `catalog analyze` over a scanned copy of a few photos ----------------------------
+
+PHOTOS = ["landscape_1.jpg", "landscape_2.jpg", "landscape_3.jpg", "landscape_4.jpg", "landscape_5.jpg",
+          "landscape_6.jpg", "landscape_7.jpg", "landscape_8.jpg", "BlueSquare.jpg", "DSCN0010.jpg",
+          "el_torcal_rocks.jpg", "prairie_falcon.jpg"]
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory, shared_photos):
+    """Twelve real photos, copied and scanned once; each case analyses its own copy of the database."""
+    root = tmp_path_factory.mktemp("scanned")
+    (root / "lib").mkdir()
+    for name in PHOTOS:
+        shutil.copy(shared_photos / "real" / name, root / "lib" / name)
+    result = run_cli("scan", root / "lib", env={"CATALOG_DB": str(root / "template.db"), "CATALOG_CONFIG": ""})
+    assert result.returncode == 0, result.stderr
+    return root / "template.db"
+
+
+@pytest.fixture
+def cli(scanned, tmp_path):
+    """(run `catalog analyze` against this server with these [analysis] settings, database path)."""
+    db_path = tmp_path / "c.db"
+    shutil.copy(scanned, db_path)
+
+    def analyze(base_url: str, **analysis):
+        settings = {"requests_per_minute": 6000, "max_retries": 1, "timeout_seconds": 2.0, "concurrency": 2,
+                    **analysis}
+        config = tmp_path / "config.toml"
+        config.write_text("[analysis]\n" + "".join(f"{k} = {v!r}\n" for k, v in settings.items()))
+        env = {"CATALOG_DB": str(db_path), "CATALOG_CONFIG": str(config), "IMGTAGS_API_KEY": KEY,
+               "IMGTAGS_BASE_URL": base_url, "CI": "true"}
+        start = time.monotonic()
+        result = run_cli("analyze", env=env, timeout=120)
+        return result, time.monotonic() - start
+    return analyze, db_path
+
+
+def column(db_path, sql: str) -> list:
+    with sqlite3.connect(db_path) as conn:
+        return [row[0] for row in conn.execute(sql)]
+
+
+def test_cli_every_content_mode_in_one_night(server, cli, figures):
+    """`catalog analyze` with a different hostile (but charged) answer for each photo, then a rerun."""
+    analyze, db_path = cli
+    server.fail_next.extend(sorted(CONTENT_MODES))
+    first, seconds = analyze(server.base_url)
+    again, _ = analyze(server.base_url)
+    figures.crashes = crashes(first) + crashes(again)
+    figures.answers_lost, figures.paid_twice = answers_lost(server, db_path), paid_twice(server)
+    figures.key_found = key_places(KEY, texts=[first.stdout, first.stderr, again.stdout, again.stderr],
+                                   files=[db_path])
+    done = len(column(db_path, "SELECT id FROM photos WHERE analysis_status = 'done'"))
+    figures.note = f"{len(CONTENT_MODES)} modes over 12 photos: {done} done after the rerun; first run {seconds:.1f} s"
+    assert figures.crashes == 0, first.stderr + again.stderr
+    assert (figures.answers_lost, figures.paid_twice, figures.key_found) == (0, 0, 0)
+    assert done == 12 and resent_2xx(server) <= 1  # only the unparseable deep-nesting answer is asked again
+
+
+def test_cli_daily_quota_stops_the_stage_and_the_next_run_resumes(server, cli, figures):
+    """A daily-quota 429: one line, nothing marked failed, no attempt spent; the next night buys the rest."""
+    analyze, db_path = cli
+    server.mode = "quota-daily"
+    first, seconds = analyze(server.base_url)
+    sent = len(server.requests)
+    lines = [line for line in first.stderr.splitlines() if "quota exhausted" in line]
+    failed = column(db_path, "SELECT COUNT(*) FROM photos WHERE analysis_status = 'failed' OR attempts > 0")[0]
+    server.mode = None
+    again, _ = analyze(server.base_url)
+    figures.crashes = crashes(first) + crashes(again)
+    figures.answers_lost, figures.paid_twice = answers_lost(server, db_path), paid_twice(server)
+    figures.key_found = key_places(KEY, texts=[first.stdout, first.stderr, again.stderr], files=[db_path])
+    figures.note = f"stopped in {seconds:.1f} s after {sent} request(s), {failed} photos touched; {lines[:1]}"
+    assert first.returncode == 0 and len(lines) == 1 and "(daily limit); analysis resumes on a later run" in lines[0]
+    assert sent <= 2 and failed == 0
+    assert again.returncode == 0 and column(db_path, "SELECT COUNT(*) FROM photos WHERE analysis_status = 'done'") == [12]
+
+
+@pytest.mark.parametrize("mode", ["503-html", "refused"])
+def test_cli_outage_opens_the_breaker_and_spends_no_attempt(server, cli, figures, mode):
+    """An outage: after 3 failed requests in a row the stage stops with one line; no attempt spent."""
+    analyze, db_path = cli
+    server.mode = mode if mode != "refused" else None
+    first, seconds = analyze(refused_base_url() if mode == "refused" else server.base_url, breaker_failures=3)
+    spent = column(db_path, "SELECT COALESCE(SUM(attempts), 0) FROM photos")[0]
+    lines = [line for line in first.stderr.splitlines() if "times in a row" in line]
+    figures.crashes = crashes(first)
+    figures.key_found = key_places(KEY, texts=[first.stdout, first.stderr], files=[db_path])
+    requests = re.search(r"([\d,]+) requests", first.stdout)
+    figures.note = (f"stopped in {seconds:.1f} s after {requests.group(1) if requests else '?'} requests "
+                    f"for 12 photos; attempts spent: {spent}")
+    assert figures.crashes == 0 and spent == 0 and len(lines) == 1, first.stderr
+    assert lines[0].endswith("; analysis stops for this run")
+    if mode != "refused":
+        assert len(server.requests) <= 2 * (3 + 2)
+
+
+def test_cli_broken_bodies_fail_their_photos_only(server, cli, figures):
+    """A 50 MB, an endless, a trickling and a short body among 12 photos: 4 failures, 8 answers, in seconds."""
+    analyze, db_path = cli
+    server.trickle_interval = 0.2
+    server.fail_next.extend(["huge-body", "endless-body", "trickle", "short-body"])
+    first, seconds = analyze(server.base_url, timeout_seconds=1.0)
+    errors = column(db_path, "SELECT analysis_error FROM photos WHERE analysis_status = 'failed'")
+    figures.crashes = crashes(first)
+    figures.answers_lost, figures.paid_twice = answers_lost(server, db_path), max(paid_twice(server), resent_2xx(server))
+    figures.note = f"{len(errors)} failed, run took {seconds:.1f} s; {len(server.requests)} requests for 12 photos"
+    assert figures.crashes == 0 and figures.paid_twice == 0 and len(errors) == 4, first.stderr
+    assert len(server.requests) == 12 and seconds < 30
+    assert column(db_path, "SELECT SUM(attempts) FROM photos WHERE analysis_status = 'failed'") == [4]
