@@ -84,6 +84,9 @@ class AnalysisSettings:
     send_location: bool = False
     timeout_seconds: float = 120.0
     max_retries: int = 4  # for 5xx, timeouts and connection errors; 429 waits do not count
+    max_answer_bytes: int = 2_000_000  # a longer answer is a recorded failure, the connection dropped
+    max_rate_limit_wait_seconds: float = 900.0  # a 429 reset further away (a daily quota) stops the stage
+    breaker_failures: int = 5  # server-side failures in a row that stop the stage for this run
 
 
 @dataclass(frozen=True)

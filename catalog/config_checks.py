@@ -43,6 +43,10 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "analysis.max_edge": (MIN_EDGE, 65_535, "pixels"),  # 65,535: the largest a JPEG can be
     "analysis.timeout_seconds": (1, 3600, "seconds"),
     "analysis.max_retries": (0, 20, "retries"),
+    # A real answer is a few kilobytes; 64 KB leaves room for chatty ones, 100 MB is plenty.
+    "analysis.max_answer_bytes": (65_536, 100_000_000, "bytes"),
+    "analysis.max_rate_limit_wait_seconds": (1, 86_400, "seconds"),
+    "analysis.breaker_failures": (1, 1_000, "failures in a row"),
     "schedule.batch_size": (1, 10_000, "photos"),
 }
 # Below these floors no photo can be uploaded (or read) at all: the message says so.
