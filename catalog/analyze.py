@@ -25,8 +25,8 @@ from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pend
                                  store_analysis, store_failure)
 from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
-from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError, PreparationFailed,
-                            StageStopped)
+from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError, Interrupted,
+                            PreparationFailed, StageStopped)
 from catalog.progress import progress_bar
 from catalog.thumbnails import Thumbnail, make_thumbnail
 
@@ -221,8 +221,11 @@ class AnalysisRun:
             pool.shutdown(wait=True, cancel_futures=True)
             self._settle(0)  # keep what was already paid for
             raise
-        except BaseException:  # SIGTERM, SIGINT (or Prefect's TerminationSignal): stop within seconds
+        except BaseException as exc:  # SIGTERM, SIGINT (or Prefect's TerminationSignal): stop within seconds
             self.summary.stopped = "interrupted"
+            stop = getattr(self.analyzer, "stop", None)
+            if stop:  # no new request starts, no 429 wait goes on
+                stop(exc if isinstance(exc, Exception) else Interrupted("interrupted"))
             pool.shutdown(wait=False, cancel_futures=True)
             self._settle(INTERRUPT_GRACE)
             raise
