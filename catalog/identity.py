@@ -86,6 +86,18 @@ def describe_non_image(head: bytes) -> str:
 
 def _jpeg_ranges(buf) -> list[tuple[int, int]]:
     """Byte ranges of a JPEG that carry pixels: coding segments, then SOS..EOI."""
+    ranges, sos, scan_data = _jpeg_header(buf)
+    found = _EOI.search(buf, scan_data)  # == buf.find(b"\xff\xd9", scan_data)
+    if found is None:
+        raise BrokenImage(JPEG_NO_EOI, "truncated")
+    return [*ranges, (sos, found.end())]
+
+
+JPEG_NO_EOI = "JPEG is truncated: the image data has no end marker"
+
+
+def _jpeg_header(buf) -> tuple[list[tuple[int, int]], int, int]:
+    """The coding segments' ranges, where the first scan starts and where its data starts."""
     n = len(buf)
     pos, ranges = 2, []
     while pos + 4 <= n:
@@ -102,11 +114,7 @@ def _jpeg_ranges(buf) -> list[tuple[int, int]]:
             break
         length = (buf[pos + 2] << 8) | buf[pos + 3]
         if marker == 0xDA:
-            found = _find_eoi(buf, pos + 2 + length)
-            if found < 0:
-                raise BrokenImage("JPEG is truncated: the image data has no end marker", "truncated")
-            ranges.append((pos, found + 2))
-            return ranges
+            return ranges, pos, pos + 2 + length
         end = pos + 2 + length
         if end > n:
             raise BrokenImage("JPEG is truncated inside its header", "truncated")
@@ -116,12 +124,24 @@ def _jpeg_ranges(buf) -> list[tuple[int, int]]:
     raise BrokenImage("JPEG has no image data (truncated before the first scan)", "truncated")
 
 
-def _find_eoi(buf, start: int) -> int:
-    """Where the end-of-image marker starts, or -1 (== buf.find(b"\xff\xd9", start))."""
-    if isinstance(buf, FileView):
-        return buf.find(b"\xff\xd9", start)
-    found = _EOI.search(buf, start)
-    return -1 if found is None else found.start()
+def _hash_jpeg_view(view: FileView) -> tuple[blake3.blake3, int]:
+    """A large JPEG in one pass: its scan data is hashed as it streams past the EOI search."""
+    ranges, sos, scan_data = _jpeg_header(view)
+    hasher, total = _hash_ranges(view, ranges)
+    offset, last = sos, b""
+    for chunk in view.chunks(sos, len(view)):
+        found = _EOI.search(chunk, max(0, scan_data - offset))
+        if last == b"\xff" and chunk[:1] == b"\xd9" and offset - 1 >= scan_data:
+            stop = 1  # the marker straddles two chunks
+        elif found is not None:
+            stop = found.end()
+        else:
+            hasher.update(chunk)
+            offset, last = offset + len(chunk), chunk[-1:]
+            continue
+        hasher.update(chunk[:stop])
+        return hasher, total + offset + stop - sos
+    raise BrokenImage(JPEG_NO_EOI, "truncated")
 
 
 def _png_ranges(buf) -> list[tuple[int, int]]:
@@ -268,6 +288,9 @@ def _hash_ranges(buf, ranges) -> tuple[blake3.blake3, int]:
 
 def hash_buffer(fmt: str | None, buf) -> Identity:
     """The identity of an image held in `buf` (bytes, or a FileView of a large file)."""
+    if fmt == "JPEG" and isinstance(buf, FileView):
+        hasher, total = _hash_jpeg_view(buf)
+        return Identity(hasher.hexdigest(), total)
     if fmt != "TIFF":
         hasher, total = _hash_ranges(buf, payload_ranges(fmt, buf))
         return Identity(hasher.hexdigest(), total)

@@ -116,18 +116,3 @@ class FileView:
             n = min(CHUNK, stop - start)
             yield self._read(start, n)
             start += n
-
-    def find(self, needle: bytes, start: int) -> int:
-        """bytes.find over the file, streamed; -1 when absent."""
-        overlap = len(needle) - 1
-        pos = start
-        while pos < self._size:
-            n = min(CHUNK, self._size - pos)
-            chunk = self._read(pos, n)
-            found = chunk.find(needle)
-            if found >= 0:
-                return pos + found
-            if pos + n >= self._size:
-                break
-            pos += n - overlap
-        return -1

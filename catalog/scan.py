@@ -228,7 +228,7 @@ class Scanner:
         unreadable_before = len(self.report.unreadable)
         for folder in walk(root, extensions=lib.include_extensions, exclude=lib.exclude,
                            follow_symlinks=lib.follow_symlinks, report=self.report):
-            if not folder.files:
+            if not folder.files and not folder.too_long:
                 continue
             folder_text = db_text(folder.path)[0]
             ledger = {

@@ -110,11 +110,14 @@ def test_large_file_is_streamed_and_hashes_as_in_memory(tmp_path):
 
 @pytest.mark.parametrize("name", ["real/DSCN0010.jpg", "real/Issue_280_dotnet.png", "real/denali.webp",
                                   "edge/truncated_jpeg.jpg", "edge/truncated_image.png", "tiff"])
-def test_file_view_walks_containers_like_bytes(tmp_path, shared_photos, name):
+@pytest.mark.parametrize("chunk", [1031, 2])  # odd sizes: markers straddle chunk boundaries
+def test_file_view_walks_containers_like_bytes(tmp_path, shared_photos, name, chunk, monkeypatch):
     """The pread view of a large file gives every container walk the same answer as bytes."""
+    from catalog import libfile
     from catalog.identity import hash_buffer
     from catalog.libfile import FileView
 
+    monkeypatch.setattr(libfile, "CHUNK", chunk)
     path = tmp_path / "x.tif"
     if name == "tiff":
         Image.new("RGB", (300, 200), (9, 8, 7)).save(path, compression="tiff_lzw")
