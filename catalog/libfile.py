@@ -40,6 +40,8 @@ def open_library_file(path: str | os.PathLike, *, follow_symlinks: bool = True) 
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow_symlinks:
             raise NotRegularFile(errno.ELOOP, "not a regular file any more (now a symlink)") from None
+        if exc.errno == errno.ENXIO:  # what opening a socket, or a device with no driver, says
+            raise NotRegularFile(errno.ENXIO, "not a regular file any more (a socket or a device)") from None
         raise
     try:
         mode = os.fstat(fd).st_mode

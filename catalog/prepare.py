@@ -41,7 +41,7 @@ _MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a real marker inside entro
 _PILLOW_GLOBALS = threading.Lock()
 # Decoded pixels held at once by all analysis workers together (see DecodeGate): with the
 # image, its copies on the way to an upload and the file's bytes, a process stays under 1 GB.
-DECODE_BUDGET = 400 << 20
+DECODE_BUDGET = 512 << 20
 BANDED_RESIZE_PIXELS = 48_000_000  # from this size on, resize in bands of about BAND_BYTES
 BAND_BYTES = 32 << 20
 TRIM_AFTER = 64 << 20  # after a decode this large, freed memory goes back to the system
