@@ -263,30 +263,32 @@ def m007_unambiguous_paths(db: sqlite_utils.Database) -> None:
     """
     # SELECT rowid, path, path_bytes, root FROM files WHERE instr(path, '\') > 0;
     # then per row, in two passes so no new key meets an old one on the way:
-    #   UPDATE files SET path = char(0) || rowid WHERE rowid = :rowid;
+    #   UPDATE files SET path = char(0) || rowid WHERE rowid = :rowid;    -- every row first
     #   UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder,
-    #                    name = :name WHERE rowid = :rowid;
-    #   UPDATE files SET moved_to = :new WHERE moved_to = :old;
+    #                    name = :name WHERE rowid = :rowid;               -- then every row
+    #   UPDATE files SET moved_to = :new WHERE rowid = :rowid;            -- row by row
     # and the same re-encoding for writeback_state (target, path) and writeback_journal
     # (target, target_bytes, path).
     renamed: dict[str, str] = {}
     rows = db.execute("SELECT rowid, path, path_bytes, root FROM files WHERE instr(path, '\\') > 0").fetchall()
+    updates = []
     for rowid, text, raw, root in rows:
         true = os.fsencode(os.fsdecode(raw) if raw else text)
         depth = root.count("/") + 1  # escaping never adds a "/": the root is that many parts
-        parts = {"path": true, "root": b"/".join(true.split(b"/")[:depth]),
+        parts = {"path": true, "root": b"/".join(true.split(b"/")[:depth]) if root != "/" else b"/",
                  "folder": os.path.dirname(true), "name": os.path.basename(true)}
         new = {k: db_text(os.fsdecode(v))[0] for k, v in parts.items()}
         renamed[text] = new["path"]
+        updates.append({**new, "raw": db_text(os.fsdecode(true))[1], "rowid": rowid})
         db.execute("UPDATE files SET path = char(0) || rowid WHERE rowid = ?", [rowid])
-        db.execute("UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder, "
-                   "name = :name WHERE rowid = :rowid",
-                   {**new, "raw": db_text(os.fsdecode(true))[1], "rowid": rowid})
-    for old, new_text in renamed.items():
-        db.execute("UPDATE files SET moved_to = ? WHERE moved_to = ?", [new_text, old])
+    db.conn.executemany("UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder, "
+                        "name = :name WHERE rowid = :rowid", updates)
 
     def moved(text: str, raw: bytes | None = None) -> str:
         return renamed.get(text) or db_text(os.fsdecode(raw) if raw else text)[0]
+
+    for rowid, target in db.execute("SELECT rowid, moved_to FROM files WHERE instr(moved_to, '\\') > 0").fetchall():
+        db.execute("UPDATE files SET moved_to = ? WHERE rowid = ?", [moved(target), rowid])
 
     journal = db.execute("SELECT rowid, target, target_bytes, path FROM writeback_journal "
                          "WHERE instr(target, '\\') > 0 OR instr(path, '\\') > 0").fetchall()

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from catalog.config import Config, LibrarySettings
-from catalog.db import open_db
+from catalog.db import open_db, text_path
 from catalog.identity import identity_of
 from catalog.scan import scan
 
@@ -446,27 +446,34 @@ def test_migration_keeps_old_backslash_rows_and_tells_them_from_raw_names(tmp_pa
 
     root = tmp_path / "lib"
     root.mkdir()
-    literal = root / "x\\xff.gif"  # a real backslash in the name
-    shutil.copy(shared_photos / "real/hopper.gif", literal)
+    names = ["x\\xff.gif", "a\\b.gif", "a\\\\b.gif", "moved\\.gif"]  # real backslashes: 1, 1, 2, 1
+    for name in names:
+        shutil.copy(shared_photos / "real/hopper.gif", root / name)
     db_path = tmp_path / "c.db"
     db = open_db(db_path)
     scan(db, Config(), [root], progress=False)
+    rows = list(db.query("SELECT rowid, * FROM files"))
     db.close()
-    new_text = str(root) + "/x\\\\xff.gif"
-    old_text = str(literal)  # before: a valid UTF-8 name was stored as it is
-    _as_before(db_path, "m007_unambiguous_paths", [
-        ("UPDATE files SET path = ?, path_bytes = NULL, name = 'x\\xff.gif' WHERE path = ?",
-         [old_text, new_text]),
-        ("INSERT INTO writeback_state (target, path, kind, keywords, written_at) "
-         "VALUES (?, ?, 'sidecar', '[]', 'then')", [old_text + ".xmp", old_text])])
+    # Before, a valid UTF-8 path was stored as it is: every text here was the path itself.
+    undo = [("UPDATE files SET path = char(0) || rowid WHERE rowid = ?", [r["rowid"]]) for r in rows]
+    undo += [("UPDATE files SET path = ?, path_bytes = NULL, name = ? WHERE rowid = ?",
+              [fs_path(r), os.path.basename(fs_path(r)), r["rowid"]]) for r in rows]
+    old_moved = str(root / "moved\\.gif")
+    undo += [("UPDATE files SET status = 'moved', moved_to = ? WHERE path = ?", [str(root / "a\\b.gif"), old_moved]),
+             ("INSERT INTO writeback_state (target, path, kind, keywords, written_at) "
+              "VALUES (?, ?, 'sidecar', '[]', 'then')", [str(root / "x\\xff.gif.xmp"), str(root / "x\\xff.gif")])]
+    _as_before(db_path, "m007_unambiguous_paths", undo)
     db = open_db(db_path)
-    row = next(db.query("SELECT * FROM files"))
-    assert row["path"] == new_text and row["name"] == "x\\\\xff.gif" and fs_path(row) == str(literal)
-    assert next(db.query("SELECT * FROM writeback_state"))["target"] == new_text + ".xmp"
+    migrated = {r["name"]: r for r in db.query("SELECT * FROM files")}
+    assert sorted(migrated) == sorted(n.replace("\\", "\\\\") for n in names)
+    assert all(fs_path(r) == str(root / text_path(r["name"])) for r in migrated.values())
+    assert migrated["moved\\\\.gif"]["moved_to"] == str(root) + "/a\\\\b.gif"
+    assert next(db.query("SELECT * FROM writeback_state"))["target"] == str(root) + "/x\\\\xff.gif.xmp"
+    os.unlink(old_moved)  # it was moved away, as its row says
     shutil.copy(shared_photos / "real/Pentax_K10D.jpg", os.fsencode(root) + b"/x\xff.gif")
     summary = scan(db, Config(), [root], progress=False)
-    assert summary.new == 1 and summary.unchanged == 1 and summary.changed == 0
-    assert db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 2
+    assert summary.new == 1 and summary.unchanged == 3 and summary.changed == 0
+    assert db.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0] == 4
 
 
 def test_migration_splits_tiffs_that_shared_an_identity_and_both_keep_the_analysis(tmp_path):
