@@ -25,8 +25,8 @@ from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pend
                                  store_analysis, store_failure)
 from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
-from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError, Interrupted,
-                            PreparationFailed, StageStopped)
+from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError, FileUnreadable,
+                            Interrupted, StageStopped)
 from catalog.progress import progress_bar
 from catalog.thumbnails import Thumbnail, make_thumbnail
 
@@ -85,10 +85,8 @@ def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis,
         upload = prepare_upload(catalog_db.fs_path(row), max_upload_bytes=a.max_upload_bytes,
                                 send_location=a.send_location, max_edge=a.max_edge or None,
                                 max_image_pixels=config.scan.max_image_pixels)
-    except PreparationFailed as exc:
-        if isinstance(exc.__cause__, OSError):  # moved, renamed, EACCES, EIO on the NAS: not the file's fault
-            raise AnalysisFailed(f"{exc}; tried again on a later run", spends_attempt=False) from exc
-        raise
+    except FileUnreadable as exc:  # moved, renamed, EACCES, EIO on the NAS: not the file's fault
+        raise AnalysisFailed(f"{exc}; tried again on a later run", spends_attempt=False) from exc
     facts = {"make": row["camera_make"], "model": row["camera_model"], "taken_at": row["taken_at"],
              "orientation": row["orientation"], "gps_lat": row["gps_lat"]}
     upload = dataclasses.replace(upload, exif={**upload.exif, **{k: v for k, v in facts.items() if v is not None}})

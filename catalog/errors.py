@@ -99,3 +99,7 @@ class DatabaseUnusable(CatalogError):
         error = cls(f"{where} failed: {reason}")
         error.about_the_file = False
         return error
+
+
+class FileUnreadable(PreparationFailed):
+    """The file could not be read just now (moved, renamed, EACCES, EIO on a NAS): not its fault."""
