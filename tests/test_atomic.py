@@ -7,6 +7,7 @@ import os
 import pytest
 
 from catalog.writeback.atomic import atomic_write
+from catalog.writeback.tiffifd import WriteBackError
 
 
 def test_replaces_and_keeps_permissions(tmp_path):
@@ -30,6 +31,6 @@ def test_failure_leaves_the_original_and_no_temp_file(tmp_path):
     target = tmp_path / "photo.jpg"
     target.mkdir()  # os.replace cannot put a file over a non-empty folder
     (target / "inside").write_bytes(b"x")
-    with pytest.raises(OSError):
+    with pytest.raises(WriteBackError, match="not a regular file"):  # never replaced, never followed
         atomic_write(str(target), b"new")
     assert sorted(os.listdir(tmp_path)) == ["photo.jpg"] and (target / "inside").read_bytes() == b"x"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from catalog.writeback import xmp
+from catalog.writeback.tiffifd import WriteBackError
 from catalog.writeback.xmp import find_xmp_packet, merge_xmp, read_xmp, sidecar_path, write_sidecar
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"
@@ -305,7 +306,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     blocked = tmp_path / "IMG.JPG.xmp"  # os.replace cannot put a file over a non-empty folder
     blocked.mkdir()
     (blocked / "inside").write_bytes(b"x")
-    with pytest.raises(OSError):
+    with pytest.raises(WriteBackError, match="not a regular file"):  # never replaced, never followed
         write_sidecar(str(blocked), b"packet")
     assert os.listdir(tmp_path) == ["IMG.JPG.xmp"] and os.listdir(blocked) == ["inside"]
 
