@@ -117,8 +117,7 @@ def confirm(db, row: dict) -> None:
                        "written_at, run_id) VALUES (:target, :path, :kind, :photo_id, :keywords, :description, "
                        ":written_at, :run_id)", claim)
         if row["kind"] == "embed":  # the photo changed on purpose: the next scan must not re-read it
-            db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?",
-                       [row["size_after"], row["mtime_ns_after"], row["path"]])
+            _move_ledger(db, row, row["size_after"], row["mtime_ns_after"])
 
 
 def claim_of(*, key: str, row: dict, kind: str, keywords, description: str | None, run_id) -> dict:
@@ -135,8 +134,7 @@ def restored(db, row: dict, *, ledger: os.stat_result | None) -> None:
     previous = json.loads(row["previous_state"]) if row["previous_state"] else None
     with db.atomic():
         if ledger is not None:
-            db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?",
-                       [ledger.st_size, ledger.st_mtime_ns, row["path"]])
+            _move_ledger(db, row, ledger.st_size, ledger.st_mtime_ns)
         if previous:
             db.execute("INSERT OR REPLACE INTO writeback_state (target, path, kind, photo_id, keywords, "
                        "description, written_at, run_id) VALUES (:target, :path, :kind, :photo_id, :keywords, "
@@ -145,3 +143,9 @@ def restored(db, row: dict, *, ledger: os.stat_result | None) -> None:
             db.execute("DELETE FROM writeback_state WHERE target = ?", [key])
         db.execute("UPDATE writeback_journal SET undone_at = ?, status = 'done' WHERE id = ?",
                    [catalog_db.now(), row["id"]])
+
+
+def _move_ledger(db, row: dict, size: int, mtime_ns: int) -> None:
+    """The photo's ledger entries follow our write: by the path written and by a link's target."""
+    for path in {row["path"], db_text(written_file(row))[0]}:
+        db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?", [size, mtime_ns, path])

@@ -144,7 +144,10 @@ class Writer:
         if not stat.S_ISREG(st.st_mode):
             raise WriteBackError("is not a regular file any more: left alone")
         if not inside(real, self._roots(row)):
-            raise WriteBackError(f"resolves to {real}, outside the library roots: nothing written there")
+            raise WriteBackError(f"lies in {os.path.realpath(real)}, outside the library roots: nothing written there")
+        # Fresh from the ledger: an earlier write this run (through a link) may have moved it on.
+        row["size"], row["mtime_ns"] = self.db.execute("SELECT size, mtime_ns FROM files WHERE path = ?",
+                                                       [row["path"]]).fetchone()
         if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime_ns"]):
             raise WriteBackError("changed since the last scan: run `catalog scan` first")
         return real, Fingerprint.of(st)
@@ -179,9 +182,6 @@ class Writer:
         if journal.settle(self.db, ids[0]) != "done":
             raise WriteBackError("written, but it no longer reads back as written (another program?): "
                                  "its keywords are not counted as ours; see --undo")
-        if kind == "embed":
-            after = os.stat(real)
-            row["size"], row["mtime_ns"] = after.st_size, after.st_mtime_ns
 
     def sidecar(self, row, photo: str, tags, description, *, note: str | None = None) -> None:
         wb = self.wb
