@@ -135,6 +135,24 @@ def remove(path: str, *, expect: Fingerprint) -> None:
     _sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
+def sweep(folder: str) -> int:
+    """Remove the temp files a killed write left in `folder` (call only under the catalogue lock)."""
+    removed = 0
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(".catalog-") and n.endswith(".tmp")]
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                os.unlink(path)
+                removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def inside(path: str, folders) -> bool:
     """Whether the real location of `path` (links resolved) lies in one of `folders` (also resolved)."""
     real = os.path.realpath(path)

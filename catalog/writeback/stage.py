@@ -27,7 +27,7 @@ from catalog.errors import CatalogError
 from catalog.identity import hash_buffer, sniff
 from catalog.progress import progress_bar
 from catalog.writeback import embed, fields, iptc, journal, xmp
-from catalog.writeback.atomic import Fingerprint, atomic_write, inside, read_file
+from catalog.writeback.atomic import Fingerprint, atomic_write, inside, read_file, sweep
 from catalog.writeback.tiffifd import WriteBackError
 
 log = logging.getLogger("catalog.writeback")
@@ -107,6 +107,7 @@ class Writer:
     def __init__(self, db, config: Config, summary: WritebackSummary, run_id: int | None, dry_run: bool):
         self.db, self.config, self.summary, self.run_id, self.dry_run = db, config, summary, run_id, dry_run
         self.wb = config.writeback
+        self.swept: set[str] = set()
 
     def _record(self, change: Change) -> None:
         s = self.summary
@@ -160,6 +161,10 @@ class Writer:
                                  run_id=self.run_id)
         sha = journal.digest(new)
         ids: list[int] = []
+        folder = os.path.dirname(os.path.abspath(real))
+        if folder not in self.swept:  # a killed run's temp files go the next time we write there
+            self.swept.add(folder)
+            sweep(folder)
 
         def ahead(written: os.stat_result) -> None:
             ids.append(journal.begin(self.db, run_id=self.run_id, target=target, real=real, path=row["path"],

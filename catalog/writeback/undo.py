@@ -9,13 +9,14 @@ since: left alone and reported; undo never overwrites work it does not know abou
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 from catalog import db as catalog_db
 from catalog.errors import CatalogError
 from catalog.identity import hash_buffer
 from catalog.writeback import embed, journal
-from catalog.writeback.atomic import atomic_write, fingerprint, read_file, remove
+from catalog.writeback.atomic import atomic_write, fingerprint, read_file, remove, sweep
 
 log = logging.getLogger("catalog.writeback")
 KINDS = {"sidecar": ("sidecar",), "embed": ("embed",), "both": ("sidecar", "embed"), None: ("sidecar", "embed")}
@@ -40,6 +41,9 @@ def undo(db, run_id: int, *, paths=None, mode: str | None = None, dry_run: bool 
     rows = [r for r in db.query(f"SELECT * FROM writeback_journal WHERE run_id = :run AND undone_at IS NULL "
                                 f"{scope} ORDER BY id DESC", {**params, "run": run_id}) if r["kind"] in kinds]
     summary = UndoSummary(run_id, dry_run=dry_run)
+    if not dry_run:  # temp files a kill left beside these files
+        for folder in {os.path.dirname(os.path.abspath(journal.written_file(r))) for r in rows}:
+            sweep(folder)
     for row in rows:
         try:
             if _undo_one(db, row, dry_run):
