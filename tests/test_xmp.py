@@ -351,3 +351,23 @@ def test_bare_rdf_sidecar_and_empty_file_become_valid_packets(tmp_path):
         assert found["ExifTool:Validate"] == "OK"
         assert found["XMP-dc:Subject"] == ["beach"] and found["XMP-dc:Description"] == "ours"
         assert found.get("XMP-xmp:Rating") == (2 if n == 0 else None)
+
+
+def test_deep_nesting_is_refused_before_anything_recurses():
+    """1,000 nested elements raised RecursionError (which aborted the whole run): now a ValueError."""
+    deep = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description rdf:about="">' + b"<a>" * 1000 + b"</a>" * 1000
+            + b"</rdf:Description></rdf:RDF></x:xmpmeta>")
+    for call in (lambda: read_xmp(deep),
+                 lambda: merge_xmp(deep, add=["x"], remove=[], description=None, replace_description=False)):
+        with pytest.raises(ValueError, match="deeper than"):
+            call()
+    shallow = deep.replace(b"<a>" * 1000 + b"</a>" * 1000, b"<a>" * 90 + b"</a>" * 90)
+    assert b"<rdf:li>x</rdf:li>" in merge_xmp(shallow, add=["x"], remove=[], description=None,
+                                              replace_description=False)
+
+
+def test_oversized_packets_are_refused_unparsed():
+    huge = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>" + b" " * xmp.MAX_BYTES + b"</x:xmpmeta>"
+    with pytest.raises(ValueError, match="limit"):
+        read_xmp(huge)

@@ -1,17 +1,18 @@
-"""What a photo or sidecar already says: its keywords and descriptions in XMP, IPTC and EXIF.
+"""What a photo or sidecar already says (keywords, descriptions in XMP, IPTC, EXIF) and what of it is ours.
 
-The write-back stage plans from these: keywords are merged, and a description the user
-gave in any one field keeps ours out of every field.
+The write-back stage plans from these: keywords are merged and only our own stale ones
+removed; a description the user gave in any one field keeps ours out of every field.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 
+from catalog.errors import CatalogError
 from catalog.identity import sniff
 from catalog.writeback import embed, iptc, xmp
 from catalog.writeback.atomic import read_file
-from catalog.errors import CatalogError
 from catalog.writeback.tiffifd import WriteBackError
 
 HEAD = 4 << 20  # where a photo's metadata is looked for in sidecar mode (JPEG keeps it in front)
@@ -79,3 +80,27 @@ def users_description(found, ours: set[str | None]) -> bool:
     """Whether any field holds a description that is not one we wrote nor a camera's placeholder."""
     return any(text and text.strip() and text not in ours and text.strip().casefold() not in PLACEHOLDERS
                for text in found)
+
+
+def plan(present: list[str], state: dict | None, tags: list[str]):
+    """What to add, which of our earlier keywords to remove, and which keywords count as ours.
+
+    A keyword the photo already had before we first wrote it stays the user's: we never
+    claim it, so a later analysis without it cannot remove it.
+    """
+    ours_before = json.loads(state["keywords"]) if state else []
+    remove = [k for k in ours_before if k not in tags]
+    have = fold(present)
+    add = [k for k in tags if k.casefold() not in have]
+    owned = [k for k in tags if k in ours_before or k.casefold() not in have]
+    return add, [k for k in remove if k.casefold() in have], owned
+
+
+def may_replace(current: str | None, state: dict | None) -> bool:
+    """Our description may replace the current one only if the current one is ours."""
+    return bool(state and state["description"] is not None and current == state["description"])
+
+
+def ours_in(packet: bytes, description: str | None) -> str | None:
+    """The description we count as ours: only if the packet now holds exactly it."""
+    return description if description and xmp.read_xmp(packet).description == description else None

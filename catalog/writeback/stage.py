@@ -84,25 +84,6 @@ def _targets(db, paths):
         after = rows[-1]["path"]
 
 
-def _plan(present: list[str], state: dict | None, tags: list[str]):
-    """What to add, which of our earlier keywords to remove, and which keywords count as ours.
-
-    A keyword the photo already had before we first wrote it stays the user's: we never
-    claim it, so a later analysis without it cannot remove it.
-    """
-    ours_before = json.loads(state["keywords"]) if state else []
-    remove = [k for k in ours_before if k not in tags]
-    have = fields.fold(present)
-    add = [k for k in tags if k.casefold() not in have]
-    owned = [k for k in tags if k in ours_before or k.casefold() not in have]
-    return add, [k for k in remove if k.casefold() in have], owned
-
-
-def _may_replace(current: str | None, state: dict | None) -> bool:
-    """Our description may replace the current one only if the current one is ours."""
-    return bool(state and state["description"] is not None and current == state["description"])
-
-
 class Writer:
     def __init__(self, db, config: Config, summary: WritebackSummary, run_id: int | None, dry_run: bool):
         self.db, self.config, self.summary, self.run_id, self.dry_run = db, config, summary, run_id, dry_run
@@ -147,8 +128,8 @@ class Writer:
         if not inside(real, self._roots(row)):
             raise WriteBackError(f"lies in {os.path.realpath(real)}, outside the library roots: nothing written there")
         # Fresh from the ledger: an earlier write this run (through a link) may have moved it on.
-        row["size"], row["mtime_ns"] = self.db.execute("SELECT size, mtime_ns FROM files WHERE path = ?",
-                                                       [row["path"]]).fetchone()
+        ledger = self.db.execute("SELECT size, mtime_ns FROM files WHERE path = ?", [row["path"]]).fetchone()
+        row["size"], row["mtime_ns"] = ledger or (None, None)
         if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime_ns"]):
             raise WriteBackError("changed since the last scan: run `catalog scan` first")
         return real, Fingerprint.of(st)
@@ -208,12 +189,12 @@ class Writer:
             embed_state = journal.state(self.db, row["path"])
             plan_state = state or (embed_state if existing is None else None)
             facts = xmp.read_xmp(base) if base else xmp.XmpFacts()
-            change.add, change.remove, owned = _plan(list(facts.subject), plan_state, tags)
+            change.add, change.remove, owned = fields.plan(list(facts.subject), plan_state, tags)
             ours = {description, *(s["description"] for s in (state, embed_state) if s)}
             if fields.users_description([facts.description, *photo_descriptions], ours):
                 description = None  # the user described this photo: ours goes nowhere
             packet = xmp.merge_xmp(base, add=tags, remove=change.remove, description=description,
-                                   replace_description=_may_replace(facts.description, plan_state),
+                                   replace_description=fields.may_replace(facts.description, plan_state),
                                    parent=wb.hierarchy_parent)
             change.description = xmp.read_xmp(packet).description != facts.description
             if existing is not None and packet == existing:
@@ -221,7 +202,7 @@ class Writer:
             elif not self.dry_run:
                 self._commit(row=row, kind="sidecar", fmt="XMP", target=target, real=target, new=packet,
                              before=before, snapshot=existing, key=key, owned=owned,
-                             description=_ours(packet, description))
+                             description=fields.ours_in(packet, description))
         except (OSError, ValueError, CatalogError) as exc:
             change.status, change.message = "skipped", _why(exc)
         self._record(change)
@@ -245,22 +226,22 @@ class Writer:
             facts = xmp.read_xmp(current.xmp) if current.xmp else xmp.XmpFacts()
             xp_words = fields.xp_keywords(current.exif)
             iptc_words = iptc.keywords_of(current.iptc) if current.iptc else []
-            change.add, change.remove, owned = _plan([*facts.subject, *iptc_words, *xp_words], state, tags)
+            change.add, change.remove, owned = fields.plan([*facts.subject, *iptc_words, *xp_words], state, tags)
             found = fields.descriptions(current)
             ours = {description, *(s["description"] for s in (state, self._sidecar_state(row, photo)) if s)}
             if fields.users_description([*found, self._sidecar_description(row, photo)], ours):
                 description = None  # the user described this photo somewhere: ours goes nowhere
             packet = xmp.merge_xmp(current.xmp, add=tags, remove=change.remove, description=description,
-                                   replace_description=_may_replace(facts.description, state),
+                                   replace_description=fields.may_replace(facts.description, state),
                                    parent=self.wb.hierarchy_parent)
             iim = None
             if fmt in WITH_IPTC:
                 iim = iptc.merge_iptc(current.iptc, add=tags, remove=change.remove, caption=description,
-                                      replace_caption=_may_replace(found[2], state))
+                                      replace_caption=fields.may_replace(found[2], state))
             # EXIF: XPKeywords merged like the others; ImageDescription only where empty or ours.
             xp = [w for w in xp_words if w not in change.remove]
             xp += [t for t in tags if t.casefold() not in fields.fold(xp)]
-            new_description = description if (not found[1] or _may_replace(found[1], state)) else None
+            new_description = description if (not found[1] or fields.may_replace(found[1], state)) else None
             new = embed.write_embedded(data, fmt, xmp=packet, iptc=iim, keywords=xp, description=new_description)
             change.description = xmp.read_xmp(packet).description != facts.description
             if new == data:
@@ -269,7 +250,7 @@ class Writer:
                 self._verify(data, new, fmt, tags)
                 self._commit(row=row, kind="embed", fmt=fmt, target=photo, real=real, new=new, before=before,
                              snapshot=embed.snapshot(data, fmt), key=row["path"], owned=owned,
-                             description=_ours(packet, description))
+                             description=fields.ours_in(packet, description))
         except (OSError, ValueError, CatalogError) as exc:
             change.status, change.message = "skipped", _why(exc)
         self._record(change)
@@ -336,11 +317,6 @@ def writeback(db, config: Config, *, paths=None, mode: str | None = None, dry_ru
             counts = {k: v for k, v in summary.as_dict().items() if k != "changes"}
             catalog_db.finish_run(db, run_id, status, counts)
     return summary
-
-
-def _ours(packet: bytes, description: str | None) -> str | None:
-    """The description we count as ours: only if the packet now holds exactly it."""
-    return description if description and xmp.read_xmp(packet).description == description else None
 
 
 def _why(exc: Exception) -> str:
