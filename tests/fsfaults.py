@@ -19,43 +19,35 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 @contextlib.contextmanager
+def _while(path: Path, setup: list[tuple[str, ...]], undo: tuple[str, ...], why: str):
+    """Run the `setup` commands (skipping the test with `why` if one is refused), yield, then `undo`."""
+    try:
+        for command in setup:
+            done = _run(*command)
+            if done.returncode:
+                pytest.skip(f"{why} ({done.stderr.strip()})")
+        yield path
+    finally:
+        _run(*undo)
+
+
 def tmpfs(path: Path, size: str = "4m"):
     """A fresh tmpfs of `size` mounted at `path` (created), unmounted afterwards."""
     path.mkdir(parents=True, exist_ok=True)
-    done = _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path))
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): needs root")
-    try:
-        yield path
-    finally:
-        _run("umount", "-l", str(path))
+    return _while(path, [("mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path))],
+                  ("umount", "-l", str(path)), "cannot mount a tmpfs here: needs root")
 
 
-@contextlib.contextmanager
 def read_only(path: Path):
     """`path` (a folder) bind-mounted read-only over itself: every write answers EROFS."""
-    bound = _run("mount", "--bind", str(path), str(path))
-    if bound.returncode:
-        pytest.skip(f"cannot bind-mount here ({bound.stderr.strip()}): needs root")
-    try:
-        remount = _run("mount", "-o", "remount,bind,ro", str(path))
-        if remount.returncode:
-            pytest.skip(f"cannot remount read-only here ({remount.stderr.strip()})")
-        yield path
-    finally:
-        _run("umount", "-l", str(path))
+    return _while(path, [("mount", "--bind", str(path), str(path)), ("mount", "-o", "remount,bind,ro", str(path))],
+                  ("umount", "-l", str(path)), "cannot bind-mount read-only here: needs root")
 
 
-@contextlib.contextmanager
 def immutable(path: Path):
     """`path` marked immutable (chattr +i): not even root may replace or rename over it."""
-    done = _run("chattr", "+i", str(path))
-    if done.returncode:
-        pytest.skip(f"chattr +i is not supported here ({done.stderr.strip()})")
-    try:
-        yield path
-    finally:
-        _run("chattr", "-i", str(path))
+    return _while(path, [("chattr", "+i", str(path))], ("chattr", "-i", str(path)),
+                  "chattr +i is not supported here")
 
 
 def fill(folder: Path) -> Path:
