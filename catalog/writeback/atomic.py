@@ -43,6 +43,10 @@ class Fingerprint:
 ABSENT = None  # the expected state of a file that did not exist when it was read
 
 
+class ChangedMeanwhile(WriteBackError):
+    """Another program wrote the file between our read and our rename: nothing was written."""
+
+
 def fingerprint(path: str) -> Fingerprint | None:
     """The file's fingerprint without following a link (None: nothing there)."""
     try:
@@ -112,8 +116,8 @@ def atomic_write(path: str, data: bytes, *, mtime_ns: int | None = None,
             if before_rename is not None:
                 before_rename(written)
             if expect is not False and fingerprint(path) != expect:
-                raise WriteBackError("changed by another program while we wrote it: left alone, "
-                                     "tried again next run")
+                raise ChangedMeanwhile("changed by another program while we wrote it: left alone, "
+                                       "tried again next run")
             os.replace(temp, path)
         except BaseException:
             try:

@@ -27,7 +27,7 @@ from catalog.errors import CatalogError
 from catalog.identity import hash_buffer, sniff
 from catalog.progress import progress_bar
 from catalog.writeback import embed, fields, iptc, journal, xmp
-from catalog.writeback.atomic import Fingerprint, atomic_write, inside, read_file, sweep
+from catalog.writeback.atomic import ChangedMeanwhile, Fingerprint, atomic_write, inside, read_file, sweep
 from catalog.writeback.tiffifd import WriteBackError
 
 log = logging.getLogger("catalog.writeback")
@@ -157,13 +157,9 @@ class Writer:
                 xmp.write_sidecar(real, new, expect=before, before_rename=ahead)
             else:
                 atomic_write(real, new, expect=before, before_rename=ahead)
-        except Exception:  # atomic_write raises only before its rename: nothing was written
-            if ids:
-                journal.drop(self.db, ids[0])
-            raise
-        except BaseException:  # interrupted somewhere: the file says whether the write landed
-            if ids:
-                journal.settle(self.db, ids[0])
+        except BaseException as exc:  # the file says whether the write landed (a signal may come late)
+            if ids and journal.settle(self.db, ids[0]) == "pending" and isinstance(exc, ChangedMeanwhile):
+                journal.drop(self.db, ids[0])  # refused before the rename: the bytes there are theirs
             raise
         if journal.settle(self.db, ids[0]) != "done":
             raise WriteBackError("written, but it no longer reads back as written (another program?): "

@@ -115,7 +115,7 @@ def test_kill_loop_then_undo_restores_every_file(library, figures):
     moments = [("UPDATE", k) for k in range(1, writes + 1)] + [("INSERT", k) for k in range(1, writes + 1)]
     rng = random.Random(10)
     moments += [(None, full * rng.random()) for _ in range(40 - len(moments))]
-    mid_write, restored, not_restorable, damaged, lost = 0, 0, 0, 0, 0
+    mid_write, restored, not_restorable, damaged, lost, exact = 0, 0, 0, 0, 0, 0
     waiting = collections.deque(writer(db_path, *m) if m[0] else writer(db_path) for m in moments[:3])
     for n, (statement, when) in enumerate(moments):
         proc = waiting.popleft()
@@ -137,11 +137,13 @@ def test_kill_loop_then_undo_restores_every_file(library, figures):
             not_restorable += result.skipped
         differ, photos, missing = compare(originals, root)
         not_restorable, damaged, lost = not_restorable + differ, damaged + photos, lost + missing
+        exact += not differ
     temps = len(list(root.glob(".catalog-*.tmp")))
     figures.originals_damaged, figures.keywords_lost, figures.not_restorable = damaged, lost, not_restorable
     figures.note = (f"{len(moments)} kills ({writes} after a rename, {writes} inside a journal insert, "
                     f"{len(moments) - 2 * writes} at random in a {full:.2f} s run; {mid_write} caught mid-write): "
-                    f"{restored} writes restored, {temps} temp files left")
+                    f"{restored} writes restored, {exact} of {len(moments)} libraries byte-exact, "
+                    f"{temps} temp files left")
     assert (damaged, lost, not_restorable) == (0, 0, 0)
 
 
