@@ -14,7 +14,8 @@ from catalog.commands import echo_json, open_catalogue
 @click.option("--mode", type=click.Choice(["sidecar", "embed", "both"]),
               help="sidecar (default: never touches a photo), embed (lossless, in place), or both.")
 @click.option("--dry-run", is_flag=True, help="Show, per file, the keywords to add and remove; change nothing.")
-@click.option("--undo", "undo_run", type=int, metavar="RUN_ID", help="Restore the metadata a write-back run replaced (PATHS, --mode and --dry-run apply).")
+@click.option("--undo", "undo_run", type=int, metavar="RUN_ID",
+              help="Restore the metadata a write-back run replaced (PATHS, --mode and --dry-run apply).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
 @click.pass_context
 def writeback(ctx, paths, mode, dry_run, undo_run, as_json):

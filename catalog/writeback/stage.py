@@ -172,7 +172,8 @@ class Writer:
         change = Change(row["path"], key, "sidecar", message=note)
         try:
             real_photo, _ = self._photo(row, photo)
-            if not inside(os.path.dirname(os.path.abspath(target)), [*self._roots(row), *filter(None, [wb.sidecar_dir])]):
+            allowed = [*self._roots(row), *filter(None, [wb.sidecar_dir])]
+            if not inside(os.path.dirname(os.path.abspath(target)), allowed):
                 raise WriteBackError("its sidecar would lie outside the library roots: nothing written")
             try:
                 existing, before = read_file(target, limit=xmp.MAX_BYTES, what="the sidecar")

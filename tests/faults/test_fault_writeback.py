@@ -212,7 +212,8 @@ def test_another_program_writes_between_read_and_rename(library, figures):
         return 0
 
     db.conn.create_function("other_program", 1, other_program)
-    db.execute("CREATE TEMP TRIGGER other AFTER INSERT ON writeback_journal BEGIN SELECT other_program(NEW.target); END")
+    db.execute("CREATE TEMP TRIGGER other AFTER INSERT ON writeback_journal "
+               "BEGIN SELECT other_program(NEW.target); END")
     summary = writeback(db, Config(writeback=WritebackSettings(mode="embed")), progress=False)
     overwritten = sum(1 for target, data in theirs.items() if Path(target).read_bytes() != data)
     claimed = db.execute("SELECT COUNT(*) FROM writeback_state").fetchone()[0]
