@@ -356,6 +356,24 @@ def carry_analysis(db: sqlite_utils.Database, old_id: str, new_id: str, path: st
                [new_id, old_id, path])
 
 
+@migrations()
+def m009_writeback_write_ahead(db: sqlite_utils.Database) -> None:
+    """The write-back journal is written ahead of the rename: a row says what the file will be
+    once replaced, so a kill at any moment leaves something `--undo` can judge and restore."""
+    for ddl in (
+        # pending: journalled, the rename may or may not have happened; done: written and
+        # verified (only then are the keywords claimed in writeback_state)
+        "ALTER TABLE writeback_journal ADD COLUMN status TEXT NOT NULL DEFAULT 'done'",
+        "ALTER TABLE writeback_journal ADD COLUMN size_before INTEGER",  # NULL: no file before
+        "ALTER TABLE writeback_journal ADD COLUMN sha256_after TEXT",  # the new bytes' digest
+        "ALTER TABLE writeback_journal ADD COLUMN claim TEXT",  # JSON writeback_state row, once done
+        "ALTER TABLE writeback_journal ADD COLUMN real_target BLOB",  # the file written for a symlink
+    ):
+        db.execute(ddl)
+    db.execute("UPDATE writeback_journal SET status = 'pending' WHERE size_after IS NULL")
+    db.execute("CREATE INDEX writeback_journal_pending ON writeback_journal(status) WHERE status = 'pending'")
+
+
 def store_photo_colors(db: sqlite_utils.Database, photo_id: str, dominant, palette) -> None:
     """Refresh a photo's named colours (call inside the writer's transaction)."""
     from catalog.colors import named_matches
