@@ -15,7 +15,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from catalog.analyzers import analyzer_names
 from catalog.errors import ConfigError
 
 DEFAULT_EXTENSIONS = (
@@ -110,12 +112,31 @@ class ImgTagsSettings:
 
 
 @dataclass(frozen=True)
+class OpenAISettings:
+    """Any OpenAI-compatible vision server: Ollama, llama.cpp's server, vLLM, LM Studio, OpenAI."""
+
+    base_url: str = "http://127.0.0.1:11434/v1"  # Ollama on this machine; $OPENAI_BASE_URL overrides
+    model: str = ""  # required with analyzer = "openai"
+    api_key_env: str = "OPENAI_API_KEY"  # "" = never send a key (most local servers need none)
+    requests_per_minute: int = 0  # 0 = no limit
+    concurrency: int = 2  # one answering, the next one prepared and waiting
+    timeout_seconds: float = 300.0  # a cold model load plus a slow CPU answer
+    max_edge: int = 1024
+    prompt: str = ""  # "" = the built-in prompt asking for the ImgTags answer as JSON
+
+
+# Settings a back-end's own section brings to the analysis stage when that back-end runs.
+STAGE_SETTINGS = ("concurrency", "max_edge")
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path = field(default_factory=default_database_path)
     library: LibrarySettings = field(default_factory=LibrarySettings)
     scan: ScanSettings = field(default_factory=ScanSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     imgtags: ImgTagsSettings = field(default_factory=ImgTagsSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     writeback: WritebackSettings = field(default_factory=WritebackSettings)
     source: Path | None = None  # the file these settings came from, if any
@@ -132,10 +153,39 @@ class Config:
             return "imgtags" if self.api_key() else "offline"
         return self.analysis.analyzer
 
+    def using(self, name: str) -> Config:
+        """These settings with `name` as the analyzer. A back-end with a section of its own
+        ([openai]) brings its concurrency and upload edge to the stage; [analysis] keeps the rest."""
+        if name != "auto" and name not in analyzer_names():
+            raise ConfigError(f"analysis.analyzer must be one of {', '.join(('auto', *analyzer_names()))}, "
+                              f"not {name!r}")
+        own = getattr(self, name, None) if name in SECTIONS else None
+        moved = {k: getattr(own, k) for k in STAGE_SETTINGS if hasattr(own, k)}
+        return dataclasses.replace(self, analysis=dataclasses.replace(self.analysis, analyzer=name, **moved))
+
+    def openai_base_url(self) -> str:
+        url = os.environ.get("OPENAI_BASE_URL") or self.openai.base_url
+        where = "$OPENAI_BASE_URL" if os.environ.get("OPENAI_BASE_URL") else "openai.base_url"
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{where} must be an http(s) URL such as http://127.0.0.1:11434/v1, not {url!r}")
+        return url.rstrip("/")
+
+    def openai_api_key(self) -> str | None:
+        """The key for the OpenAI-compatible server, from the environment only; None when unset."""
+        env = self.openai.api_key_env
+        return (os.environ.get(env) or None) if env else None
+
+    def openai_model(self) -> str:
+        if not self.openai.model.strip():
+            raise ConfigError('analyzer "openai" needs a model: set openai.model in the config file, '
+                              'e.g. model = "qwen2.5vl:7b" (a vision model your server has)')
+        return self.openai.model.strip()
+
 
 SECTIONS = {"library": LibrarySettings, "scan": ScanSettings, "analysis": AnalysisSettings,
-            "imgtags": ImgTagsSettings, "schedule": ScheduleSettings, "writeback": WritebackSettings}
-ANALYZERS = ("auto", "imgtags", "offline")
+            "imgtags": ImgTagsSettings, "openai": OpenAISettings, "schedule": ScheduleSettings,
+            "writeback": WritebackSettings}
 WRITEBACK_MODES = ("sidecar", "embed", "both")
 
 
@@ -213,9 +263,10 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     unknown = sorted(set(data) - top_known)
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)} in {path}")
-    if isinstance(data.get("imgtags"), dict) and "api_key" in data["imgtags"]:
-        raise ConfigError("keep the API key out of the config file: set it in the environment "
-                          "variable named by imgtags.api_key_env (default IMGTAGS_API_KEY)")
+    for name, default_env in (("imgtags", "IMGTAGS_API_KEY"), ("openai", "OPENAI_API_KEY")):
+        if isinstance(data.get(name), dict) and "api_key" in data[name]:
+            raise ConfigError("keep the API key out of the config file: set it in the environment "
+                              f"variable named by {name}.api_key_env (default {default_env})")
     kwargs: dict[str, Any] = {"source": path}
     for name, cls in SECTIONS.items():
         kwargs[name] = _section(cls, data.get(name, {}), name)
@@ -223,8 +274,8 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"writeback.mode must be one of {', '.join(WRITEBACK_MODES)}")
     if kwargs["writeback"].sidecar_name not in ("ext", "base"):
         raise ConfigError("writeback.sidecar_name must be \"ext\" (IMG.JPG.xmp) or \"base\" (IMG.xmp)")
-    if kwargs["analysis"].analyzer not in ANALYZERS:
-        raise ConfigError(f"analysis.analyzer must be one of {', '.join(ANALYZERS)}")
+    if kwargs["openai"].max_edge < 16:
+        raise ConfigError(f"openai.max_edge must be at least 16 pixels, not {kwargs['openai'].max_edge}")
     database = os.environ.get("CATALOG_DB") or data.get("database")
     if database is not None:
         if not isinstance(database, str) or not database:
@@ -233,4 +284,7 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         if path is not None and not db_path.is_absolute() and "CATALOG_DB" not in os.environ:
             db_path = path.parent / db_path  # relative to the config file, not the cwd
         kwargs["database"] = db_path
-    return Config(**kwargs)
+    config = Config(**kwargs)
+    if config.analysis.analyzer == "openai":
+        config.openai_model(), config.openai_base_url()  # missing or malformed: say so now, exit 2
+    return config.using(config.analysis.analyzer)

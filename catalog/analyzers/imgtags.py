@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, register
+from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage
 from catalog.analyzers.storable import clean_int, clean_text
-from catalog.errors import AnalysisFailed, AuthenticationFailed
+from catalog.errors import AnalysisFailed, AuthenticationFailed, ConfigError
 from catalog.http import HttpStats, make_client, stats_of
+
+if TYPE_CHECKING:
+    from catalog.config import Config
 
 DEFAULT_BASE_URL = "https://www.imgtags.com/api/v1"
 MAX_UPLOAD_BYTES = 10_000_000  # the contract says 10MB; stay under either reading of it
@@ -85,7 +88,16 @@ def _plain(value: Any) -> str:
     return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
 
 
-@register("imgtags")
+def create(config: Config) -> ImgTagsAnalyzer:
+    """The registry's factory: the key from the environment, pace and retries from [analysis]."""
+    key = config.api_key()
+    if not key:
+        raise ConfigError(f"analyzer imgtags needs an API key in ${config.imgtags.api_key_env}")
+    a = config.analysis
+    return ImgTagsAnalyzer(api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
+                           requests_per_minute=a.requests_per_minute, max_retries=a.max_retries)
+
+
 class ImgTagsAnalyzer:
     """ImgTags over HTTP. Safe to share between worker threads: they share one throttled client.
 
