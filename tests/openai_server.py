@@ -18,15 +18,14 @@ import base64
 import binascii
 import hashlib
 import json
-import sys
 import threading
 import time
 from collections import deque
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
-from imgtags_server import Recorded, RequestLog, analysis_for
+from imgtags_server import (LoopbackServer, Recorded, RequestLog, analysis_for, serve_until_interrupted,
+                            serving)
 
 ANALYSIS_MODES = ("good", "fenced", "prose", "untidy", "echo-key", "slow")
 FAILURES = {
@@ -66,10 +65,10 @@ def content_for(mode: str, data: dict[str, Any], authorization: str) -> str:
     return text
 
 
-class OpenAIServer(ThreadingHTTPServer):
+class OpenAIServer(LoopbackServer):
     """The server plus its switches; change one at any time, it applies to the next request."""
 
-    daemon_threads = True
+    api_path = "/v1"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, key: str | None = None, model: str = "llava:7b-test",
                  default: str = "good", latency: float = 0.0, slow_seconds: float = 3.0, refuse: tuple[str, ...] = ()):
@@ -79,16 +78,6 @@ class OpenAIServer(ThreadingHTTPServer):
         self.modes: deque[str] = deque()
         self.requests = RequestLog()
         self.stopping = threading.Event()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (timeout) before we answered is expected here, not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/v1"
 
 
 def _image_of(body: Any) -> tuple[bytes | None, str | None]:
@@ -164,19 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
                    paid=mode in ANALYSIS_MODES)
 
 
-@contextmanager
-def serve_openai(**switches: Any) -> Iterator[OpenAIServer]:
+def serve_openai(**switches: Any):
     """Start the server on 127.0.0.1 (a free port) in a background thread; stop it afterwards."""
-    server = OpenAIServer(**switches)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    return serving(OpenAIServer(**switches))
 
 
 def main() -> None:
@@ -191,13 +170,7 @@ def main() -> None:
     server = OpenAIServer(args.host, args.port, key=args.key, model=args.model, default=args.mode,
                           refuse=tuple(args.refuse))
     print(f"OpenAI-compatible test server on {server.base_url} (model {args.model!r}); Ctrl-C stops it", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ import httpx
 from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage
 from catalog.analyzers.storable import clean_int, clean_text
 from catalog.errors import AnalysisFailed, AuthenticationFailed, ConfigError
-from catalog.http import HttpStats, make_client, stats_of
+from catalog.analyzers.client import HttpAnalyzer
+from catalog.http import HttpStats
 
 if TYPE_CHECKING:
     from catalog.config import Config
@@ -98,46 +99,19 @@ def create(config: Config) -> ImgTagsAnalyzer:
                            requests_per_minute=a.requests_per_minute, max_retries=a.max_retries)
 
 
-class ImgTagsAnalyzer:
-    """ImgTags over HTTP. Safe to share between worker threads: they share one throttled client.
-
-    Without `client`, one is built by `catalog.http.make_client` from the remaining keyword
-    settings (timeout, requests_per_minute, window_seconds, max_retries, backoff_base, ...).
-    """
+class ImgTagsAnalyzer(HttpAnalyzer):
+    """ImgTags over HTTP (see `HttpAnalyzer` for the client, the key and closing)."""
 
     name = "imgtags"
+    service = "ImgTags"
 
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, client: httpx.Client | None = None,
                  stats: HttpStats | None = None, **http_settings: Any):
         if not api_key:
             raise AuthenticationFailed("no ImgTags API key: set IMGTAGS_API_KEY")
-        self._key = api_key
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"{self.base_url}/analyze"
-        self._own_client = client is None
-        if client is None:
-            stats = stats or HttpStats()
-            client = make_client(**{"require_json": True, **http_settings}, stats=stats)
-        self.client = client
-        self.stats = stats or stats_of(client) or HttpStats()
-
-    def __repr__(self) -> str:
-        return f"<ImgTagsAnalyzer {self.endpoint}>"  # never the key
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What must never be stored or printed, even when a server echoes it back."""
-        return (self._key,)
-
-    def close(self) -> None:
-        if self._own_client:
-            self.client.close()
-
-    def __enter__(self) -> ImgTagsAnalyzer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._connect(api_key, client, stats, http_settings)
 
     def analyze(self, image: UploadImage) -> Analysis:
         """Upload the bytes; refuses locally what the server would refuse, so it never sees it."""
@@ -169,19 +143,6 @@ class ImgTagsAnalyzer:
         except httpx.TransportError as exc:
             raise AnalysisFailed(self._transport_message(exc), permanent=False) from None
         return self._answer(response)
-
-    def _transport_message(self, exc: httpx.TransportError) -> str:
-        timeout = self.client.timeout
-        if isinstance(exc, httpx.ConnectTimeout):
-            return f"cannot connect to {self.endpoint}: no answer within {timeout.connect:g} s"
-        if isinstance(exc, httpx.TimeoutException):
-            return f"ImgTags did not answer within {timeout.read:g} s ({self.endpoint})"
-        if isinstance(exc, httpx.ConnectError):
-            reason = "connection refused" if "refused" in str(exc).lower() else str(exc) or type(exc).__name__
-            return f"cannot connect to {self.endpoint}: {reason}"
-        if isinstance(exc, httpx.RemoteProtocolError):
-            return f"ImgTags closed the connection without an answer ({self.endpoint})"
-        return f"talking to {self.endpoint} failed: {type(exc).__name__}: {exc}"
 
     def _answer(self, response: httpx.Response) -> Analysis:
         status = response.status_code

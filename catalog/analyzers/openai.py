@@ -15,10 +15,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage
+from catalog.analyzers.client import HttpAnalyzer
 from catalog.analyzers.storable import REDACTED, clean_int, clean_text
 from catalog.analyzers.untidy import find_json, to_analysis
 from catalog.errors import AnalysisFailed, AuthenticationFailed, QuotaExhausted
-from catalog.http import HttpStats, make_client, stats_of
+from catalog.http import HttpStats
 
 if TYPE_CHECKING:
     from catalog.config import Config
@@ -97,8 +98,8 @@ def _content(body: dict) -> tuple[str, str]:
     return content, reason if isinstance(reason, str) else ""
 
 
-class OpenAIAnalyzer:
-    """One chat completion per photo. Safe to share between worker threads: one throttled client."""
+class OpenAIAnalyzer(HttpAnalyzer):
+    """One chat completion per photo (see `HttpAnalyzer` for the client, the key and closing)."""
 
     name = "openai"
 
@@ -106,37 +107,14 @@ class OpenAIAnalyzer:
                  client: httpx.Client | None = None, stats: HttpStats | None = None, **http_settings: Any):
         if not model:
             raise ValueError("OpenAIAnalyzer needs a model name")
-        self.model, self.prompt, self._key = model, prompt or PROMPT, api_key or ""
+        self.model, self.service, self.prompt = model, model, prompt or PROMPT
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"{self.base_url}/chat/completions"
         self._dropped: frozenset[str] = frozenset()  # optional fields this server refused; not sent again
         self._settled = False  # a first answer came back: the fields it took are known
         self._first = threading.Lock()  # until then requests go one at a time, so a refusal costs one resend
-        self._own_client = client is None
-        if client is None:
-            stats = stats or HttpStats()
-            client = make_client(**{"require_json": True, **http_settings}, stats=stats)
-        self.client = client
-        self.stats = stats or stats_of(client) or HttpStats()
+        self._connect(api_key, client, stats, http_settings)
         self._warn_if_key_travels_in_clear()
-
-    def __repr__(self) -> str:
-        return f"<OpenAIAnalyzer {self.model} at {self.endpoint}>"  # never the key
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What must never be stored or printed, even when a server echoes it back."""
-        return (self._key,) if self._key else ()
-
-    def close(self) -> None:
-        if self._own_client:
-            self.client.close()
-
-    def __enter__(self) -> OpenAIAnalyzer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _warn_if_key_travels_in_clear(self) -> None:
         parts = urlsplit(self.base_url)
@@ -229,17 +207,6 @@ class OpenAIAnalyzer:
         text = f"{param or ''} {_server_message(body)}".lower()
         return next((name for name, words in OPTIONAL_FIELDS.items()
                      if name not in self._dropped and any(w in text for w in words)), None)
-
-    def _transport_message(self, exc: httpx.TransportError) -> str:
-        timeout = self.client.timeout
-        if isinstance(exc, httpx.ConnectTimeout):
-            return f"cannot connect to {self.endpoint}: no answer within {timeout.connect:g} s; tried again later"
-        if isinstance(exc, httpx.TimeoutException):
-            return f"{self.model} did not answer within {timeout.read:g} s (openai.timeout_seconds); tried again later"
-        if isinstance(exc, httpx.ConnectError):
-            reason = "connection refused (is the server running?)" if "refused" in str(exc).lower() else str(exc)
-            return f"cannot connect to {self.endpoint}: {reason or type(exc).__name__}"
-        return f"talking to {self.endpoint} failed: {type(exc).__name__}: {exc}"
 
     def _body(self, response: httpx.Response) -> dict:
         """A 2xx answer's JSON object, or the error the status means for this photo and this run."""
