@@ -133,6 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         authorization = self.headers.get("Authorization", "")
         if mode in FAILURES or (srv.key is not None and authorization != f"Bearer {srv.key}"):
             status, message = FAILURES.get(mode, FAILURES["401"])
+            if status == 401:  # echoes what it got, lower-cased: a leak an exact-case scrub would miss
+                message = f"{message} You sent: {authorization.lower() or 'nothing'}"
             return self._send(status, _error(message, status), {"Retry-After": "1"} if status == 429 else None)
         for name in srv.refuse:
             if name in body:

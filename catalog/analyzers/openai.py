@@ -139,7 +139,7 @@ class OpenAIAnalyzer(HttpAnalyzer):
                 response = self._send(url)
         else:
             response = self._send(url)
-        body = self._redact(self._body(response))
+        body = self._body(response)
         content, finish = _content(body)
         data = find_json(content)
         if data is None:
@@ -155,8 +155,8 @@ class OpenAIAnalyzer(HttpAnalyzer):
                            elapsed_ms=round((time.perf_counter() - started) * 1000), raw=body)
 
     def _redact(self, body: dict) -> dict:
-        """The answer without the key in any letter case: tags are lower-cased later, where the
-        stage's exact-case scrub would miss a key the model echoed."""
+        """The answer without the key in any letter case (tags are lower-cased later, where the
+        stage's exact-case scrub would miss a key the model echoed; messages quote the body)."""
         if not self.secrets:
             return body
         try:
@@ -215,6 +215,8 @@ class OpenAIAnalyzer(HttpAnalyzer):
             body = response.json()
         except (ValueError, RecursionError):
             body = None
+        if isinstance(body, dict):
+            body = self._redact(body)
         if 200 <= status < 300 and isinstance(body, dict):
             return body
         message = clean_text(_server_message(body) or f"a {len(response.content)}-byte answer", 300, self.secrets)

@@ -16,6 +16,7 @@ MAX_TAG_CHARS = 48  # longer is a sentence, not a tag
 MAX_SCAN_CHARS = 100_000  # of an answer searched for JSON
 MAX_CANDIDATES = 200  # "{" positions tried inside prose
 FIELDS = ("tags", "description", "objects", "colors", "scene", "mood", "safe_search", "dimensions")
+_THINKING = re.compile(r"<think(?:ing)?>.*?(?:</think(?:ing)?>|$)", re.S | re.I)  # reasoning models' drafts
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.S)
 _HEX = re.compile(r"#?([0-9a-fA-F]{6})")
 _DECODER = json.JSONDecoder()
@@ -30,8 +31,9 @@ def _looks_like_analysis(value: Any) -> dict | None:
 
 def find_json(text: str) -> dict | None:
     """The analysis in an answer: plain JSON, JSON in a ``` fence, or the first object inside
-    prose that parses and has at least one field of the contract; None when there is none."""
-    text = text.strip()[:MAX_SCAN_CHARS]
+    prose that parses and has at least one field of the contract; None when there is none.
+    A reasoning model's <think> block is skipped: its drafts are not its answer."""
+    text = _THINKING.sub("", text[:MAX_SCAN_CHARS]).strip()
     for candidate in (text, *(m.group(1).strip() for m in _FENCE.finditer(text))):
         try:
             found = _looks_like_analysis(json.loads(candidate))
