@@ -68,7 +68,8 @@ def create(config: Config) -> OpenAIAnalyzer:
     """The registry's factory: everything from [openai], retries from [analysis]."""
     o = config.openai
     return OpenAIAnalyzer(config.openai_model(), base_url=config.openai_base_url(), api_key=config.openai_api_key(),
-                          prompt=o.prompt, timeout=o.timeout_seconds, max_retries=config.analysis.max_retries,
+                          key_env=o.api_key_env, prompt=o.prompt, timeout=o.timeout_seconds,
+                          max_retries=config.analysis.max_retries,
                           requests_per_minute=o.requests_per_minute or NO_LIMIT_RPM)
 
 
@@ -104,10 +105,12 @@ class OpenAIAnalyzer(HttpAnalyzer):
     name = "openai"
 
     def __init__(self, model: str, base_url: str = DEFAULT_BASE_URL, api_key: str | None = None, prompt: str = "",
-                 client: httpx.Client | None = None, stats: HttpStats | None = None, **http_settings: Any):
+                 client: httpx.Client | None = None, stats: HttpStats | None = None, *,
+                 key_env: str = "OPENAI_API_KEY", **http_settings: Any):
         if not model:
             raise ValueError("OpenAIAnalyzer needs a model name")
         self.model, self.service, self.prompt = model, model, prompt or PROMPT
+        self.key_hint = f"${key_env} (openai.api_key_env)" if key_env else "openai.api_key_env to the key's variable"
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"{self.base_url}/chat/completions"
         self._dropped: frozenset[str] = frozenset()  # optional fields this server refused; not sent again
@@ -222,9 +225,10 @@ class OpenAIAnalyzer(HttpAnalyzer):
         message = clean_text(_server_message(body) or f"a {len(response.content)}-byte answer", 300, self.secrets)
         where = f"{self.base_url} ({self.model})"
         if status in (401, 403):
-            env = "an API key in the variable named by openai.api_key_env"
-            raise AuthenticationFailed(f"{where} refused the API key (HTTP {status}: {message}): set {env}"
-                                       if self._key else f"{where} wants an API key (HTTP {status}): set {env}")
+            if self._key:
+                raise AuthenticationFailed(f"{where} refused the API key (HTTP {status}: {message}): "
+                                           f"check {self.key_hint}")
+            raise AuthenticationFailed(f"{where} wants an API key (HTTP {status}): set {self.key_hint}")
         # Only the user can fix these, and every photo would hit them: stop the run (exit 2), fail nothing.
         if status == 404:
             raise AuthenticationFailed(f"{where}: HTTP 404 ({message}); check openai.model (is it pulled?) "
