@@ -115,6 +115,7 @@ class OpenAIAnalyzer(HttpAnalyzer):
         self.endpoint = f"{self.base_url}/chat/completions"
         self._dropped: frozenset[str] = frozenset()  # optional fields this server refused; not sent again
         self._settled = False  # a first answer came back: the fields it took are known
+        self._stop: str | None = None  # why the run must stop (key, model): no photo is sent after it
         self._first = threading.Lock()  # until then requests go one at a time, so a refusal costs one resend
         self._connect(api_key, client, stats, http_settings)
         self._warn_if_key_travels_in_clear()
@@ -142,7 +143,11 @@ class OpenAIAnalyzer(HttpAnalyzer):
                 response = self._send(url)
         else:
             response = self._send(url)
-        body = self._body(response)
+        try:
+            body = self._body(response)
+        except AuthenticationFailed as exc:
+            self._stop = str(exc)
+            raise
         content, finish = _content(body)
         data = find_json(content)
         if data is None:
@@ -173,6 +178,8 @@ class OpenAIAnalyzer(HttpAnalyzer):
     def _send(self, image_url: str) -> httpx.Response:
         """POST, dropping for good any optional field the server refuses, and resending once."""
         while True:
+            if self._stop:  # photos already queued behind the one that found out send nothing
+                raise AuthenticationFailed(self._stop)
             response = self._post(image_url)
             refused = self._refused_field(response)
             if refused is None:

@@ -72,6 +72,7 @@ def test_a_refused_key_stops_the_run_with_exit_2(case, figures):
     failed = rows(db_path, "SELECT COUNT(*), COALESCE(SUM(attempts), 0) FROM photos WHERE analysis_status = 'failed'")
     assert result.returncode == 2 and "refused the API key (HTTP 401" in result.stderr
     assert failed == [(0, 0)] and figures.crashes == 0 and figures.key_found == 0
+    assert len(server.requests) == 1  # the photos queued behind it were not sent
     assert len(result.stderr.strip().splitlines()) <= 2
     figures.note = f"exit 2 after {len(server.requests)} request(s); 0 of {N} failed"
 
@@ -125,6 +126,7 @@ def test_a_model_that_is_not_pulled_stops_the_run(case, figures):
     figures.crashes = crashes(result)
     failed = rows(db_path, "SELECT COUNT(*) FROM photos WHERE analysis_status = 'failed'")[0][0]
     assert result.returncode == 2 and "check openai.model" in result.stderr and failed == 0
+    assert len(server.requests) == 1
     figures.note = f"exit 2 after {len(server.requests)} request(s); 0 of {N} failed"
 
 
