@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, DatabaseUnusable
 
 migrations = Migrations("catalog")
 
@@ -303,7 +303,9 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Dat
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB: upserts keyed on random hashes need it
         migrations.apply(db)
-    except (sqlite3.DatabaseError, OSError) as exc:
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseUnusable.explain(path, exc) from None
+    except OSError as exc:
         raise CatalogError(f"cannot open the catalogue at {path}: {exc}") from None
     return db
 

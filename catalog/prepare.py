@@ -17,6 +17,7 @@ import pillow_heif
 from PIL import ExifTags, Image
 
 from catalog.analyzers import UploadImage
+from catalog.config_checks import MIN_EDGE, MIN_UPLOAD_BYTES
 from catalog.exifcheck import check_counts
 from catalog.errors import ConfigError, PreparationFailed
 
@@ -41,8 +42,8 @@ def prepare_upload(path: str | Path, *, max_upload_bytes: int = 10_000_000,
                    send_location: bool = False, max_edge: int | None = None,
                    max_image_pixels: int = 178_956_970) -> UploadImage:
     """The original's bytes when they are fine to send, else a clean copy; never writes a file."""
-    if max_upload_bytes < 1024 or (max_edge is not None and max_edge < 16) or max_image_pixels < 1:
-        raise ConfigError("need max_upload_bytes >= 1024, max_edge >= 16, max_image_pixels >= 1")
+    if max_upload_bytes < MIN_UPLOAD_BYTES or (max_edge is not None and max_edge < MIN_EDGE) or max_image_pixels < 1:
+        raise ConfigError(f"need max_upload_bytes >= {MIN_UPLOAD_BYTES}, max_edge >= {MIN_EDGE}, max_image_pixels >= 1")
     path = Path(path)
     try:
         data = path.read_bytes()

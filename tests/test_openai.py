@@ -246,9 +246,11 @@ def test_openai_settings_and_what_they_bring_to_the_stage(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("text, words", [
     ('[analysis]\nanalyzer = "openai"\n', 'needs a model: set openai.model'),
-    ('[analysis]\nanalyzer = "openai"\n[openai]\nmodel = "m"\nbase_url = "127.0.0.1:11434"\n', "http(s) URL"),
+    ('[analysis]\nanalyzer = "openai"\n[openai]\nmodel = "m"\nbase_url = "127.0.0.1:11434"\n', "http:// or https://"),
     ('[openai]\napi_key = "sk-1"\n', "keep the API key out of the config file"),
-    ('[openai]\nmax_edge = 8\n', "at least 16"),
+    ('[openai]\nmax_edge = 8\n', "the smallest that works is 64"),
+    ('[openai]\nconcurrency = 0\n', "openai.concurrency must be a whole number from 1 to 64"),
+    ('[openai]\napi_key_env = "MY KEY"\n', "name of an environment variable"),
     ('[analysis]\nanalyzer = "gpt"\n', "auto, imgtags, offline, openai"),
 ])
 def test_bad_openai_settings_are_one_clear_line(tmp_path, text, words):
