@@ -20,13 +20,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 
 from catalog import db as catalog_db
-from catalog.analyzers import REGISTRY, Analysis
+from catalog.analyzers import Analysis, analyzer_factory
 from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pending, pending_photos,
                                  store_analysis, store_failure)
 from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
-from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError, FileUnreadable,
-                            Interrupted, StageStopped)
+from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, FileUnreadable, Interrupted,
+                            StageStopped)
 from catalog.progress import progress_bar
 from catalog.thumbnails import Thumbnail, make_thumbnail
 
@@ -55,26 +55,8 @@ class AnalyzeSummary:
 
 
 def make_analyzer(config: Config):
-    """The configured back-end, built from the registry (the one seam for analyzers)."""
-    import catalog.analyzers.offline  # noqa: F401  (registers "offline")
-
-    name = config.analyzer_name()
-    if name == "imgtags":
-        import catalog.analyzers.imgtags  # noqa: F401
-
-        key = config.api_key()
-        if not key:
-            raise ConfigError(f"analyzer imgtags needs an API key in ${config.imgtags.api_key_env}")
-        a = config.analysis
-        return REGISTRY["imgtags"](
-            api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
-            requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
-            max_answer_bytes=a.max_answer_bytes, max_rate_limit_wait=a.max_rate_limit_wait_seconds,
-            breaker_failures=a.breaker_failures,
-        )
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown analyzer {name!r}: choose one of {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]()
+    """The configured back-end: the registry's factory for its name, given the settings."""
+    return analyzer_factory(config.analyzer_name())(config)
 
 
 def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int, Thumbnail | None]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import config_checks as checks
+from catalog.analyzers import analyzer_names
 from catalog.errors import ConfigError
 
 DEFAULT_EXTENSIONS = (
@@ -116,12 +117,31 @@ class ImgTagsSettings:
 
 
 @dataclass(frozen=True)
+class OpenAISettings:
+    """Any OpenAI-compatible vision server: Ollama, llama.cpp's server, vLLM, LM Studio, OpenAI."""
+
+    base_url: str = "http://127.0.0.1:11434/v1"  # Ollama on this machine; $OPENAI_BASE_URL overrides
+    model: str = ""  # required with analyzer = "openai"
+    api_key_env: str = "OPENAI_API_KEY"  # "" = never send a key (most local servers need none)
+    requests_per_minute: int = 0  # 0 = no limit
+    concurrency: int = 2  # one answering, the next one prepared and waiting
+    timeout_seconds: float = 300.0  # a cold model load plus a slow CPU answer
+    max_edge: int = 1024
+    prompt: str = ""  # "" = the built-in prompt asking for the ImgTags answer as JSON
+
+
+# Settings a back-end's own section brings to the analysis stage when that back-end runs.
+STAGE_SETTINGS = ("concurrency", "max_edge")
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path = field(default_factory=default_database_path)
     library: LibrarySettings = field(default_factory=LibrarySettings)
     scan: ScanSettings = field(default_factory=ScanSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     imgtags: ImgTagsSettings = field(default_factory=ImgTagsSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     writeback: WritebackSettings = field(default_factory=WritebackSettings)
     source: Path | None = None  # the file these settings came from, if any
@@ -138,10 +158,37 @@ class Config:
             return "imgtags" if self.api_key() else "offline"
         return self.analysis.analyzer
 
+    def using(self, name: str) -> Config:
+        """These settings with `name` as the analyzer. A back-end with a section of its own
+        ([openai]) brings its concurrency and upload edge to the stage; [analysis] keeps the rest."""
+        if name != "auto" and name not in analyzer_names():
+            raise ConfigError(f"analysis.analyzer must be one of {', '.join(('auto', *analyzer_names()))}, "
+                              f"not {name!r}")
+        own = getattr(self, name, None) if name in SECTIONS else None
+        moved = {k: getattr(own, k) for k in STAGE_SETTINGS if hasattr(own, k)}
+        return dataclasses.replace(self, analysis=dataclasses.replace(self.analysis, analyzer=name, **moved))
+
+    def openai_base_url(self) -> str:
+        """$OPENAI_BASE_URL, else openai.base_url; checked like every URL the key may go to."""
+        where = "OPENAI_BASE_URL" if os.environ.get("OPENAI_BASE_URL") else "openai.base_url"
+        url = os.environ.get("OPENAI_BASE_URL") or self.openai.base_url
+        return checks.base_url(checks.text(url, where), where).rstrip("/")
+
+    def openai_api_key(self) -> str | None:
+        """The key for the OpenAI-compatible server, from the environment only; None when unset."""
+        env = self.openai.api_key_env
+        return (os.environ.get(env) or None) if env else None
+
+    def openai_model(self) -> str:
+        if not self.openai.model.strip():
+            raise ConfigError('analyzer "openai" needs a model: set openai.model in the config file, '
+                              'e.g. model = "qwen2.5vl:7b" (a vision model your server has)')
+        return self.openai.model.strip()
+
 
 SECTIONS = {"library": LibrarySettings, "scan": ScanSettings, "analysis": AnalysisSettings,
-            "imgtags": ImgTagsSettings, "schedule": ScheduleSettings, "writeback": WritebackSettings}
-ANALYZERS = ("auto", "imgtags", "offline")
+            "imgtags": ImgTagsSettings, "openai": OpenAISettings, "schedule": ScheduleSettings,
+            "writeback": WritebackSettings}
 WRITEBACK_MODES = ("sidecar", "embed", "both")
 
 
@@ -150,6 +197,8 @@ KEY_CHECKS = {
     "library.include_extensions": checks.extensions,
     "imgtags.base_url": checks.base_url,
     "imgtags.api_key_env": checks.env_name,
+    "openai.base_url": checks.base_url,
+    "openai.api_key_env": lambda name, where: checks.env_name(name, where) if name else name,  # "": no key
     "schedule.cron": checks.cron,
     "schedule.timezone": checks.timezone,
     "writeback.hierarchy_parent": checks.hierarchy_parent,
@@ -248,9 +297,10 @@ def load_config(explicit: str | os.PathLike | None = None, *,
     unknown = sorted(set(data) - top_known)
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)} in {path}")
-    if isinstance(data.get("imgtags"), dict) and "api_key" in data["imgtags"]:
-        raise ConfigError("keep the API key out of the config file: set it in the environment "
-                          "variable named by imgtags.api_key_env (default IMGTAGS_API_KEY)")
+    for name, default_env in (("imgtags", "IMGTAGS_API_KEY"), ("openai", "OPENAI_API_KEY")):
+        if isinstance(data.get(name), dict) and "api_key" in data[name]:
+            raise ConfigError("keep the API key out of the config file: set it in the environment "
+                              f"variable named by {name}.api_key_env (default {default_env})")
     kwargs: dict[str, Any] = {"source": path}
     for name, cls in SECTIONS.items():
         kwargs[name] = _section(cls, data.get(name, {}), name)
@@ -258,8 +308,6 @@ def load_config(explicit: str | os.PathLike | None = None, *,
         raise ConfigError(f"writeback.mode must be one of {', '.join(WRITEBACK_MODES)}")
     if kwargs["writeback"].sidecar_name not in ("ext", "base"):
         raise ConfigError("writeback.sidecar_name must be \"ext\" (IMG.JPG.xmp) or \"base\" (IMG.xmp)")
-    if kwargs["analysis"].analyzer not in ANALYZERS:
-        raise ConfigError(f"analysis.analyzer must be one of {', '.join(ANALYZERS)}")
     checks.library(kwargs["library"])
     base = path.parent if path is not None else None
     kwargs["library"] = dataclasses.replace(
@@ -269,7 +317,7 @@ def load_config(explicit: str | os.PathLike | None = None, *,
             kwargs["writeback"], sidecar_dir=_beside(kwargs["writeback"].sidecar_dir, base))
     if os.environ.get("IMGTAGS_BASE_URL"):
         checks.base_url(checks.text(os.environ["IMGTAGS_BASE_URL"], "IMGTAGS_BASE_URL"), "IMGTAGS_BASE_URL")
-    if kwargs["analysis"].analyzer != "offline":
+    if kwargs["analysis"].analyzer not in ("offline", "openai"):
         variable = kwargs["imgtags"].api_key_env
         checks.api_key(os.environ.get(variable) or None, variable)
     if database is not None:
@@ -278,4 +326,8 @@ def load_config(explicit: str | os.PathLike | None = None, *,
         kwargs["database"] = _database(os.environ["CATALOG_DB"], "CATALOG_DB", None)
     elif "database" in data:
         kwargs["database"] = _database(data["database"], "database", base)
-    return Config(**kwargs)
+    config = Config(**kwargs)
+    if config.analysis.analyzer == "openai":  # missing or malformed: say so now, exit 2
+        config.openai_model(), config.openai_base_url()
+        checks.api_key(config.openai_api_key(), config.openai.api_key_env)
+    return config.using(config.analysis.analyzer)

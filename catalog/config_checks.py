@@ -48,11 +48,16 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "analysis.max_rate_limit_wait_seconds": (1, 86_400, "seconds"),
     "analysis.breaker_failures": (1, 1_000, "failures in a row"),
     "schedule.batch_size": (1, 10_000, "photos"),
+    "openai.requests_per_minute": (1, 100_000, "requests"),
+    "openai.concurrency": (1, 64, "requests in flight"),
+    "openai.timeout_seconds": (1, 3600, "seconds"),
+    "openai.max_edge": (MIN_EDGE, 65_535, "pixels"),
 }
 # Below these floors no photo can be uploaded (or read) at all: the message says so.
 FLOOR_REASONS = {
     "analysis.max_upload_bytes": "no photo fits in an upload that small",
     "analysis.max_edge": "no photo can be tagged that small",
+    "openai.max_edge": "no photo can be tagged that small",
     "scan.max_image_pixels": "ordinary photos would be refused as decompression bombs",
 }
 ZERO_ALLOWED = {"analysis.max_edge"}

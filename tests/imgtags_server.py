@@ -190,10 +190,27 @@ def analysis_for(data: bytes, processing_ms: int) -> dict[str, Any]:
     }
 
 
-class ImgTagsServer(ThreadingHTTPServer):
-    """The server plus its switches; change a switch at any time, it applies to the next request."""
+class LoopbackServer(ThreadingHTTPServer):
+    """What the loopback test servers share: daemon handler threads, quiet hang-ups, `base_url`."""
 
     daemon_threads = True
+    api_path = ""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timeout) before we answered is expected here, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}{self.api_path}"
+
+
+class ImgTagsServer(LoopbackServer):
+    """The server plus its switches; change a switch at any time, it applies to the next request."""
+
+    api_path = "/api/v1"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, key: str = "testkey", latency: float = 0.0,
                  rate_limit: int | None = None, rate_window: float = 60.0, hang_seconds: float = 30.0,
@@ -212,16 +229,6 @@ class ImgTagsServer(ThreadingHTTPServer):
         self.stopping = threading.Event()  # wakes sleeping handlers at shutdown
         self._accepted: deque[float] = deque()
         self._lock = threading.Lock()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (timeout) before we answered is expected here, not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/api/v1"
 
     def over_limit(self, now: float) -> float | None:
         """Sliding window over accepted requests: None if this one may pass, else seconds to reset."""
@@ -398,9 +405,8 @@ def refused_base_url() -> str:
 
 
 @contextmanager
-def serve_imgtags(**switches: Any) -> Iterator[ImgTagsServer]:
-    """Start the server on 127.0.0.1 (a free port) in a background thread; stop it afterwards."""
-    server = ImgTagsServer(**switches)
+def serving(server: Any) -> Iterator[Any]:
+    """Run a loopback test server (one with a `stopping` event) in a background thread; stop it afterwards."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -410,6 +416,22 @@ def serve_imgtags(**switches: Any) -> Iterator[ImgTagsServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def serve_until_interrupted(server: Any) -> None:
+    """Serve in the foreground (a human trying it by hand) until Ctrl-C."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stopping.set()
+        server.server_close()
+
+
+def serve_imgtags(**switches: Any):
+    """Start the server on 127.0.0.1 (a free port) in a background thread; stop it afterwards."""
+    return serving(ImgTagsServer(**switches))
 
 
 def main() -> None:
@@ -425,13 +447,7 @@ def main() -> None:
     server = ImgTagsServer(args.host, args.port, key=args.key, latency=args.latency,
                            rate_limit=args.rate_limit, rate_window=args.rate_window, mode=args.mode)
     print(f"ImgTags test server on {server.base_url} (key {args.key!r}); Ctrl-C stops it", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from imgtags_server import (FAIL_403, FAIL_422, FAIL_429, FAIL_500, FAIL_503_HTM
                             Canned, refused_base_url, serve_imgtags)
 from PIL import Image, PngImagePlugin
 
-from catalog.analyzers import LIKELIHOODS, REGISTRY, Analysis, UploadImage
+from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, analyzer_factory
 from catalog.analyzers.imgtags import ImgTagsAnalyzer
+from catalog.config import AnalysisSettings, Config
 from catalog.errors import AnalysisFailed, AuthenticationFailed, QuotaExhausted, ServiceDown
 
 KEY = "sk-test-4c3b2a1900ffee"
@@ -327,8 +328,11 @@ def test_a_200_without_an_analysis_is_a_retryable_failure(analyzer, server, jpeg
 
 # --- wiring ---------------------------------------------------------------------------------
 
-def test_registered_by_name_and_shareable_between_threads(server, real):
-    it = REGISTRY["imgtags"](KEY, base_url=server.base_url, **FAST)
+def test_registered_by_name_and_shareable_between_threads(server, real, monkeypatch):
+    monkeypatch.setenv("IMGTAGS_API_KEY", KEY)
+    monkeypatch.setenv("IMGTAGS_BASE_URL", server.base_url)
+    it = analyzer_factory("imgtags")(Config(analysis=AnalysisSettings(requests_per_minute=6000)))
+    assert isinstance(it, ImgTagsAnalyzer)
     try:
         images = [png(10 + i, 20) for i in range(12)]
         with ThreadPoolExecutor(4) as pool:

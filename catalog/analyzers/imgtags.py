@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, register
+from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage
 from catalog.analyzers.storable import clean_int, clean_text
-from catalog.errors import AnalysisFailed, AuthenticationFailed
-from catalog.http import HttpStats, UnreadableAnswer, make_client, stats_of, transport_of
+from catalog.analyzers.client import HttpAnalyzer
+from catalog.errors import AnalysisFailed, AuthenticationFailed, ConfigError
+from catalog.http import HttpStats, UnreadableAnswer
+
+if TYPE_CHECKING:
+    from catalog.config import Config
 
 DEFAULT_BASE_URL = "https://www.imgtags.com/api/v1"
 MAX_UPLOAD_BYTES = 10_000_000  # the contract says 10MB; stay under either reading of it
@@ -85,54 +89,31 @@ def _plain(value: Any) -> str:
     return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
 
 
-@register("imgtags")
-class ImgTagsAnalyzer:
-    """ImgTags over HTTP. Safe to share between worker threads: they share one throttled client.
+def create(config: Config) -> ImgTagsAnalyzer:
+    """The registry's factory: the key from the environment, pace and retries from [analysis]."""
+    key = config.api_key()
+    if not key:
+        raise ConfigError(f"analyzer imgtags needs an API key in ${config.imgtags.api_key_env}")
+    a = config.analysis
+    return ImgTagsAnalyzer(api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
+                           requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
+                           max_answer_bytes=a.max_answer_bytes, max_rate_limit_wait=a.max_rate_limit_wait_seconds,
+                           breaker_failures=a.breaker_failures)
 
-    Without `client`, one is built by `catalog.http.make_client` from the remaining keyword
-    settings (timeout, requests_per_minute, window_seconds, max_retries, backoff_base, ...).
-    """
+
+class ImgTagsAnalyzer(HttpAnalyzer):
+    """ImgTags over HTTP (see `HttpAnalyzer` for the client, the key, stopping and closing)."""
 
     name = "imgtags"
+    service = "ImgTags"
 
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, client: httpx.Client | None = None,
                  stats: HttpStats | None = None, **http_settings: Any):
         if not api_key:
             raise AuthenticationFailed("no ImgTags API key: set IMGTAGS_API_KEY")
-        self._key = api_key
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"{self.base_url}/analyze"
-        self._own_client = client is None
-        if client is None:
-            stats = stats or HttpStats()
-            client = make_client(**{"service": "ImgTags", **http_settings}, stats=stats)
-        self.client = client
-        self.stats = stats or stats_of(client) or HttpStats()
-
-    def __repr__(self) -> str:
-        return f"<ImgTagsAnalyzer {self.endpoint}>"  # never the key
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What must never be stored or printed, even when a server echoes it back."""
-        return (self._key,)
-
-    def stop(self, reason: Exception) -> None:
-        """Stop every request of this analyzer from any thread (e.g. Interrupted on SIGTERM):
-        waits end at once and raise `reason`; requests on the wire end within timeout_seconds."""
-        transport = transport_of(self.client)
-        if transport:
-            transport.stop(reason)
-
-    def close(self) -> None:
-        if self._own_client:
-            self.client.close()
-
-    def __enter__(self) -> ImgTagsAnalyzer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._connect(api_key, client, stats, http_settings)
 
     def analyze(self, image: UploadImage) -> Analysis:
         """Upload the bytes; refuses locally what the server would refuse, so it never sees it."""
@@ -169,34 +150,6 @@ class ImgTagsAnalyzer:
         except httpx.TransportError as exc:
             raise AnalysisFailed(self._transport_message(exc), spends_attempt=False) from None
         return self._answer(response)
-
-    def _deadline(self) -> float:
-        transport = transport_of(self.client)
-        return transport.timeout if transport else self.client.timeout.read
-
-    def _unreadable_message(self, exc: UnreadableAnswer) -> str:
-        if exc.reason == "too large":
-            transport = transport_of(self.client)
-            cap = f" {transport.max_answer_bytes:,}-byte" if transport else ""
-            return (f"ImgTags answered HTTP {exc.status} with a body over the{cap} cap "
-                    "(analysis.max_answer_bytes); the connection was dropped")
-        if exc.reason == "too slow":
-            return (f"ImgTags answered HTTP {exc.status} but the body did not arrive within "
-                    f"{self._deadline():g} s ({exc.bytes_read:,} bytes came); not re-sent")
-        return f"ImgTags answered HTTP {exc.status} but the body broke off after {exc.bytes_read:,} bytes; not re-sent"
-
-    def _transport_message(self, exc: httpx.TransportError) -> str:
-        timeout = self.client.timeout
-        if isinstance(exc, httpx.ConnectTimeout):
-            return f"cannot connect to {self.endpoint}: no answer within {timeout.connect:g} s"
-        if isinstance(exc, httpx.TimeoutException):
-            return f"ImgTags did not answer within {self._deadline():g} s ({self.endpoint})"
-        if isinstance(exc, httpx.ConnectError):
-            reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
-            return f"cannot connect to {self.endpoint}: {reason}"
-        if isinstance(exc, httpx.RemoteProtocolError):
-            return f"ImgTags closed the connection without an answer ({self.endpoint})"
-        return f"talking to {self.endpoint} failed: {type(exc).__name__}"
 
     def _answer(self, response: httpx.Response) -> Analysis:
         status = response.status_code
