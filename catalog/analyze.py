@@ -20,12 +20,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 
 from catalog import db as catalog_db
-from catalog.analyzers import REGISTRY, Analysis
+from catalog.analyzers import Analysis, analyzer_factory
 from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pending, pending_photos,
                                  store_analysis, store_failure)
 from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
-from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError, PreparationFailed,
+from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, FileUnreadable, Interrupted,
                             StageStopped)
 from catalog.progress import progress_bar
 from catalog.thumbnails import Thumbnail, make_thumbnail
@@ -55,24 +55,8 @@ class AnalyzeSummary:
 
 
 def make_analyzer(config: Config):
-    """The configured back-end, built from the registry (the one seam for analyzers)."""
-    import catalog.analyzers.offline  # noqa: F401  (registers "offline")
-
-    name = config.analyzer_name()
-    if name == "imgtags":
-        import catalog.analyzers.imgtags  # noqa: F401
-
-        key = config.api_key()
-        if not key:
-            raise ConfigError(f"analyzer imgtags needs an API key in ${config.imgtags.api_key_env}")
-        a = config.analysis
-        return REGISTRY["imgtags"](
-            api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
-            requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
-        )
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown analyzer {name!r}: choose one of {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]()
+    """The configured back-end: the registry's factory for its name, given the settings."""
+    return analyzer_factory(config.analyzer_name())(config)
 
 
 def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int, Thumbnail | None]:
@@ -83,10 +67,8 @@ def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis,
         upload = prepare_upload(catalog_db.fs_path(row), max_upload_bytes=a.max_upload_bytes,
                                 send_location=a.send_location, max_edge=a.max_edge or None,
                                 max_image_pixels=config.scan.max_image_pixels)
-    except PreparationFailed as exc:
-        if isinstance(exc.__cause__, OSError):  # moved, renamed, EACCES, EIO on the NAS: not the file's fault
-            raise AnalysisFailed(f"{exc}; tried again on a later run", spends_attempt=False) from exc
-        raise
+    except FileUnreadable as exc:  # moved, renamed, EACCES, EIO on the NAS: not the file's fault
+        raise AnalysisFailed(f"{exc}; tried again on a later run", spends_attempt=False) from exc
     facts = {"make": row["camera_make"], "model": row["camera_model"], "taken_at": row["taken_at"],
              "orientation": row["orientation"], "gps_lat": row["gps_lat"]}
     upload = dataclasses.replace(upload, exif={**upload.exif, **{k: v for k, v in facts.items() if v is not None}})
@@ -219,8 +201,11 @@ class AnalysisRun:
             pool.shutdown(wait=True, cancel_futures=True)
             self._settle(0)  # keep what was already paid for
             raise
-        except BaseException:  # SIGTERM, SIGINT (or Prefect's TerminationSignal): stop within seconds
+        except BaseException as exc:  # SIGTERM, SIGINT (or Prefect's TerminationSignal): stop within seconds
             self.summary.stopped = "interrupted"
+            stop = getattr(self.analyzer, "stop", None)
+            if stop:  # no new request starts, no 429 wait goes on
+                stop(exc if isinstance(exc, Exception) else Interrupted("interrupted"))
             pool.shutdown(wait=False, cancel_futures=True)
             self._settle(INTERRUPT_GRACE)
             raise

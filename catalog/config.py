@@ -4,7 +4,9 @@ Lookup order for the file: `--config FILE`, then `$CATALOG_CONFIG`, then
 `$XDG_CONFIG_HOME/catalog/config.toml` (default `~/.config/catalog/config.toml`);
 no file at all means the embedded defaults. `$CATALOG_DB` overrides the database
 path. Every key is documented in `config.example.toml`; an unknown key is an
-error, so a typo never silently falls back to a default.
+error, so a typo never silently falls back to a default, and every value is checked
+here at load (catalog/config_checks.py holds the rules): a bad one stops every
+command at once with exit status 2 instead of failing hours into a run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog import config_checks as checks
+from catalog.analyzers import analyzer_names
 from catalog.errors import ConfigError
 
 DEFAULT_EXTENSIONS = (
@@ -81,6 +85,9 @@ class AnalysisSettings:
     send_location: bool = False
     timeout_seconds: float = 120.0
     max_retries: int = 4  # for 5xx, timeouts and connection errors; 429 waits do not count
+    max_answer_bytes: int = 2_000_000  # a longer answer is a recorded failure, the connection dropped
+    max_rate_limit_wait_seconds: float = 900.0  # a 429 reset further away (a daily quota) stops the stage
+    breaker_failures: int = 5  # server-side failures in a row that stop the stage for this run
     # Offline enrichers run after the back-end, each with its own provenance (catalog.enrichers).
     enrichers: tuple[str, ...] = ("places", "text", "safety", "faces")
 
@@ -112,12 +119,31 @@ class ImgTagsSettings:
 
 
 @dataclass(frozen=True)
+class OpenAISettings:
+    """Any OpenAI-compatible vision server: Ollama, llama.cpp's server, vLLM, LM Studio, OpenAI."""
+
+    base_url: str = "http://127.0.0.1:11434/v1"  # Ollama on this machine; $OPENAI_BASE_URL overrides
+    model: str = ""  # required with analyzer = "openai"
+    api_key_env: str = "OPENAI_API_KEY"  # "" = never send a key (most local servers need none)
+    requests_per_minute: int = 0  # 0 = no limit
+    concurrency: int = 2  # one answering, the next one prepared and waiting
+    timeout_seconds: float = 300.0  # a cold model load plus a slow CPU answer
+    max_edge: int = 1024
+    prompt: str = ""  # "" = the built-in prompt asking for the ImgTags answer as JSON
+
+
+# Settings a back-end's own section brings to the analysis stage when that back-end runs.
+STAGE_SETTINGS = ("concurrency", "max_edge")
+
+
+@dataclass(frozen=True)
 class Config:
     database: Path = field(default_factory=default_database_path)
     library: LibrarySettings = field(default_factory=LibrarySettings)
     scan: ScanSettings = field(default_factory=ScanSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     imgtags: ImgTagsSettings = field(default_factory=ImgTagsSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     writeback: WritebackSettings = field(default_factory=WritebackSettings)
     source: Path | None = None  # the file these settings came from, if any
@@ -134,37 +160,83 @@ class Config:
             return "imgtags" if self.api_key() else "offline"
         return self.analysis.analyzer
 
+    def using(self, name: str) -> Config:
+        """These settings with `name` as the analyzer. A back-end with a section of its own
+        ([openai]) brings its concurrency and upload edge to the stage; [analysis] keeps the rest."""
+        if name != "auto" and name not in analyzer_names():
+            raise ConfigError(f"analysis.analyzer must be one of {', '.join(('auto', *analyzer_names()))}, "
+                              f"not {name!r}")
+        own = getattr(self, name, None) if name in SECTIONS else None
+        moved = {k: getattr(own, k) for k in STAGE_SETTINGS if hasattr(own, k)}
+        return dataclasses.replace(self, analysis=dataclasses.replace(self.analysis, analyzer=name, **moved))
+
+    def openai_base_url(self) -> str:
+        """$OPENAI_BASE_URL, else openai.base_url; checked like every URL the key may go to."""
+        where = "OPENAI_BASE_URL" if os.environ.get("OPENAI_BASE_URL") else "openai.base_url"
+        url = os.environ.get("OPENAI_BASE_URL") or self.openai.base_url
+        return checks.base_url(checks.text(url, where), where).rstrip("/")
+
+    def openai_api_key(self) -> str | None:
+        """The key for the OpenAI-compatible server, from the environment only; None when unset."""
+        env = self.openai.api_key_env
+        return (os.environ.get(env) or None) if env else None
+
+    def openai_model(self) -> str:
+        if not self.openai.model.strip():
+            raise ConfigError('analyzer "openai" needs a model: set openai.model in the config file, '
+                              'e.g. model = "qwen2.5vl:7b" (a vision model your server has)')
+        return self.openai.model.strip()
+
 
 SECTIONS = {"library": LibrarySettings, "scan": ScanSettings, "analysis": AnalysisSettings,
-            "imgtags": ImgTagsSettings, "schedule": ScheduleSettings, "writeback": WritebackSettings}
-ANALYZERS = ("auto", "imgtags", "offline")
+            "imgtags": ImgTagsSettings, "openai": OpenAISettings, "schedule": ScheduleSettings,
+            "writeback": WritebackSettings}
 WRITEBACK_MODES = ("sidecar", "embed", "both")
+
+
+def _enrichers(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """Registered enricher names, each once ([] turns them all off)."""
+    from catalog.enrichers import REGISTRY, unknown_names
+
+    unknown = unknown_names(names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(REGISTRY)}; [] turns them all off)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where} lists an enricher twice")
+    return names
+
+
+# Checks for one key's value, beyond its type and bounds (see catalog/config_checks.py).
+KEY_CHECKS = {
+    "library.include_extensions": checks.extensions,
+    "imgtags.base_url": checks.base_url,
+    "imgtags.api_key_env": checks.env_name,
+    "openai.base_url": checks.base_url,
+    "openai.api_key_env": lambda name, where: checks.env_name(name, where) if name else name,  # "": no key
+    "schedule.cron": checks.cron,
+    "schedule.timezone": checks.timezone,
+    "writeback.hierarchy_parent": checks.hierarchy_parent,
+    "analysis.enrichers": _enrichers,
+}
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
     """Check a TOML value against the type of the field's default; lists become tuples."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, not {value!r}")
+            raise ConfigError(f"{where} must be true or false, not {checks.shown(value)}")
         return value
-    if isinstance(default, int):
-        # Settings whose default is 0 use 0 for "no limit"; the others must be positive.
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if default else 0):
-            kind = "a positive whole number" if default else "a whole number, 0 or more"
-            raise ConfigError(f"{where} must be {kind}, not {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where} must be a positive number, not {value!r}")
-        return float(value)
+    if isinstance(default, (int, float)):
+        return checks.number(value, default, where)
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
-        return tuple(value)
+            raise ConfigError(f"{where} must be a list of strings, not {checks.shown(value)}")
+        return tuple(checks.text(v, where) for v in value)
     if isinstance(default, str) or default is None:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, not {value!r}")
-        return value
+            raise ConfigError(f"{where} must be a string, not {checks.shown(value)}")
+        return checks.text(value, where)
     raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
 
 
@@ -179,19 +251,30 @@ def _section(cls: type, table: Any, name: str):
             f"unknown setting {', '.join(f'{name}.{k}' for k in unknown)} "
             f"(known: {', '.join(sorted(known))})"
         )
-    values = {k: _coerce(v, getattr(defaults, k), f"{name}.{k}") for k, v in table.items()}
+    values = {}
+    for key, value in table.items():
+        where = f"{name}.{key}"
+        values[key] = _coerce(value, getattr(defaults, key), where)
+        if where in KEY_CHECKS:
+            values[key] = KEY_CHECKS[where](values[key], where)
     return cls(**values)
 
 
-def _check_enrichers(names: tuple[str, ...]) -> None:
-    from catalog.enrichers import REGISTRY, unknown_names
+def _beside(value: str, base: Path | None) -> str:
+    """A path setting: ~ expanded, a relative path taken relative to the config file."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() or base is None else base / path)
 
-    unknown = unknown_names(names)
-    if unknown:
-        raise ConfigError(f"analysis.enrichers: unknown {', '.join(map(repr, unknown))} "
-                          f"(known: {', '.join(REGISTRY)}; [] turns them all off)")
-    if len(set(names)) != len(names):
-        raise ConfigError("analysis.enrichers lists an enricher twice")
+
+def _database(value: Any, where: str, base: Path | None) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a file path")
+    path = Path(checks.text(value, where)).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path  # relative to the config file, not the cwd
+    if path.is_dir():
+        raise ConfigError(f"{where} names a folder ({path}): name the database file inside it")
+    return path
 
 
 def locate_config(explicit: str | os.PathLike | None) -> Path | None:
@@ -211,14 +294,18 @@ def locate_config(explicit: str | os.PathLike | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_config(explicit: str | os.PathLike | None = None) -> Config:
-    """Read settings; raise ConfigError with a message a user can act on."""
+def load_config(explicit: str | os.PathLike | None = None, *,
+                database: str | os.PathLike | None = None) -> Config:
+    """Read settings; raise ConfigError with a message a user can act on.
+
+    `database` (the --db option) overrides $CATALOG_DB and the file's `database`.
+    """
     path = locate_config(explicit)
     data: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+        except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
@@ -226,9 +313,10 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     unknown = sorted(set(data) - top_known)
     if unknown:
         raise ConfigError(f"unknown setting {', '.join(unknown)} in {path}")
-    if isinstance(data.get("imgtags"), dict) and "api_key" in data["imgtags"]:
-        raise ConfigError("keep the API key out of the config file: set it in the environment "
-                          "variable named by imgtags.api_key_env (default IMGTAGS_API_KEY)")
+    for name, default_env in (("imgtags", "IMGTAGS_API_KEY"), ("openai", "OPENAI_API_KEY")):
+        if isinstance(data.get(name), dict) and "api_key" in data[name]:
+            raise ConfigError("keep the API key out of the config file: set it in the environment "
+                              f"variable named by {name}.api_key_env (default {default_env})")
     kwargs: dict[str, Any] = {"source": path}
     for name, cls in SECTIONS.items():
         kwargs[name] = _section(cls, data.get(name, {}), name)
@@ -236,15 +324,26 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"writeback.mode must be one of {', '.join(WRITEBACK_MODES)}")
     if kwargs["writeback"].sidecar_name not in ("ext", "base"):
         raise ConfigError("writeback.sidecar_name must be \"ext\" (IMG.JPG.xmp) or \"base\" (IMG.xmp)")
-    if kwargs["analysis"].analyzer not in ANALYZERS:
-        raise ConfigError(f"analysis.analyzer must be one of {', '.join(ANALYZERS)}")
-    _check_enrichers(kwargs["analysis"].enrichers)
-    database = os.environ.get("CATALOG_DB") or data.get("database")
+    checks.library(kwargs["library"])
+    base = path.parent if path is not None else None
+    kwargs["library"] = dataclasses.replace(
+        kwargs["library"], roots=tuple(_beside(r, base) for r in kwargs["library"].roots))
+    if kwargs["writeback"].sidecar_dir:
+        kwargs["writeback"] = dataclasses.replace(
+            kwargs["writeback"], sidecar_dir=_beside(kwargs["writeback"].sidecar_dir, base))
+    if os.environ.get("IMGTAGS_BASE_URL"):
+        checks.base_url(checks.text(os.environ["IMGTAGS_BASE_URL"], "IMGTAGS_BASE_URL"), "IMGTAGS_BASE_URL")
+    if kwargs["analysis"].analyzer not in ("offline", "openai"):
+        variable = kwargs["imgtags"].api_key_env
+        checks.api_key(os.environ.get(variable) or None, variable)
     if database is not None:
-        if not isinstance(database, str) or not database:
-            raise ConfigError("database must be a file path")
-        db_path = Path(database).expanduser()
-        if path is not None and not db_path.is_absolute() and "CATALOG_DB" not in os.environ:
-            db_path = path.parent / db_path  # relative to the config file, not the cwd
-        kwargs["database"] = db_path
-    return Config(**kwargs)
+        kwargs["database"] = _database(str(database), "--db", None)
+    elif os.environ.get("CATALOG_DB"):
+        kwargs["database"] = _database(os.environ["CATALOG_DB"], "CATALOG_DB", None)
+    elif "database" in data:
+        kwargs["database"] = _database(data["database"], "database", base)
+    config = Config(**kwargs)
+    if config.analysis.analyzer == "openai":  # missing or malformed: say so now, exit 2
+        config.openai_model(), config.openai_base_url()
+        checks.api_key(config.openai_api_key(), config.openai.api_key_env)
+    return config.using(config.analysis.analyzer)

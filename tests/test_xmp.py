@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from catalog.writeback import xmp
+from catalog.writeback.tiffifd import WriteBackError
 from catalog.writeback.xmp import find_xmp_packet, merge_xmp, read_xmp, sidecar_path, write_sidecar
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"
 OURS = ("XMP-dc:Subject", "XMP-lr:HierarchicalSubject", "XMP-digiKam:TagsList")
-needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None,
+needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None and os.environ.get("CI") != "true",
                                     reason="exiftool is not installed (CI installs libimage-exiftool-perl)")
 
 # What darktable 4.x writes beside a raw it has edited: a rating, its processing history as
@@ -305,7 +306,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     blocked = tmp_path / "IMG.JPG.xmp"  # os.replace cannot put a file over a non-empty folder
     blocked.mkdir()
     (blocked / "inside").write_bytes(b"x")
-    with pytest.raises(OSError):
+    with pytest.raises(WriteBackError, match="not a regular file"):  # never replaced, never followed
         write_sidecar(str(blocked), b"packet")
     assert os.listdir(tmp_path) == ["IMG.JPG.xmp"] and os.listdir(blocked) == ["inside"]
 
@@ -350,3 +351,23 @@ def test_bare_rdf_sidecar_and_empty_file_become_valid_packets(tmp_path):
         assert found["ExifTool:Validate"] == "OK"
         assert found["XMP-dc:Subject"] == ["beach"] and found["XMP-dc:Description"] == "ours"
         assert found.get("XMP-xmp:Rating") == (2 if n == 0 else None)
+
+
+def test_deep_nesting_is_refused_before_anything_recurses():
+    """1,000 nested elements raised RecursionError (which aborted the whole run): now a ValueError."""
+    deep = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            b'<rdf:Description rdf:about="">' + b"<a>" * 1000 + b"</a>" * 1000
+            + b"</rdf:Description></rdf:RDF></x:xmpmeta>")
+    for call in (lambda: read_xmp(deep),
+                 lambda: merge_xmp(deep, add=["x"], remove=[], description=None, replace_description=False)):
+        with pytest.raises(ValueError, match="deeper than"):
+            call()
+    shallow = deep.replace(b"<a>" * 1000 + b"</a>" * 1000, b"<a>" * 90 + b"</a>" * 90)
+    assert b"<rdf:li>x</rdf:li>" in merge_xmp(shallow, add=["x"], remove=[], description=None,
+                                              replace_description=False)
+
+
+def test_oversized_packets_are_refused_unparsed():
+    huge = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'>" + b" " * xmp.MAX_BYTES + b"</x:xmpmeta>"
+    with pytest.raises(ValueError, match="limit"):
+        read_xmp(huge)

@@ -1,14 +1,22 @@
 """The one seam for analyzer back-ends: image bytes in, a typed `Analysis` out.
 
-Every back-end (the ImgTags HTTP client, the offline default, later ones) is a
-callable that takes an `UploadImage` and returns an `Analysis`. Back-ends never
-touch the database; the pipeline stores what they return.
+Every back-end (the ImgTags HTTP client, any OpenAI-compatible vision server, the
+offline default, later ones) is built by a factory that takes the loaded `Config`,
+and offers `analyze(UploadImage) -> Analysis` and `close()`. Back-ends never touch
+the database; the pipeline stores what they return. A new back-end is one module
+with a factory plus one line in `REGISTRY`; valid analyzer names come from here.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from catalog.errors import ConfigError
+
+if TYPE_CHECKING:
+    from catalog.config import Config
 
 LIKELIHOODS = ("UNKNOWN", "VERY_UNLIKELY", "UNLIKELY", "POSSIBLE", "LIKELY", "VERY_LIKELY")
 
@@ -45,22 +53,47 @@ class Analysis:
 
 
 class Analyzer(Protocol):
-    """A back-end: `analyze(image) -> Analysis`; raises `catalog.errors` types on failure."""
+    """A back-end: `analyze(image) -> Analysis`; raises `catalog.errors` types on failure.
+
+    `close()` releases what the factory opened (HTTP connections); the stage calls it once
+    the run is over. A back-end holding a secret exposes it as `secrets` so the stage can
+    scrub it from anything it stores or prints.
+    """
 
     name: str
 
     def analyze(self, image: UploadImage) -> Analysis: ...
 
-
-AnalyzerFactory = Callable[..., Analyzer]
-REGISTRY: dict[str, AnalyzerFactory] = {}
+    def close(self) -> None: ...
 
 
-def register(name: str) -> Callable[[AnalyzerFactory], AnalyzerFactory]:
-    """Decorator that makes a back-end available by name (`analyzer = "imgtags"` in config)."""
+AnalyzerFactory = Callable[["Config"], Analyzer]
 
-    def decorate(factory: AnalyzerFactory) -> AnalyzerFactory:
-        REGISTRY[name] = factory
-        return factory
+# Name -> its factory, as "module:function" (imported only when that back-end is built, so
+# checking a name in the settings imports nothing heavy) or as the factory itself.
+REGISTRY: dict[str, str | AnalyzerFactory] = {
+    "imgtags": "catalog.analyzers.imgtags:create",
+    "offline": "catalog.analyzers.offline:create",
+    "openai": "catalog.analyzers.openai:create",
+}
 
-    return decorate
+
+def register(name: str, factory: str | AnalyzerFactory) -> None:
+    """Make a back-end available as `analyzer = name`: a factory taking the `Config`."""
+    REGISTRY[name] = factory
+
+
+def analyzer_names() -> tuple[str, ...]:
+    """Every name `analysis.analyzer` may take (besides "auto")."""
+    return tuple(sorted(REGISTRY))
+
+
+def analyzer_factory(name: str) -> AnalyzerFactory:
+    """The factory registered under `name`; ConfigError for a name nobody registered."""
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise ConfigError(f"unknown analyzer {name!r}: choose one of {', '.join(analyzer_names())}")
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        entry = REGISTRY[name] = getattr(importlib.import_module(module), attr)
+    return entry

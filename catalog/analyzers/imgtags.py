@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, register
+from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage
 from catalog.analyzers.storable import clean_int, clean_text
-from catalog.errors import AnalysisFailed, AuthenticationFailed
-from catalog.http import HttpStats, make_client, stats_of
+from catalog.analyzers.client import HttpAnalyzer
+from catalog.errors import AnalysisFailed, AuthenticationFailed, ConfigError
+from catalog.http import HttpStats, UnreadableAnswer
+
+if TYPE_CHECKING:
+    from catalog.config import Config
 
 DEFAULT_BASE_URL = "https://www.imgtags.com/api/v1"
 MAX_UPLOAD_BYTES = 10_000_000  # the contract says 10MB; stay under either reading of it
@@ -85,47 +89,31 @@ def _plain(value: Any) -> str:
     return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
 
 
-@register("imgtags")
-class ImgTagsAnalyzer:
-    """ImgTags over HTTP. Safe to share between worker threads: they share one throttled client.
+def create(config: Config) -> ImgTagsAnalyzer:
+    """The registry's factory: the key from the environment, pace and retries from [analysis]."""
+    key = config.api_key()
+    if not key:
+        raise ConfigError(f"analyzer imgtags needs an API key in ${config.imgtags.api_key_env}")
+    a = config.analysis
+    return ImgTagsAnalyzer(api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
+                           requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
+                           max_answer_bytes=a.max_answer_bytes, max_rate_limit_wait=a.max_rate_limit_wait_seconds,
+                           breaker_failures=a.breaker_failures)
 
-    Without `client`, one is built by `catalog.http.make_client` from the remaining keyword
-    settings (timeout, requests_per_minute, window_seconds, max_retries, backoff_base, ...).
-    """
+
+class ImgTagsAnalyzer(HttpAnalyzer):
+    """ImgTags over HTTP (see `HttpAnalyzer` for the client, the key, stopping and closing)."""
 
     name = "imgtags"
+    service = "ImgTags"
 
     def __init__(self, api_key: str, base_url: str = DEFAULT_BASE_URL, client: httpx.Client | None = None,
                  stats: HttpStats | None = None, **http_settings: Any):
         if not api_key:
             raise AuthenticationFailed("no ImgTags API key: set IMGTAGS_API_KEY")
-        self._key = api_key
         self.base_url = base_url.rstrip("/")
         self.endpoint = f"{self.base_url}/analyze"
-        self._own_client = client is None
-        if client is None:
-            stats = stats or HttpStats()
-            client = make_client(**{"require_json": True, **http_settings}, stats=stats)
-        self.client = client
-        self.stats = stats or stats_of(client) or HttpStats()
-
-    def __repr__(self) -> str:
-        return f"<ImgTagsAnalyzer {self.endpoint}>"  # never the key
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """What must never be stored or printed, even when a server echoes it back."""
-        return (self._key,)
-
-    def close(self) -> None:
-        if self._own_client:
-            self.client.close()
-
-    def __enter__(self) -> ImgTagsAnalyzer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._connect(api_key, client, stats, http_settings)
 
     def analyze(self, image: UploadImage) -> Analysis:
         """Upload the bytes; refuses locally what the server would refuse, so it never sees it."""
@@ -151,25 +139,17 @@ class ImgTagsAnalyzer:
         return self._post(json={"url": url})
 
     def _post(self, **content: Any) -> Analysis:
+        """Send one request. A fault on the service's side spends no attempt; a 2xx we could
+        not use spends one (it may have been charged, so max_attempts bounds the cost).
+        QuotaExhausted and ServiceDown (the transport's StageStopped) pass through as they are."""
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
         try:
             response = self.client.post(self.endpoint, headers=headers, **content)
+        except UnreadableAnswer as exc:
+            raise AnalysisFailed(self._unreadable_message(exc), status=exc.status) from None
         except httpx.TransportError as exc:
-            raise AnalysisFailed(self._transport_message(exc), permanent=False) from None
+            raise AnalysisFailed(self._transport_message(exc), spends_attempt=False) from None
         return self._answer(response)
-
-    def _transport_message(self, exc: httpx.TransportError) -> str:
-        timeout = self.client.timeout
-        if isinstance(exc, httpx.ConnectTimeout):
-            return f"cannot connect to {self.endpoint}: no answer within {timeout.connect:g} s"
-        if isinstance(exc, httpx.TimeoutException):
-            return f"ImgTags did not answer within {timeout.read:g} s ({self.endpoint})"
-        if isinstance(exc, httpx.ConnectError):
-            reason = "connection refused" if "refused" in str(exc).lower() else str(exc) or type(exc).__name__
-            return f"cannot connect to {self.endpoint}: {reason}"
-        if isinstance(exc, httpx.RemoteProtocolError):
-            return f"ImgTags closed the connection without an answer ({self.endpoint})"
-        return f"talking to {self.endpoint} failed: {type(exc).__name__}: {exc}"
 
     def _answer(self, response: httpx.Response) -> Analysis:
         status = response.status_code
@@ -182,26 +162,31 @@ class ImgTagsAnalyzer:
                                  status=status) from None
         if status in (401, 403):
             raise AuthenticationFailed(f"ImgTags refused the API key (HTTP {status}): check IMGTAGS_API_KEY")
-        if 200 <= status < 300:
+        if 200 <= status < 300:  # never re-sent; a failure here is this photo's and spends an attempt
             if not isinstance(body, dict):
-                snippet = clean_text(response.text.replace("\n", " "), 80, self.secrets)
+                snippet = self._said(response.text, 80)
                 raise AnalysisFailed(f"ImgTags answered HTTP {status} with a body that is not a JSON object: {snippet!r}",
                                      status=status)
             if body.get("success") is not True or not isinstance(body.get("data"), dict):
-                why = clean_text(_server_message(body) or "success is not true or there is no data", 500,
-                                 self.secrets)
+                why = self._said(_server_message(body) or "success is not true or there is no data")
                 raise AnalysisFailed(f"ImgTags answered HTTP {status} without an analysis: {why}", status=status)
             return parse_answer(body)
-        message = clean_text(_server_message(body) or self._describe_body(response), 500, self.secrets)
-        if status == 429:
-            raise AnalysisFailed(f"ImgTags kept answering 429 (rate limit): {message}", status=status)
+        message = self._said(_server_message(body) or self._describe_body(response))
+        if status == 429:  # the transport waited as long as it may: not this photo's fault
+            raise AnalysisFailed(f"ImgTags kept answering 429 (rate limit): {message}", status=status,
+                                 spends_attempt=False)
         if status in PERMANENT_STATUSES:
             raise AnalysisFailed(f"ImgTags rejected the image (HTTP {status}): {message}", permanent=True, status=status)
         if status >= 500:
-            raise AnalysisFailed(f"ImgTags failed (HTTP {status}): {message}", status=status)
-        raise AnalysisFailed(f"ImgTags answered HTTP {status} at {self.endpoint}: {message}", status=status)
+            raise AnalysisFailed(f"ImgTags failed (HTTP {status}): {message}", status=status, spends_attempt=False)
+        # 404, 405, 409, ...: a wrong base_url or a service change, not something this photo did
+        raise AnalysisFailed(f"ImgTags answered HTTP {status} at {self.endpoint}: {message}", status=status,
+                             spends_attempt=False)
 
-    @staticmethod
-    def _describe_body(response: httpx.Response) -> str:
-        ctype = response.headers.get("content-type", "no content type").split(";")[0]
+    def _said(self, text: str, limit: int = 500) -> str:
+        """A server's words as one storable line, our key redacted if it echoes it."""
+        return clean_text(" ".join(clean_text(text, limit * 4, self.secrets).split()), limit)
+
+    def _describe_body(self, response: httpx.Response) -> str:
+        ctype = self._said(response.headers.get("content-type", "no content type").split(";")[0], 60)
         return f"a {len(response.content)}-byte {ctype} body, not the JSON the contract promises"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import io
 
-from catalog.analyzers import Analysis, UploadImage, register
+from catalog.analyzers import Analysis, UploadImage
 from catalog.colors import color_name, rgb_to_hex
 
 MODEL = "catalog-offline-1"
@@ -100,14 +100,18 @@ def describe(shape: str, names: list[str], words: dict) -> str:
     return text + "."
 
 
-@register("offline")
+def create(config=None) -> OfflineAnalyzer:
+    """The registry's factory: the offline analyzer has no settings of its own."""
+    return OfflineAnalyzer()
+
+
 class OfflineAnalyzer:
     """Pixels and EXIF in, an honest Analysis out; costs nothing and needs no network."""
 
     name = "offline"
 
-    def __init__(self, **_settings):
-        pass
+    def close(self) -> None:
+        """Nothing to release: no connections, no files."""
 
     def analyze(self, image: UploadImage) -> Analysis:
         colours = colour_facts(image.data)

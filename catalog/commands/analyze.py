@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, escape, open_catalogue
 
 
 @click.command()
@@ -70,6 +70,6 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, dry_run, as_json):
                    f"{s.seconds:.1f} s: {s.failed:,} failed, {s.skipped:,} left for later; "
                    f"{s.requests:,} requests, {s.rate_limited:,} rate-limit waits, {s.tokens_used:,} tokens.")
         if s.stopped:
-            click.echo(f"Stopped early: {s.stopped}", err=True)
+            click.echo(f"Stopped early: {escape(s.stopped)}", err=True)
     if summary.failed:
         sys.exit(1)

@@ -1,11 +1,14 @@
 """The write-back stage: analysis tags from the database into sidecars and/or the photos.
 
-For every present file of an analysed photo: merge our keywords and description
-into what is there (the user's own keywords are never dropped; only keywords we
-wrote earlier and that are now stale are removed), write only if something
-changes (idempotent), journal the previous state first (for --undo), verify the
-new bytes (payload identity unchanged, our keywords readable), then replace the
-file atomically and update the ledger so the next scan does not re-read it.
+For every present file of an analysed photo, unchanged since the scan: merge our keywords
+and description into what is there (the user's own keywords are never dropped; only
+keywords we wrote earlier and that are now stale are removed; a description the user gave
+in any field keeps ours out of all of them), write only if something changes (idempotent),
+verify the new bytes (payload identity unchanged, our keywords readable), journal the
+write ahead of the rename (for --undo), replace the file atomically unless another program
+changed it meanwhile, read it back, and only then count the keywords as ours and update
+the ledger so the next scan does not re-read it. Sidecars that are links or too big or
+deep to parse, and photos outside the library roots, are skipped with a message.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -22,8 +26,9 @@ from catalog.config import Config
 from catalog.errors import CatalogError
 from catalog.identity import hash_buffer, sniff
 from catalog.progress import progress_bar
-from catalog.writeback import embed, iptc, xmp
-from catalog.writeback.atomic import atomic_write
+from catalog.writeback import embed, fields, iptc, journal, xmp
+from catalog.writeback.atomic import ChangedMeanwhile, Fingerprint, atomic_write, inside, read_file, sweep
+from catalog.writeback.tiffifd import WriteBackError
 
 log = logging.getLogger("catalog.writeback")
 EMBEDDABLE = ("JPEG", "PNG", "WEBP", "TIFF")
@@ -79,56 +84,11 @@ def _targets(db, paths):
         after = rows[-1]["path"]
 
 
-def _state(db, target: str) -> dict | None:
-    return next(db.query("SELECT * FROM writeback_state WHERE target = ?", [target]), None)
-
-
-def _fold(words) -> set[str]:
-    import unicodedata
-
-    return {unicodedata.normalize("NFC", w).casefold() for w in words}
-
-
-def _plan(present: list[str], state: dict | None, tags: list[str]):
-    """What to add, which of our earlier keywords to remove, and which keywords count as ours.
-
-    A keyword the photo already had before we first wrote it stays the user's: we never
-    claim it, so a later analysis without it cannot remove it.
-    """
-    ours_before = json.loads(state["keywords"]) if state else []
-    remove = [k for k in ours_before if k not in tags]
-    have = _fold(present)
-    add = [k for k in tags if k.casefold() not in have]
-    owned = [k for k in tags if k in ours_before or k.casefold() not in have]
-    return add, [k for k in remove if k.casefold() in have], owned
-
-
-def _may_replace(current: str | None, state: dict | None) -> bool:
-    """Our description may replace the current one only if the current one is ours."""
-    return bool(state and state["description"] is not None and current == state["description"])
-
-
-def _exif_text(exif: dict | None, tag: int) -> str | None:
-    value = ((exif or {}).get("0th") or {}).get(tag)
-    if isinstance(value, (tuple, list)):
-        value = bytes(value)
-    if isinstance(value, bytes):
-        codec = "utf-16-le" if tag == 0x9C9E else "utf-8"
-        value = value.decode(codec, "replace")
-    return value.replace("\x00", "").strip() or None if isinstance(value, str) else None
-
-
-def _iptc_caption(iim: bytes | None) -> str | None:
-    for record, number, value in iptc.parse_iim(iim) if iim else ():
-        if (record, number) == (2, iptc.CAPTION):
-            return value.decode("utf-8", "replace").strip() or None
-    return None
-
-
 class Writer:
     def __init__(self, db, config: Config, summary: WritebackSummary, run_id: int | None, dry_run: bool):
         self.db, self.config, self.summary, self.run_id, self.dry_run = db, config, summary, run_id, dry_run
         self.wb = config.writeback
+        self.swept: set[str] = set()
 
     def _record(self, change: Change) -> None:
         s = self.summary
@@ -143,59 +103,103 @@ class Writer:
         else:
             s.skipped += 1
             log.warning("%s: %s", change.path, change.message)
-        if self.dry_run or change.status == "skipped":
+        if self.dry_run or change.status == "skipped" or change.message:
             s.changes.append(asdict(change))
 
-    def _journal_and_state(self, *, target, path, kind, fmt, existed, snapshot, state, row, tags,
-                           description_written, mtime_before) -> int:
-        with self.db.atomic():
-            cursor = self.db.execute(
-                "INSERT INTO writeback_journal (run_id, target, target_bytes, path, kind, format, existed, "
-                "snapshot, previous_state, mtime_ns_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [self.run_id, db_text(target)[0], db_text(target)[1], row["path"], kind, fmt, int(existed), snapshot,
-                 json.dumps(state) if state else None, mtime_before])
-            self.db.execute(
-                "INSERT OR REPLACE INTO writeback_state (target, path, kind, photo_id, keywords, description, "
-                "written_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [db_text(target)[0], row["path"], kind, row["photo_id"], json.dumps(tags, ensure_ascii=False),
-                 description_written, catalog_db.now(), self.run_id])
-        return cursor.lastrowid
+    def _roots(self, row) -> list[str]:
+        """Where write-back may write: the file's library root and the configured roots."""
+        return [catalog_db.fs_path({"path": row["root"]}), *self.config.library.roots]
 
-    def _finish(self, journal_id: int, st: os.stat_result, ledger_path: str | None) -> None:
-        with self.db.atomic():
-            self.db.execute("UPDATE writeback_journal SET size_after = ?, mtime_ns_after = ? WHERE id = ?",
-                            [st.st_size, st.st_mtime_ns, journal_id])
-            if ledger_path:  # the photo changed on purpose: the next scan must not re-read it
-                self.db.execute("UPDATE files SET size = ?, mtime_ns = ? WHERE path = ?",
-                                [st.st_size, st.st_mtime_ns, ledger_path])
+    def _photo(self, row, photo: str) -> tuple[str, Fingerprint]:
+        """The file that holds the photo's bytes and its fingerprint, unchanged since the scan.
+
+        A symlinked photo is followed only with library.follow_symlinks, and only to a file
+        inside the library roots; the link itself is never replaced.
+        """
+        real = photo
+        st = os.lstat(photo)
+        if stat.S_ISLNK(st.st_mode):
+            if not self.config.library.follow_symlinks:
+                raise WriteBackError("is a symbolic link and library.follow_symlinks is off: left alone")
+            real = os.path.realpath(photo)
+            st = os.lstat(real)
+        if not stat.S_ISREG(st.st_mode):
+            raise WriteBackError("is not a regular file any more: left alone")
+        if not inside(real, self._roots(row)):
+            raise WriteBackError(f"lies in {os.path.realpath(real)}, outside the library roots: nothing written there")
+        # Fresh from the ledger: an earlier write this run (through a link) may have moved it on.
+        ledger = self.db.execute("SELECT size, mtime_ns FROM files WHERE path = ?", [row["path"]]).fetchone()
+        row["size"], row["mtime_ns"] = ledger or (None, None)
+        if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime_ns"]):
+            raise WriteBackError("changed since the last scan: run `catalog scan` first")
+        return real, Fingerprint.of(st)
+
+    def _commit(self, *, row, kind: str, fmt: str, target: str, real: str, new: bytes,
+                before: Fingerprint | None, snapshot: bytes | None, key: str, owned, description) -> None:
+        """Journal ahead, replace atomically, read back; only then claim the keywords as ours."""
+        previous = journal.state(self.db, key)
+        claim = journal.claim_of(key=key, row=row, kind=kind, keywords=owned, description=description,
+                                 run_id=self.run_id)
+        sha = journal.digest(new)
+        ids: list[int] = []
+        folder = os.path.dirname(os.path.abspath(real))
+        if folder not in self.swept:  # a killed run's temp files go the next time we write there
+            self.swept.add(folder)
+            sweep(folder)
+
+        def ahead(written: os.stat_result) -> None:
+            ids.append(journal.begin(self.db, run_id=self.run_id, target=target, real=real, path=row["path"],
+                                     kind=kind, fmt=fmt, before=before, snapshot=snapshot, previous=previous,
+                                     written=written, sha256=sha, claim=claim))
+
+        try:
+            if kind == "sidecar":
+                xmp.write_sidecar(real, new, expect=before, before_rename=ahead)
+            else:
+                atomic_write(real, new, expect=before, before_rename=ahead)
+        except BaseException as exc:  # the file says whether the write landed (a signal may come late)
+            if ids and journal.settle(self.db, ids[0]) == "pending" and isinstance(exc, ChangedMeanwhile):
+                journal.drop(self.db, ids[0])  # refused before the rename: the bytes there are theirs
+            raise
+        if journal.settle(self.db, ids[0]) != "done":
+            raise WriteBackError("written, but it no longer reads back as written (another program?): "
+                                 "its keywords are not counted as ours; see --undo")
 
     def sidecar(self, row, photo: str, tags, description, *, note: str | None = None) -> None:
         wb = self.wb
-        target = xmp.sidecar_path(photo, style=wb.sidecar_name, sidecar_dir=wb.sidecar_dir or None,
-                                  root=catalog_db.fs_path({"path": row["root"]}))
-        change = Change(row["path"], db_text(target)[0], "sidecar", message=note)
+        target = self._sidecar_of(row, photo)
+        key = db_text(target)[0]
+        change = Change(row["path"], key, "sidecar", message=note)
         try:
-            existed = os.path.exists(target)
-            existing = _read(target) if existed else None
-            base = existing if existing is not None else _embedded_packet(photo)
-            state = _state(self.db, db_text(target)[0])
+            real_photo, _ = self._photo(row, photo)
+            allowed = [*self._roots(row), *filter(None, [wb.sidecar_dir])]
+            if not inside(os.path.dirname(os.path.abspath(target)), allowed):
+                raise WriteBackError("its sidecar would lie outside the library roots: nothing written")
+            try:
+                existing, before = read_file(target, limit=xmp.MAX_BYTES, what="the sidecar")
+            except FileNotFoundError:
+                existing, before = None, None
+            packet_in_photo, photo_descriptions = fields.photo_metadata(real_photo)
+            base = existing if existing is not None else packet_in_photo
+            state = journal.state(self.db, key)
             # A new sidecar seeded from the photo inherits what we embedded there as ours.
-            plan_state = state or (_state(self.db, row["path"]) if existing is None else None)
+            embed_state = journal.state(self.db, row["path"])
+            plan_state = state or (embed_state if existing is None else None)
             facts = xmp.read_xmp(base) if base else xmp.XmpFacts()
-            change.add, change.remove, owned = _plan(list(facts.subject), plan_state, tags)
-            replace = _may_replace(facts.description, plan_state)
+            change.add, change.remove, owned = fields.plan(list(facts.subject), plan_state, tags)
+            ours = {description, *(s["description"] for s in (state, embed_state) if s)}
+            if fields.users_description([facts.description, *photo_descriptions], ours):
+                description = None  # the user described this photo: ours goes nowhere
             packet = xmp.merge_xmp(base, add=tags, remove=change.remove, description=description,
-                                   replace_description=replace, parent=wb.hierarchy_parent)
+                                   replace_description=fields.may_replace(facts.description, plan_state),
+                                   parent=wb.hierarchy_parent)
             change.description = xmp.read_xmp(packet).description != facts.description
             if existing is not None and packet == existing:
                 change.status = "unchanged"
             elif not self.dry_run:
-                journal = self._journal_and_state(
-                    target=target, path=photo, kind="sidecar", fmt="XMP", existed=existed, snapshot=existing,
-                    state=state, row=row, tags=owned, description_written=_ours(packet, description),
-                    mtime_before=os.stat(target).st_mtime_ns if existed else None)
-                xmp.write_sidecar(target, packet)
-                self._finish(journal, os.stat(target), None)
+                self._commit(row=row, kind="sidecar", fmt="XMP", target=target, real=target, new=packet,
+                             before=before, snapshot=existing, key=key, owned=owned,
+                             description=fields.ours_in(packet, description))
         except (OSError, ValueError, CatalogError) as exc:
             change.status, change.message = "skipped", _why(exc)
         self._record(change)
@@ -203,50 +207,67 @@ class Writer:
     def embed(self, row, photo: str, tags, description) -> None:
         change = Change(row["path"], row["path"], "embed")
         try:
-            st = os.stat(photo)
-            if (st.st_size, st.st_mtime_ns) != (row["size"], row["mtime_ns"]):
-                raise CatalogError("changed since the last scan: run `catalog scan` first")
-            if not st.st_mode & 0o222:
+            real, scanned = self._photo(row, photo)
+            if not os.stat(real).st_mode & 0o222:
                 raise CatalogError("the file is read-only: left alone (use mode = \"sidecar\")")
-            with open(photo, "rb") as f:
-                data = f.read()
+            data, before = read_file(real, what="the photo")
+            if before != scanned:
+                raise WriteBackError("changed while being read: left alone, tried again next run")
             fmt = sniff(data[:32])
             if fmt not in EMBEDDABLE:
                 self.sidecar(row, photo, tags, description,
                              note=f"{fmt or 'this format'} has no lossless writer here: wrote a sidecar instead")
                 return
             current = embed.read_embedded(data, fmt)
-            state = _state(self.db, row["path"])
+            state = journal.state(self.db, row["path"])
             facts = xmp.read_xmp(current.xmp) if current.xmp else xmp.XmpFacts()
-            xp_words = [w for w in (_exif_text(current.exif, 0x9C9E) or "").split(";") if w.strip()]
+            xp_words = fields.xp_keywords(current.exif)
             iptc_words = iptc.keywords_of(current.iptc) if current.iptc else []
-            change.add, change.remove, owned = _plan([*facts.subject, *iptc_words, *xp_words], state, tags)
+            change.add, change.remove, owned = fields.plan([*facts.subject, *iptc_words, *xp_words], state, tags)
+            found = fields.descriptions(current)
+            ours = {description, *(s["description"] for s in (state, self._sidecar_state(row, photo)) if s)}
+            if fields.users_description([*found, self._sidecar_description(row, photo)], ours):
+                description = None  # the user described this photo somewhere: ours goes nowhere
             packet = xmp.merge_xmp(current.xmp, add=tags, remove=change.remove, description=description,
-                                   replace_description=_may_replace(facts.description, state),
+                                   replace_description=fields.may_replace(facts.description, state),
                                    parent=self.wb.hierarchy_parent)
             iim = None
             if fmt in WITH_IPTC:
                 iim = iptc.merge_iptc(current.iptc, add=tags, remove=change.remove, caption=description,
-                                      replace_caption=_may_replace(_iptc_caption(current.iptc), state))
+                                      replace_caption=fields.may_replace(found[2], state))
             # EXIF: XPKeywords merged like the others; ImageDescription only where empty or ours.
             xp = [w for w in xp_words if w not in change.remove]
-            xp += [t for t in tags if t.casefold() not in _fold(xp)]
-            exif_description = _exif_text(current.exif, 0x010E)
-            new_description = description if (not exif_description or _may_replace(exif_description, state)) else None
+            xp += [t for t in tags if t.casefold() not in fields.fold(xp)]
+            new_description = description if (not found[1] or fields.may_replace(found[1], state)) else None
             new = embed.write_embedded(data, fmt, xmp=packet, iptc=iim, keywords=xp, description=new_description)
             change.description = xmp.read_xmp(packet).description != facts.description
             if new == data:
                 change.status = "unchanged"
             elif not self.dry_run:
                 self._verify(data, new, fmt, tags)
-                journal = self._journal_and_state(
-                    target=photo, path=photo, kind="embed", fmt=fmt, existed=True,
-                    snapshot=embed.snapshot(data, fmt), state=state, row=row, tags=owned,
-                    description_written=_ours(packet, description), mtime_before=st.st_mtime_ns)
-                self._finish(journal, atomic_write(photo, new), row["path"])
+                self._commit(row=row, kind="embed", fmt=fmt, target=photo, real=real, new=new, before=before,
+                             snapshot=embed.snapshot(data, fmt), key=row["path"], owned=owned,
+                             description=fields.ours_in(packet, description))
         except (OSError, ValueError, CatalogError) as exc:
             change.status, change.message = "skipped", _why(exc)
         self._record(change)
+
+    def _sidecar_of(self, row, photo: str) -> str:
+        return xmp.sidecar_path(photo, style=self.wb.sidecar_name, sidecar_dir=self.wb.sidecar_dir or None,
+                                root=catalog_db.fs_path({"path": row["root"]}))
+
+    def _sidecar_description(self, row, photo: str) -> str | None:
+        """The description in the photo's sidecar, if it has one we can read."""
+        try:
+            return fields.sidecar_description(self._sidecar_of(row, photo))
+        except ValueError:
+            return None
+
+    def _sidecar_state(self, row, photo: str) -> dict | None:
+        try:
+            return journal.state(self.db, db_text(self._sidecar_of(row, photo))[0])
+        except ValueError:
+            return None
 
     @staticmethod
     def _verify(old: bytes, new: bytes, fmt: str, tags) -> None:
@@ -267,11 +288,13 @@ def writeback(db, config: Config, *, paths=None, mode: str | None = None, dry_ru
     summary = WritebackSummary(mode=mode, dry_run=dry_run)
     run_id = None if dry_run else catalog_db.start_run(db, "writeback")
     summary.run_id = run_id
+    if not dry_run:  # a killed run's writes: claimed where they landed, forgotten where they did not
+        journal.settle_interrupted(db)
     writer = Writer(db, config, summary, run_id, dry_run)
     bar = progress_bar(unit=" files", desc="write back") if progress else None
     status = "failed"
     try:
-        for row in _targets(db, paths):
+        for row in map(dict, _targets(db, paths)):
             summary.files += 1
             photo = catalog_db.fs_path(row)
             tags = [t for t in json.loads(row["tags"] or "[]") if isinstance(t, str) and t.strip()]
@@ -291,25 +314,6 @@ def writeback(db, config: Config, *, paths=None, mode: str | None = None, dry_ru
             counts = {k: v for k, v in summary.as_dict().items() if k != "changes"}
             catalog_db.finish_run(db, run_id, status, counts)
     return summary
-
-
-def _embedded_packet(photo: str) -> bytes | None:
-    """A new sidecar starts from the photo's own XMP, so the user's keywords carry over."""
-    try:
-        with open(photo, "rb") as f:
-            return xmp.find_xmp_packet(f.read(4 << 20))
-    except OSError:
-        return None
-
-
-def _ours(packet: bytes, description: str | None) -> str | None:
-    """The description we count as ours: only if the packet now holds exactly it."""
-    return description if description and xmp.read_xmp(packet).description == description else None
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def _why(exc: Exception) -> str:

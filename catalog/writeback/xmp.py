@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import re
-import secrets
-import stat
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -38,6 +34,11 @@ TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;", '"': "&quot;", "\n": "&#10;", "\t": "&#9;"})
 # Characters XML 1.0 cannot carry at all (controls, lone surrogates): dropped from what we write.
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Bounds on what we parse. Real packets nest about a dozen levels (structs in a Bag in a
+# Description) and stay well under a few MB even with Lightroom's develop history; beyond
+# these a file is left alone with a message, not read whole or walked recursively.
+MAX_DEPTH = 100
+MAX_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class _Builder(ET.TreeBuilder):
         super().__init__(insert_comments=True, insert_pis=True)
         self.decls: dict[ET.Element, dict[str, str]] = {}
         self._pending: dict[str, str] = {}
+        self._depth = 0
 
     def start_ns(self, prefix, uri):
         self._pending[prefix] = uri
@@ -75,10 +77,17 @@ class _Builder(ET.TreeBuilder):
         raise ValueError("not a valid XMP packet: it has a DOCTYPE, which XMP forbids (and entities could explode)")
 
     def start(self, tag, attrs):
+        self._depth += 1
+        if self._depth > MAX_DEPTH:  # expat itself has no depth limit; our serializer recurses
+            raise ValueError(f"the XMP nests deeper than {MAX_DEPTH} levels: left alone")
         elem = super().start(tag, attrs)
         if self._pending:
             self.decls[elem], self._pending = self._pending, {}
         return elem
+
+    def end(self, tag):
+        self._depth -= 1
+        return super().end(tag)
 
 
 def find_xmp_packet(data: bytes) -> bytes | None:
@@ -146,45 +155,19 @@ def sidecar_path(photo: str, *, style: str = "ext", sidecar_dir: str | None = No
     return os.path.join(os.fspath(sidecar_dir), rel)
 
 
-def write_sidecar(path: str, packet: bytes) -> None:
-    """Replace `path` atomically so a crash or a full disk never leaves half a sidecar.
+def write_sidecar(path: str, packet: bytes, **options):
+    """Create or replace a sidecar atomically (see atomic.atomic_write, which takes `options`),
+    creating its folder in a mirror tree; a crash or a full disk never leaves half a sidecar."""
+    from catalog.writeback.atomic import atomic_write
 
-    The temp file sits in the same folder (so os.replace is a rename), is fsynced, takes over
-    the old file's permission bits, and is removed again whatever goes wrong.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = None  # a new file: 0o666 minus the umask, as any tool would create it
-    tmp = os.path.join(folder, f".catalog-{secrets.token_hex(8)}.xmp.tmp")  # O_EXCL: never clobbers
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if mode is not None:
-                os.fchmod(handle.fileno(), mode)
-            handle.write(packet)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder_fd)
-    except OSError as err:  # some network filesystems cannot sync a folder; the rename is done
-        if err.errno not in (errno.EINVAL, errno.ENOTSUP):
-            raise
-    finally:
-        os.close(folder_fd)
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    return atomic_write(os.fspath(path), packet, **options)
 
 
 def _parse(data: bytes) -> _Packet:
     """The packet's tree, always x:xmpmeta/rdf:RDF/rdf:Description; ValueError for anything else."""
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"the XMP is {len(data):,} bytes, over the {MAX_BYTES:,}-byte limit: left alone")
     builder = _Builder()
     parser = ET.XMLParser(target=builder)
     try:
