@@ -70,7 +70,7 @@ def make_analyzer(config: Config):
             api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
             requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
             max_answer_bytes=a.max_answer_bytes, max_rate_limit_wait=a.max_rate_limit_wait_seconds,
-            breaker_failures=a.breaker_failures,
+            breaker_failures=a.breaker_failures, proxies=config.proxies,
         )
     if name not in REGISTRY:
         raise ConfigError(f"unknown analyzer {name!r}: choose one of {', '.join(sorted(REGISTRY))}")

@@ -196,6 +196,8 @@ class ImgTagsAnalyzer:
             return f"cannot connect to {self.endpoint}: {reason}"
         if isinstance(exc, httpx.RemoteProtocolError):
             return f"ImgTags closed the connection without an answer ({self.endpoint})"
+        if isinstance(exc, httpx.ProxyError):
+            return f"cannot connect to {self.endpoint}: {exc}"  # the proxy refused, said without its words
         return f"talking to {self.endpoint} failed: {type(exc).__name__}"
 
     def _answer(self, response: httpx.Response) -> Analysis:
