@@ -41,9 +41,9 @@ class ProxyRoutes:
     http: Proxy | None = None
     https: Proxy | None = None
     no_proxy: tuple[str, ...] = ()
-    # A variable naming a proxy we cannot use: (variable, reason). Refused only when a request
-    # would go through it, so a SOCKS proxy meant for other tools stops nothing it does not carry.
-    unusable: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # Proxies we cannot use, as (origin scheme, variable, reason): refused only when a request would go
+    # through one, so a SOCKS proxy meant for other tools stops nothing it does not carry.
+    unusable: tuple[tuple[str, str, str], ...] = ()
 
     def proxy_for(self, url: str) -> Proxy | None:
         """The proxy for a request to `url`, or None to connect directly; ConfigError for an unusable one."""
@@ -51,10 +51,10 @@ class ProxyRoutes:
         scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         if scheme not in SCHEMES or bypassed(host, self.no_proxy):
             return None
-        if scheme in self.unusable:
-            variable, reason = self.unusable[scheme]
-            raise ConfigError(f"${variable} {reason}; catalog talks to http:// and https:// proxies only "
-                              f"(or add {host} to $NO_PROXY to connect directly)")
+        for origin, variable, reason in self.unusable:
+            if origin == scheme:
+                raise ConfigError(f"${variable} {reason}; catalog talks to http:// and https:// proxies only "
+                                  f"(or add {host} to $NO_PROXY to connect directly)")
         return self.https if scheme == "https" else self.http
 
 
@@ -110,7 +110,7 @@ def from_environment(environ: Mapping[str, str]) -> ProxyRoutes:
         return "", ""
 
     routes: dict[str, Proxy | None] = {}
-    unusable: dict[str, tuple[str, str]] = {}
+    unusable: list[tuple[str, str, str]] = []
     fallback = variable("all_proxy")
     for scheme in SCHEMES:
         name, value = variable(f"{scheme}_proxy")
@@ -120,7 +120,7 @@ def from_environment(environ: Mapping[str, str]) -> ProxyRoutes:
             try:
                 routes[scheme] = parse_proxy(value, name)
             except ValueError as exc:
-                unusable[scheme] = (name, str(exc))
+                unusable.append((scheme, name, str(exc)))
     _, no_proxy = variable("no_proxy")
     entries = tuple(e.strip() for e in no_proxy.split(",") if e.strip())
-    return ProxyRoutes(routes["http"], routes["https"], entries, unusable)
+    return ProxyRoutes(routes["http"], routes["https"], entries, tuple(unusable))

@@ -400,7 +400,13 @@ def refused_base_url() -> str:
 @contextmanager
 def serve_imgtags(**switches: Any) -> Iterator[ImgTagsServer]:
     """Start the server on 127.0.0.1 (a free port) in a background thread; stop it afterwards."""
-    server = ImgTagsServer(**switches)
+    with serving(ImgTagsServer(**switches)) as server:
+        yield server
+
+
+@contextmanager
+def serving(server: Any) -> Iterator[Any]:
+    """Run a socketserver (with a `stopping` event for its sleeping handlers) in a background thread."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -6,17 +6,23 @@ byte a client sent it (`proxy.received`), so a test can check what the proxy cou
 `proxy.credentials = ("user", "pass")` makes it answer 407 to anything without them;
 `proxy.refuse = 502` refuses every request with that status (an upstream that is down).
 One request per forwarded connection (both sides are told `Connection: close`).
+`over_tls(server, folder)` turns a loopback ImgTags server into an https origin for tunnels.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import select
 import socket
 import socketserver
+import ssl
 import threading
-from contextlib import contextmanager
-from typing import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+from imgtags_server import serving
 
 HEAD_LIMIT = 64 * 1024
 
@@ -138,16 +144,39 @@ class _Handler(socketserver.BaseRequestHandler):
         return None
 
 
-@contextmanager
-def serve_proxy() -> Iterator[ProxyServer]:
-    """Start the proxy on 127.0.0.1 (a free port) in a background thread; stop it afterwards."""
-    server = ProxyServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def self_signed(folder: Path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_file), str(key_file)
+
+
+def over_tls(server: socketserver.TCPServer, folder: Path) -> tuple[str, str]:
+    """Make a loopback ImgTags server (not yet serving a request) speak TLS with a new
+    self-signed certificate; (the certificate file for $SSL_CERT_FILE, the https base URL)."""
+    cert_file, key_file = self_signed(folder)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    return cert_file, f"https://127.0.0.1:{server.server_address[1]}/api/v1"
+
+
+def serve_proxy() -> AbstractContextManager[ProxyServer]:
+    """The proxy on 127.0.0.1 (a free port), as a context manager that serves in a background thread."""
+    return serving(ProxyServer())

@@ -3,15 +3,12 @@ NO_PROXY, proxy credentials and refusals; the throttle, deadline, cap and breake
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import ssl
 import time
 
 import httpx
 import pytest
-from imgtags_server import ImgTagsServer, serve_imgtags
-from proxy_server import serve_proxy
+from imgtags_server import serve_imgtags
+from proxy_server import over_tls, serve_proxy
 
 from catalog.analyze import make_analyzer
 from catalog.analyzers import UploadImage
@@ -138,39 +135,13 @@ def test_the_answer_cap_holds_through_the_proxy(server, proxy):
 
 # --- https: always a CONNECT tunnel ---------------------------------------------------------------
 
-def self_signed(tmp_path) -> tuple[str, str]:
-    """A certificate for 127.0.0.1 and its key, as PEM files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_file), str(key_file)
-
-
 @pytest.fixture
 def tls_server(tmp_path, monkeypatch):
     """The ImgTags server over TLS; $SSL_CERT_FILE makes clients trust it, as httpx honours it."""
-    cert_file, key_file = self_signed(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", cert_file)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_file, key_file)
     with serve_imgtags(key=KEY) as srv:
-        srv.socket = context.wrap_socket(srv.socket, server_side=True)
-        yield srv, f"https://127.0.0.1:{srv.server_address[1]}/api/v1"
+        cert_file, base_url = over_tls(srv, tmp_path)
+        monkeypatch.setenv("SSL_CERT_FILE", cert_file)
+        yield srv, base_url
 
 
 def test_an_https_origin_is_tunnelled_and_the_proxy_never_sees_the_key(tls_server, proxy):
