@@ -3,8 +3,8 @@
 Lookup order for the file: `--config FILE`, then `$CATALOG_CONFIG`, then
 `$XDG_CONFIG_HOME/catalog/config.toml` (default `~/.config/catalog/config.toml`);
 no file at all means the embedded defaults. `$CATALOG_DB` overrides the database
-path. Every key is documented in `config.example.toml`; an unknown key is an
-error, so a typo never silently falls back to a default, and every value is checked
+path; the proxy variables (`$HTTPS_PROXY`, ...) are read here too (catalog/proxies.py).
+Every key is documented in `config.example.toml`; an unknown key is an error, so a typo never silently falls back to a default, and every value is checked
 here at load (catalog/config_checks.py holds the rules): a bad one stops every
 command at once with exit status 2 instead of failing hours into a run.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 from catalog import config_checks as checks
 from catalog.analyzers import analyzer_names
+from catalog import proxies
 from catalog.errors import ConfigError
 
 DEFAULT_EXTENSIONS = (
@@ -147,6 +148,7 @@ class Config:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     writeback: WritebackSettings = field(default_factory=WritebackSettings)
     source: Path | None = None  # the file these settings came from, if any
+    proxies: proxies.ProxyRoutes = field(default_factory=proxies.ProxyRoutes)  # from the environment
 
     def api_key(self) -> str | None:
         """The ImgTags key, read from the environment only: it never lives in a file we write."""
@@ -342,8 +344,11 @@ def load_config(explicit: str | os.PathLike | None = None, *,
         kwargs["database"] = _database(os.environ["CATALOG_DB"], "CATALOG_DB", None)
     elif "database" in data:
         kwargs["database"] = _database(data["database"], "database", base)
-    config = Config(**kwargs)
+    config = Config(proxies=proxies.from_environment(os.environ), **kwargs)
     if config.analysis.analyzer == "openai":  # missing or malformed: say so now, exit 2
         config.openai_model(), config.openai_base_url()
         checks.api_key(config.openai_api_key(), config.openai.api_key_env)
+        config.proxies.proxy_for(config.openai_base_url())  # a proxy the requests would need must be usable
+    if config.analyzer_name() == "imgtags":
+        config.proxies.proxy_for(config.imgtags_base_url())  # a proxy the key would need must be usable
     return config.using(config.analysis.analyzer)

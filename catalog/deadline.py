@@ -59,7 +59,7 @@ class DeadlineStream(httpcore.NetworkStream):
 
 
 class DeadlineBackend(httpcore.NetworkBackend):
-    """Wraps httpcore's own backend; install it with `install(transport, deadline)`."""
+    """Wraps httpcore's own backend; catalog/transport_pool.py builds every pool on it."""
 
     def __init__(self, inner: httpcore.NetworkBackend, deadline: Deadline):
         self.inner, self.deadline = inner, deadline
@@ -78,13 +78,3 @@ class DeadlineBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self.inner.sleep(seconds)
-
-
-def install(transport: Any, deadline: Deadline) -> None:
-    """Put the deadline under an `httpx.HTTPTransport`'s connection pool.
-
-    httpx has no public hook for the network backend, so this reaches its pool (httpx 0.28,
-    httpcore 1.0); tests/test_http.py's trickle test fails loudly if that ever changes.
-    """
-    pool = transport._pool
-    pool._network_backend = DeadlineBackend(pool._network_backend, deadline)

@@ -12,12 +12,15 @@ from typing import Callable
 
 import httpx
 
-from catalog.deadline import Deadline, install
+from catalog.deadline import Deadline
 from catalog.pacing import CircuitBreaker, RateLimiter, quota_exhausted, rate_limit_hint
+from catalog.proxies import ProxyRoutes
+from catalog.transport_pool import PoolTransport
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# A proxy refusing the tunnel (407, or 502 with its upstream down) is a fault on the way, never the photo's.
+RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError, httpx.ProxyError)
 DEFAULT_MAX_ANSWER_BYTES = 2_000_000
 
 
@@ -67,14 +70,18 @@ def describe_failure(exc: Exception, timeout: float) -> str:
         return "connection refused" if "refused" in str(exc).lower() else "cannot connect"
     if isinstance(exc, httpx.RemoteProtocolError):
         return "connection closed without an answer"
+    if isinstance(exc, httpx.ProxyError):
+        return str(exc)  # "the proxy refused the connection (HTTP 407)", made in catalog/transport_pool.py
     return type(exc).__name__
 
 
 class RetryingTransport(httpx.BaseTransport):
-    """Wraps `httpx.HTTPTransport` so every request is throttled, bounded and retried the same way.
+    """Wraps the pool transport so every request is throttled, bounded and retried the same way.
 
     - Each attempt has a deadline of `timeout` seconds for all of it (connect, upload, headers,
       body; see catalog/deadline.py) and reads at most `max_answer_bytes` of an answer.
+    - Requests go direct or through the proxy `proxies` names (catalog/proxies.py): the
+      throttle, deadline, cap and breaker apply either way.
     - 429: wait for the server's reset (all threads pause) and re-send; a reset beyond
       `max_rate_limit_wait` (a daily quota) raises QuotaExhausted at once, for every thread.
     - 5xx, timeouts, dropped connections: up to `max_retries` re-sends with full-jitter
@@ -90,6 +97,7 @@ class RetryingTransport(httpx.BaseTransport):
         self,
         inner: httpx.BaseTransport | None = None,
         *,
+        proxies: ProxyRoutes | None = None,
         limiter: RateLimiter | None = None,
         stats: HttpStats | None = None,
         breaker: CircuitBreaker | None = None,
@@ -106,10 +114,7 @@ class RetryingTransport(httpx.BaseTransport):
         rng: random.Random | None = None,
     ):
         self.deadline = Deadline()
-        if inner is None:
-            inner = httpx.HTTPTransport()
-            install(inner, self.deadline)
-        self.inner = inner
+        self.inner = inner or PoolTransport(self.deadline, proxies)
         self.service = service
         self.breaker = breaker or CircuitBreaker(service=service)
         self.limiter = limiter or RateLimiter(sleep=self.breaker.wait)
@@ -264,40 +269,37 @@ def make_client(
     sleep: Callable[[float], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     headers: dict[str, str] | None = None,
+    proxies: ProxyRoutes | None = None,
 ) -> httpx.Client:
     """An `httpx.Client` whose every request goes through `RetryingTransport`.
 
     `timeout` is a deadline for each attempt as a whole; connecting gets at most
     `connect_timeout` of it. Share one client between worker threads: they then share the
-    limiter, the counters and the circuit breaker.
+    limiter, the counters and the circuit breaker. `proxies`: the settings' proxy routes (None:
+    direct); httpx mounts none of its own (trust_env=False), so no request bypasses the transport.
     """
     breaker = CircuitBreaker(breaker_failures, service)
     transport = RetryingTransport(
         limiter=limiter or RateLimiter(requests_per_minute, window_seconds, sleep=sleep or breaker.wait),
-        stats=stats,
-        breaker=breaker,
-        service=service,
-        timeout=timeout,
-        max_answer_bytes=max_answer_bytes,
-        max_retries=max_retries,
-        backoff_base=backoff_base,
-        max_rate_limit_wait=max_rate_limit_wait,
-        max_rate_limit_retries=max_rate_limit_retries,
-        sleep=sleep,
-        wall_clock=wall_clock,
+        stats=stats, breaker=breaker, service=service, timeout=timeout, max_answer_bytes=max_answer_bytes,
+        max_retries=max_retries, backoff_base=backoff_base, max_rate_limit_wait=max_rate_limit_wait,
+        max_rate_limit_retries=max_rate_limit_retries, sleep=sleep, wall_clock=wall_clock, proxies=proxies,
     )
-    return httpx.Client(
-        base_url=base_url,
-        transport=transport,
-        timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
-        headers=headers,
-    )
+    return CatalogClient(transport, base_url=base_url, headers=headers, trust_env=False,
+                         timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)))
+
+
+class CatalogClient(httpx.Client):
+    """An `httpx.Client` that keeps a public handle on its `RetryingTransport`."""
+
+    def __init__(self, transport: RetryingTransport, **options):
+        super().__init__(transport=transport, **options)
+        self.retrying = transport
 
 
 def transport_of(client: httpx.Client) -> RetryingTransport | None:
     """The transport of a client built by `make_client` (None for any other client)."""
-    transport = getattr(client, "_transport", None)
-    return transport if isinstance(transport, RetryingTransport) else None
+    return client.retrying if isinstance(client, CatalogClient) else None
 
 
 def stats_of(client: httpx.Client) -> HttpStats | None:

@@ -84,4 +84,6 @@ class HttpAnalyzer:
             return f"cannot connect to {self.endpoint}: {reason}"
         if isinstance(exc, httpx.RemoteProtocolError):
             return f"{self.service} closed the connection without an answer ({self.endpoint})"
+        if isinstance(exc, httpx.ProxyError):
+            return f"cannot connect to {self.endpoint}: {exc}"  # the proxy refused, said without its words
         return f"talking to {self.endpoint} failed: {type(exc).__name__}"

@@ -98,7 +98,7 @@ def create(config: Config) -> ImgTagsAnalyzer:
     return ImgTagsAnalyzer(api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
                            requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
                            max_answer_bytes=a.max_answer_bytes, max_rate_limit_wait=a.max_rate_limit_wait_seconds,
-                           breaker_failures=a.breaker_failures)
+                           breaker_failures=a.breaker_failures, proxies=config.proxies)
 
 
 class ImgTagsAnalyzer(HttpAnalyzer):

@@ -73,7 +73,7 @@ def create(config: Config) -> OpenAIAnalyzer:
                           requests_per_minute=o.requests_per_minute or NO_LIMIT_RPM,
                           max_answer_bytes=config.analysis.max_answer_bytes,
                           max_rate_limit_wait=config.analysis.max_rate_limit_wait_seconds,
-                          breaker_failures=config.analysis.breaker_failures)
+                          breaker_failures=config.analysis.breaker_failures, proxies=config.proxies)
 
 
 def _server_message(body: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -72,3 +73,12 @@ def key_places(key: str, *, texts=(), files=()) -> int:
             except OSError:
                 pass
     return found
+
+
+def scanned_library(folder: Path, originals: Path, names: list[str]) -> Path:
+    """Copies of these photos scanned once into `folder`/template.db (each case copies the database)."""
+    for name in names:
+        shutil.copy(originals / name, folder / name)
+    result = run_cli("scan", folder, env={"CATALOG_DB": str(folder / "template.db"), "CATALOG_CONFIG": ""})
+    assert result.returncode == 0, result.stderr
+    return folder / "template.db"
