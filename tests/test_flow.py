@@ -385,4 +385,5 @@ def test_served_deployment_parameters_cannot_choose_settings(served, tmp_path):
     # The schedule's terminal: one line per refused run, never a traceback or Prefect's own errors.
     output = served.log.read_text()
     assert "Traceback" not in output and "Encountered exception" not in output, output
+    assert "has no password" not in output  # (it has one)
     assert output.count("not inside library.roots") == 2, output

@@ -27,6 +27,16 @@ def local_timezone() -> str:
         return "UTC"
 
 
+def server_is_open(api_url: str) -> bool:
+    """True when the Prefect server answers API calls from anyone, without a password."""
+    import httpx
+
+    try:
+        return httpx.post(f"{api_url}/flows/filter", json={"limit": 1}, timeout=10, auth=None).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @click.command()
 @click.option("--cron", help="Cron expression (default: schedule.cron from the config, 0 2 * * *).")
 @click.option("--timezone", "tz", help="IANA time zone for the cron, e.g. Europe/Berlin (default: this machine's).")
@@ -63,6 +73,10 @@ def schedule(ctx, cron, tz, interval, name):
         terminal.keep_prefect_off()
     zone = tz or config.schedule.timezone or local_timezone()
     when = Interval(interval) if interval else Cron(cron or config.schedule.cron, timezone=zone)
+    if server_is_open(os.environ["PREFECT_API_URL"]):
+        logging.getLogger("catalog.schedule").warning(
+            "the Prefect server at %s has no password: any local user can start runs and read their logs; "
+            "see the README (PREFECT_SERVER_API_AUTH_STRING)", os.environ["PREFECT_API_URL"])
     click.echo(f"Serving deployment 'catalog/{name}' "
                + (f"every {interval} s" if interval else f"at '{cron or config.schedule.cron}' ({zone})")
                + f" on {os.environ['PREFECT_API_URL']}; Ctrl-C stops.")
