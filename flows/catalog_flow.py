@@ -26,7 +26,7 @@ from catalog.config import Config
 from catalog.errors import CatalogError, ConfigError
 from catalog.lock import exclusive
 from catalog.scan import normalise_roots, scan
-from catalog.terminal import one_line
+from catalog.quiet import one_line
 
 log = logging.getLogger("catalog.flow")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from catalog import terminal
+from catalog import quiet
 from catalog.commands import echo_json, load_settings
 
 PREFECT_QUIET = {
@@ -20,7 +20,7 @@ PREFECT_QUIET = {
     # The ephemeral server migrates its database on first use; a slow NAS CPU needs time.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     # In the processes Prefect starts (served runs, its server): our lines, not its tracebacks.
-    terminal.HANDLER_SETTING: terminal.HANDLER_CLASS,
+    quiet.HANDLER_SETTING: quiet.HANDLER_CLASS,
 }
 
 
@@ -35,7 +35,7 @@ def prepare_prefect_environment(verbose: bool) -> None:
     private.make_dirs(Path(os.environ.get("PREFECT_RESULTS_LOCAL_STORAGE_PATH")
                            or os.environ.get("PREFECT_LOCAL_STORAGE_PATH") or home / "storage").expanduser())
     for name, value in PREFECT_QUIET.items():
-        if name in (terminal.HANDLER_SETTING, "PREFECT_LOGGING_LEVEL") and verbose:
+        if name in (quiet.HANDLER_SETTING, "PREFECT_LOGGING_LEVEL") and verbose:
             continue
         os.environ.setdefault(name, value)
     if _ephemeral_schema_current():
@@ -138,7 +138,7 @@ def _run_flow(config, verbose: bool) -> dict:
         from flows.catalog_flow import nightly_flow  # imports Prefect while the server starts
 
         if not verbose:
-            terminal.keep_prefect_off()
+            quiet.keep_prefect_off()
         nightly = nightly_flow(config, in_cli=True)  # our caller holds the lock
         if server is not None:
             server.wait_until_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
@@ -154,7 +154,7 @@ def _run_flow(config, verbose: bool) -> dict:
     except Exception as exc:  # details stay in Prefect's logs; the terminal gets one line
         if server is not None and isinstance(exc, RuntimeError) and "temporary server" in str(exc):
             raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None
-        raise terminal.prefect_failure(exc, "the run failed") from None
+        raise quiet.prefect_failure(exc, "the run failed") from None
     finally:
         if server is not None:
             if "prefect.logging.handlers" in sys.modules:  # Prefect's queued logs reach its server first

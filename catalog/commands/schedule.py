@@ -53,7 +53,7 @@ def schedule(ctx, cron, tz, interval, name):
     analyzer are fixed now: a run started from Prefect can only narrow the folders
     (its `paths`, inside library.roots). Stop with Ctrl-C.
     """
-    from catalog import terminal
+    from catalog import quiet
     from catalog.commands.run import prepare_prefect_environment
 
     config = load_settings(ctx)
@@ -70,7 +70,7 @@ def schedule(ctx, cron, tz, interval, name):
     from flows.catalog_flow import nightly_flow
 
     if not verbose:
-        terminal.keep_prefect_off()
+        quiet.keep_prefect_off()
     zone = tz or config.schedule.timezone or local_timezone()
     when = Interval(interval) if interval else Cron(cron or config.schedule.cron, timezone=zone)
     if server_is_open(os.environ["PREFECT_API_URL"]):
@@ -85,4 +85,4 @@ def schedule(ctx, cron, tz, interval, name):
     try:
         nightly_flow(config).serve(name=name, schedules=[when], limit=1, print_starting_message=False)
     except Exception as exc:  # Prefect's own errors: one line, the details in its logs (-v)
-        raise terminal.prefect_failure(exc, f"serving the schedule on {os.environ['PREFECT_API_URL']} stopped") from None
+        raise quiet.prefect_failure(exc, f"serving the schedule on {os.environ['PREFECT_API_URL']} stopped") from None

@@ -14,7 +14,7 @@ import sys
 
 FORMAT = "catalog: %(levelname)s: %(message)s"
 HANDLER_SETTING = "PREFECT_LOGGING_HANDLERS_CONSOLE_CLASS"
-HANDLER_CLASS = "catalog.terminal.TerminalHandler"
+HANDLER_CLASS = "catalog.quiet.TerminalHandler"
 NOISY = ("prefect", "uvicorn", "fastapi", "httpx", "httpcore", "docket", "alembic", "aiosqlite")
 
 
