@@ -232,7 +232,7 @@ answered 200.
 {table}
 
 {bullets(details)}
-- How the client paces itself (`catalog/http.py`, `RateLimiter`): requests at least 60/60 = 1 s apart,
+- How the client paces itself (`catalog/pacing.py`, `RateLimiter`): requests at least 60/60 = 1 s apart,
   and the request 60 places back at least 60 s + a 1.2-s margin ago. The first window therefore runs at
   60/min; after it, each block of 60 requests takes 61.2 s (60 one-second gaps, one of them 2.2 s), i.e.
   58.8/min (98.0% of the limit) over whole blocks, so a run's average lies between 58.8 and 60/min

@@ -3,8 +3,11 @@
 Pending photos are read from the database in pages (memory stays flat), each is
 prepared (catalog.prepare) and sent through the configured analyzer by a small
 thread pool, and every answer is committed the moment it arrives, so a killed
-run never pays twice for an analysis. Failures are recorded with their reason
-and attempt count; a refused API key stops the run with nothing marked failed.
+run never pays twice for an analysis. Failures are recorded with their reason;
+only a failure that is the photo's own spends one of its attempts. A refused API
+key, an exhausted quota or a service that keeps failing stops the stage with
+nothing marked failed; SIGTERM/SIGINT stop it within seconds, keeping every answer
+already received.
 """
 
 from __future__ import annotations
@@ -18,14 +21,17 @@ from dataclasses import asdict, dataclass
 
 from catalog import db as catalog_db
 from catalog.analyzers import REGISTRY, Analysis
+from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pending, pending_photos,
+                                 store_analysis, store_failure)
+from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
-from catalog.errors import AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError
+from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, ConfigError, FileUnreadable,
+                            Interrupted, StageStopped)
 from catalog.progress import progress_bar
-from catalog.thumbnails import Thumbnail, make_thumbnail, store_thumbnail
+from catalog.thumbnails import Thumbnail, make_thumbnail
 
 log = logging.getLogger("catalog.analyze")
-PAGE = 200
-DEFAULT_TOKEN_GUESS = 1250  # the contract's example answer, until we have our own history
+INTERRUPT_GRACE = 3.0  # seconds a stopped run waits for answers already on their way
 
 
 @dataclass
@@ -63,78 +69,24 @@ def make_analyzer(config: Config):
         return REGISTRY["imgtags"](
             api_key=key, base_url=config.imgtags_base_url(), timeout=a.timeout_seconds,
             requests_per_minute=a.requests_per_minute, max_retries=a.max_retries,
+            max_answer_bytes=a.max_answer_bytes, max_rate_limit_wait=a.max_rate_limit_wait_seconds,
+            breaker_failures=a.breaker_failures,
         )
     if name not in REGISTRY:
         raise ConfigError(f"unknown analyzer {name!r}: choose one of {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]()
 
 
-SELECT_PENDING = """
-SELECT p.id, p.first_seen, p.taken_at, p.camera_make, p.camera_model, p.gps_lat, p.orientation,
-       f.path, f.path_bytes, f.size
-FROM photos p
-JOIN files f ON f.path = (SELECT path FROM files WHERE photo_id = p.id AND status = 'ok'
-                          {scope} ORDER BY path LIMIT 1)
-WHERE ({reanalyze} OR p.analysis_status IS NULL OR p.analysis_status = 'pending'
-       OR (p.analysis_status = 'failed' AND p.analysis_permanent = 0 AND p.attempts < :max_attempts))
-  AND {window}
-ORDER BY p.first_seen, p.id
-LIMIT :page
-"""
-
-
-def pending_photos(db, config: Config, *, reanalyze=False, paths=None, limit=None):
-    """Photos to analyse, oldest first, streamed a page at a time."""
-    scope, params = catalog_db.path_scope_sql(paths)
-    sql = SELECT_PENDING.format(scope=scope, reanalyze="1" if reanalyze else "0",
-                                window="(p.first_seen, p.id) > (:after_seen, :after_id)")
-    after, given = ("", ""), 0
-    while True:
-        rows = list(db.query(sql, {**params, "max_attempts": config.analysis.max_attempts,
-                                   "after_seen": after[0], "after_id": after[1], "page": PAGE}))
-        for row in rows:
-            if limit is not None and given >= limit:
-                return
-            given += 1
-            yield row
-        if len(rows) < PAGE:
-            return
-        after = (rows[-1]["first_seen"], rows[-1]["id"])
-
-
-def rows_by_id(db, config: Config, photo_ids, *, reanalyze=False) -> list[dict]:
-    """The rows `pending_photos` would yield, among these photos (the flow hands ids to tasks);
-    photos done meanwhile (a retried batch) are left out."""
-    sql = SELECT_PENDING.format(scope="", reanalyze="1" if reanalyze else "0",
-                                window="p.id IN (SELECT value FROM json_each(:ids))")
-    ids = list(photo_ids)
-    return list(db.query(sql, {"ids": json.dumps(ids), "max_attempts": config.analysis.max_attempts,
-                               "page": len(ids)}))
-
-
-def count_pending(db, config, *, reanalyze=False, paths=None, limit=None) -> tuple[int, int]:
-    """How many photos would be sent, and an upper bound of their upload bytes."""
-    count = size = 0
-    cap = config.analysis.max_upload_bytes
-    for row in pending_photos(db, config, reanalyze=reanalyze, paths=paths, limit=limit):
-        count += 1
-        size += min(row["size"], cap)
-    return count, size
-
-
-def average_tokens(db, provider: str) -> float | None:
-    row = db.execute("SELECT AVG(tokens_used), COUNT(*) FROM photos WHERE provider = ? AND "
-                     "analysis_status = 'done'", [provider]).fetchone()
-    return row[0] if row[1] else None
-
-
 def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int, Thumbnail | None]:
     from catalog.prepare import prepare_upload
 
     a = config.analysis
-    upload = prepare_upload(catalog_db.fs_path(row), max_upload_bytes=a.max_upload_bytes,
-                            send_location=a.send_location, max_edge=a.max_edge or None,
-                            max_image_pixels=config.scan.max_image_pixels)
+    try:
+        upload = prepare_upload(catalog_db.fs_path(row), max_upload_bytes=a.max_upload_bytes,
+                                send_location=a.send_location, max_edge=a.max_edge or None,
+                                max_image_pixels=config.scan.max_image_pixels)
+    except FileUnreadable as exc:  # moved, renamed, EACCES, EIO on the NAS: not the file's fault
+        raise AnalysisFailed(f"{exc}; tried again on a later run", spends_attempt=False) from exc
     facts = {"make": row["camera_make"], "model": row["camera_model"], "taken_at": row["taken_at"],
              "orientation": row["orientation"], "gps_lat": row["gps_lat"]}
     upload = dataclasses.replace(upload, exif={**upload.exif, **{k: v for k, v in facts.items() if v is not None}})
@@ -146,51 +98,20 @@ def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis,
         raise
 
 
-STORE_DONE = """
-UPDATE photos SET analysis_status = 'done', analysis_error = NULL, analysis_permanent = 0,
-    attempts = attempts + 1, last_attempt_at = :now, analysed_at = :now,
-    tags = :tags, description = :description, objects = :objects, dominant_color = :dominant_color,
-    palette = :palette, scene = :scene, mood = :mood, safe_adult = :safe_adult,
-    safe_violence = :safe_violence, shape = :orientation, provider = :provider, model = :model,
-    tokens_used = :tokens_used, processing_time_ms = :processing_time_ms, raw_response = :raw
-WHERE id = :id
-"""
-
-
-def store_analysis(db, photo_id: str, analysis: Analysis, thumbnail: Thumbnail | None = None) -> None:
-    values = asdict(analysis)
-    for key in ("tags", "objects", "palette"):
-        values[key] = json.dumps(list(values[key]), ensure_ascii=False)
-    values["raw"] = json.dumps(values["raw"], ensure_ascii=False) if values["raw"] is not None else None
-    with db.atomic():
-        db.execute(STORE_DONE, {**values, "id": photo_id, "now": catalog_db.now()})
-        catalog_db.refresh_search_text(db, [photo_id])
-        catalog_db.store_photo_colors(db, photo_id, analysis.dominant_color, analysis.palette)
-        store_thumbnail(db, photo_id, thumbnail)
-
-
-def store_failure(db, photo_id: str, message: str, permanent: bool,
-                  thumbnail: Thumbnail | None = None) -> None:
-    with db.atomic():
-        db.execute(
-            "UPDATE photos SET analysis_status = 'failed', analysis_error = ?, analysis_permanent = ?, "
-            "attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
-            [message[:500], 1 if permanent else 0, catalog_db.now(), photo_id],
-        )
-        store_thumbnail(db, photo_id, thumbnail)
-
-
 class AnalysisRun:
     """One run's worth of analysis: shared analyzer, budget, counters. Feed it rows in batches.
 
     The CLI feeds it every pending photo at once; the Prefect flow feeds it one batch per
-    task, so the throttle and the budget span the whole run.
+    task, so the throttle, the budget and a stop (quota, outage) span the whole run.
     """
 
     def __init__(self, db, config: Config, analyzer, *, progress_total: int | None = None):
         self.db, self.config, self.analyzer = db, config, analyzer
         self.summary = AnalyzeSummary(analyzer=analyzer.name)
         self.stats = getattr(analyzer, "stats", None)
+        self.secrets = tuple(getattr(analyzer, "secrets", ()))
+        self.answers = 0  # answers received from the service (paid for), kept or not
+        self.halted: str | None = None  # the service can take no more this run (StageStopped)
         self._baseline = self.stats.snapshot() if self.stats else None
         self.token_guess = average_tokens(db, analyzer.name) or (
             0 if analyzer.name == "offline" else DEFAULT_TOKEN_GUESS)
@@ -212,60 +133,103 @@ class AnalysisRun:
             return f"token budget of {a.max_tokens} reached"
         return None
 
+    def _text(self, value: object) -> str:
+        return clean_text(value, 500, self.secrets)
+
+    def _fail(self, row: dict, message: str, *, permanent: bool, spends_attempt: bool = True,
+              thumbnail: Thumbnail | None = None, raw: str | None = None) -> None:
+        self.summary.failed += 1
+        store_failure(self.db, row["id"], self._text(message), permanent, thumbnail,
+                      spends_attempt=spends_attempt, raw=raw)
+        log.warning("%s: %s", row["path"], self._text(message))
+
     def _collect(self, future: Future) -> None:
         row = self._in_flight.pop(future)
-        s = self.summary
         try:
             analysis, size, thumbnail = future.result()
         except AnalysisFailed as exc:
-            s.failed += 1
-            store_failure(self.db, row["id"], str(exc), exc.permanent, getattr(exc, "thumbnail", None))
-            log.warning("%s: %s", row["path"], exc)
+            if exc.status is not None and 200 <= exc.status < 300:
+                self.answers += 1
+            self._fail(row, str(exc), permanent=exc.permanent, spends_attempt=exc.spends_attempt,
+                       thumbnail=getattr(exc, "thumbnail", None))
         except AuthenticationFailed:
             raise
+        except StageStopped as exc:  # quota, outage: nothing marked failed, no attempt spent
+            self.halted = self.halted or self._text(exc)
         except CatalogError as exc:  # PreparationFailed: the file cannot become an upload
-            s.failed += 1
-            store_failure(self.db, row["id"], str(exc), True)
-            log.warning("%s: %s", row["path"], exc)
+            self._fail(row, str(exc), permanent=True)
+        except Exception as exc:  # a surprise in one photo never stops the run
+            log.debug("unexpected error analysing %s", row["path"], exc_info=True)
+            self._fail(row, f"unexpected {type(exc).__name__}: {exc}", permanent=False)
         else:
-            store_analysis(self.db, row["id"], analysis, thumbnail)
-            s.analysed += 1
-            s.tokens_used += analysis.tokens_used
-            s.upload_bytes += size
+            self.answers += 1
+            self._keep(row, analysis, size, thumbnail)
         if self.bar is not None:
             self.bar.update()
+
+    def _keep(self, row: dict, analysis: Analysis, size: int, thumbnail: Thumbnail | None) -> None:
+        s = self.summary
+        try:
+            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets)
+        except Exception as exc:  # e.g. the disk is full: record it, keep the answer, keep going
+            log.debug("storing the answer for %s failed", row["path"], exc_info=True)
+            kept = storable(analysis, self.secrets).raw
+            self._fail(row, f"the answer could not be stored: {type(exc).__name__}: {exc}", permanent=False,
+                       raw=json.dumps(kept, ensure_ascii=True) if kept is not None else None)
+            return
+        s.analysed += 1
+        s.tokens_used += storable(analysis).tokens_used
+        s.upload_bytes += size
 
     def _drain(self, until: int) -> None:
         while len(self._in_flight) > until:
             for future in wait(list(self._in_flight), return_when=FIRST_COMPLETED).done:
                 self._collect(future)
 
+    def _stop_reason(self) -> str | None:
+        return self.halted or self.budget_reached()
+
+    def _settle(self, grace: float) -> None:
+        """After a stop: keep the answers that arrive within `grace` seconds; forget the rest."""
+        done = wait(list(self._in_flight), timeout=grace).done
+        for future in list(self._in_flight):
+            if future in done and future.exception() is None:
+                self._collect(future)
+        self._in_flight.clear()
+
     def process(self, rows) -> bool:
-        """Analyse these rows; False once the budget stops the run (the rest stays pending)."""
+        """Analyse these rows; False once a budget or the service stops the run (the rest stays pending)."""
         a = self.config.analysis
         pool = ThreadPoolExecutor(max_workers=a.concurrency)
         try:
             for row in rows:
-                self.summary.stopped = self.budget_reached()
+                self.summary.stopped = self._stop_reason()
                 while self.summary.stopped and self._in_flight:
                     self._drain(len(self._in_flight) - 1)
-                    self.summary.stopped = self.budget_reached()
+                    self.summary.stopped = self._stop_reason()
                 if self.summary.stopped:
                     return False
                 self._in_flight[pool.submit(_prepare_and_analyze, row, self.analyzer, self.config)] = row
                 self._drain(a.concurrency * 2 - 1)
             self._drain(0)
-            return True
+            self.summary.stopped = self.halted
+            return not self.halted
         except AuthenticationFailed as exc:
-            self.summary.stopped = str(exc)
+            self.summary.stopped = self._text(exc)
             pool.shutdown(wait=True, cancel_futures=True)
-            for future in list(self._in_flight):  # keep what was already paid for
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    self._collect(future)
-            self._in_flight.clear()
+            self._settle(0)  # keep what was already paid for
+            raise
+        except BaseException as exc:  # SIGTERM, SIGINT (or Prefect's TerminationSignal): stop within seconds
+            self.summary.stopped = "interrupted"
+            stop = getattr(self.analyzer, "stop", None)
+            if stop:  # no new request starts, no 429 wait goes on
+                stop(exc if isinstance(exc, Exception) else Interrupted("interrupted"))
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._settle(INTERRUPT_GRACE)
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=not self._in_flight and self.summary.stopped != "interrupted",
+                          cancel_futures=True)
 
     def finish(self) -> AnalyzeSummary:
         s = self.summary
@@ -282,25 +246,30 @@ class AnalysisRun:
 
 
 def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, analyzer=None,
-            progress=True) -> AnalyzeSummary:
-    """Analyse pending photos; returns the summary. Raises AuthenticationFailed on a refused key."""
+            progress=True, retry_failed=False) -> AnalyzeSummary:
+    """Analyse pending photos; returns the summary. Raises AuthenticationFailed on a refused key
+    and lets an interrupt through after recording the run as interrupted."""
     own_analyzer = analyzer is None
     analyzer = analyzer or make_analyzer(config)
-    pending = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit)[0]
+    scope = {"reanalyze": reanalyze, "paths": paths, "limit": limit, "retry_failed": retry_failed}
+    pending = count_pending(db, config, **scope)[0]
     run = AnalysisRun(db, config, analyzer, progress_total=pending if progress else None)
     run.summary.pending = pending
     run.summary.run_id = catalog_db.start_run(db, "analyze")
     status, message = "failed", None
     try:
-        run.process(pending_photos(db, config, reanalyze=reanalyze, paths=paths, limit=limit))
+        run.process(pending_photos(db, config, **scope))
         status = "partial" if run.summary.failed or run.summary.stopped else "ok"
     except AuthenticationFailed as exc:
         message = str(exc)
+        raise
+    except BaseException:
+        status, message = "interrupted", "stopped by a signal; answers received are kept"
         raise
     finally:
         summary = run.finish()
         catalog_db.finish_run(db, summary.run_id, status, summary.as_dict(), message or summary.stopped)
         close = getattr(analyzer, "close", None)
-        if own_analyzer and close:
+        if own_analyzer and close and status != "interrupted":
             close()
     return summary

@@ -4,7 +4,9 @@ Lookup order for the file: `--config FILE`, then `$CATALOG_CONFIG`, then
 `$XDG_CONFIG_HOME/catalog/config.toml` (default `~/.config/catalog/config.toml`);
 no file at all means the embedded defaults. `$CATALOG_DB` overrides the database
 path. Every key is documented in `config.example.toml`; an unknown key is an
-error, so a typo never silently falls back to a default.
+error, so a typo never silently falls back to a default, and every value is checked
+here at load (catalog/config_checks.py holds the rules): a bad one stops every
+command at once with exit status 2 instead of failing hours into a run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from catalog import config_checks as checks
 from catalog.errors import ConfigError
 
 DEFAULT_EXTENSIONS = (
@@ -81,6 +84,9 @@ class AnalysisSettings:
     send_location: bool = False
     timeout_seconds: float = 120.0
     max_retries: int = 4  # for 5xx, timeouts and connection errors; 429 waits do not count
+    max_answer_bytes: int = 2_000_000  # a longer answer is a recorded failure, the connection dropped
+    max_rate_limit_wait_seconds: float = 900.0  # a 429 reset further away (a daily quota) stops the stage
+    breaker_failures: int = 5  # server-side failures in a row that stop the stage for this run
 
 
 @dataclass(frozen=True)
@@ -139,30 +145,33 @@ ANALYZERS = ("auto", "imgtags", "offline")
 WRITEBACK_MODES = ("sidecar", "embed", "both")
 
 
+# Checks for one key's value, beyond its type and bounds (see catalog/config_checks.py).
+KEY_CHECKS = {
+    "library.include_extensions": checks.extensions,
+    "imgtags.base_url": checks.base_url,
+    "imgtags.api_key_env": checks.env_name,
+    "schedule.cron": checks.cron,
+    "schedule.timezone": checks.timezone,
+    "writeback.hierarchy_parent": checks.hierarchy_parent,
+}
+
+
 def _coerce(value: Any, default: Any, where: str) -> Any:
     """Check a TOML value against the type of the field's default; lists become tuples."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, not {value!r}")
+            raise ConfigError(f"{where} must be true or false, not {checks.shown(value)}")
         return value
-    if isinstance(default, int):
-        # Settings whose default is 0 use 0 for "no limit"; the others must be positive.
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if default else 0):
-            kind = "a positive whole number" if default else "a whole number, 0 or more"
-            raise ConfigError(f"{where} must be {kind}, not {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where} must be a positive number, not {value!r}")
-        return float(value)
+    if isinstance(default, (int, float)):
+        return checks.number(value, default, where)
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
-        return tuple(value)
+            raise ConfigError(f"{where} must be a list of strings, not {checks.shown(value)}")
+        return tuple(checks.text(v, where) for v in value)
     if isinstance(default, str) or default is None:
         if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, not {value!r}")
-        return value
+            raise ConfigError(f"{where} must be a string, not {checks.shown(value)}")
+        return checks.text(value, where)
     raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
 
 
@@ -177,8 +186,30 @@ def _section(cls: type, table: Any, name: str):
             f"unknown setting {', '.join(f'{name}.{k}' for k in unknown)} "
             f"(known: {', '.join(sorted(known))})"
         )
-    values = {k: _coerce(v, getattr(defaults, k), f"{name}.{k}") for k, v in table.items()}
+    values = {}
+    for key, value in table.items():
+        where = f"{name}.{key}"
+        values[key] = _coerce(value, getattr(defaults, key), where)
+        if where in KEY_CHECKS:
+            values[key] = KEY_CHECKS[where](values[key], where)
     return cls(**values)
+
+
+def _beside(value: str, base: Path | None) -> str:
+    """A path setting: ~ expanded, a relative path taken relative to the config file."""
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() or base is None else base / path)
+
+
+def _database(value: Any, where: str, base: Path | None) -> Path:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a file path")
+    path = Path(checks.text(value, where)).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path  # relative to the config file, not the cwd
+    if path.is_dir():
+        raise ConfigError(f"{where} names a folder ({path}): name the database file inside it")
+    return path
 
 
 def locate_config(explicit: str | os.PathLike | None) -> Path | None:
@@ -198,14 +229,18 @@ def locate_config(explicit: str | os.PathLike | None) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_config(explicit: str | os.PathLike | None = None) -> Config:
-    """Read settings; raise ConfigError with a message a user can act on."""
+def load_config(explicit: str | os.PathLike | None = None, *,
+                database: str | os.PathLike | None = None) -> Config:
+    """Read settings; raise ConfigError with a message a user can act on.
+
+    `database` (the --db option) overrides $CATALOG_DB and the file's `database`.
+    """
     path = locate_config(explicit)
     data: dict[str, Any] = {}
     if path is not None:
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
+        except ValueError as exc:  # TOMLDecodeError, or an integer of over 4,300 digits
             raise ConfigError(f"{path} is not valid TOML: {exc}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
@@ -225,12 +260,22 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         raise ConfigError("writeback.sidecar_name must be \"ext\" (IMG.JPG.xmp) or \"base\" (IMG.xmp)")
     if kwargs["analysis"].analyzer not in ANALYZERS:
         raise ConfigError(f"analysis.analyzer must be one of {', '.join(ANALYZERS)}")
-    database = os.environ.get("CATALOG_DB") or data.get("database")
+    checks.library(kwargs["library"])
+    base = path.parent if path is not None else None
+    kwargs["library"] = dataclasses.replace(
+        kwargs["library"], roots=tuple(_beside(r, base) for r in kwargs["library"].roots))
+    if kwargs["writeback"].sidecar_dir:
+        kwargs["writeback"] = dataclasses.replace(
+            kwargs["writeback"], sidecar_dir=_beside(kwargs["writeback"].sidecar_dir, base))
+    if os.environ.get("IMGTAGS_BASE_URL"):
+        checks.base_url(checks.text(os.environ["IMGTAGS_BASE_URL"], "IMGTAGS_BASE_URL"), "IMGTAGS_BASE_URL")
+    if kwargs["analysis"].analyzer != "offline":
+        variable = kwargs["imgtags"].api_key_env
+        checks.api_key(os.environ.get(variable) or None, variable)
     if database is not None:
-        if not isinstance(database, str) or not database:
-            raise ConfigError("database must be a file path")
-        db_path = Path(database).expanduser()
-        if path is not None and not db_path.is_absolute() and "CATALOG_DB" not in os.environ:
-            db_path = path.parent / db_path  # relative to the config file, not the cwd
-        kwargs["database"] = db_path
+        kwargs["database"] = _database(str(database), "--db", None)
+    elif os.environ.get("CATALOG_DB"):
+        kwargs["database"] = _database(os.environ["CATALOG_DB"], "CATALOG_DB", None)
+    elif "database" in data:
+        kwargs["database"] = _database(data["database"], "database", base)
     return Config(**kwargs)

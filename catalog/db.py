@@ -1,9 +1,10 @@
-"""The database: opens it, owns the schema and its numbered migrations, and the shared queries.
+r"""The database: opens it, owns the schema and its numbered migrations, and the shared queries.
 
 Nobody else issues CREATE TABLE. Identity (the payload hash) is the key of
 `photos`; `files` is the ledger of paths, each pointing at a photo. A file's
-path is stored as text; a name that is not valid UTF-8 keeps its exact bytes in
-`path_bytes` so it can always be found again on disk.
+path is stored as text that names exactly one path (`db_text`): a byte that is
+not valid UTF-8 is written `\xNN` and a literal backslash `\\`; such a row also
+keeps its exact bytes in `path_bytes` so it can always be found again on disk.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from catalog import private
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, DatabaseUnusable
 
 migrations = Migrations("catalog")
 
@@ -252,6 +254,109 @@ def m006_photo_colors(db: sqlite_utils.Database) -> None:
         store_photo_colors(db, row["id"], row["dominant_color"], json.loads(row["palette"] or "[]"))
 
 
+@migrations()
+def m007_unambiguous_paths(db: sqlite_utils.Database) -> None:
+    """Path text names one path: a literal backslash is now stored doubled (see db_text).
+
+    Before, the name `x\\xff.jpg` (a real backslash) and the bytes `x<FF>.jpg` had the same
+    text and so one `files` row. Only rows holding a backslash change; each one's true path
+    is its `path_bytes` (not UTF-8) or else its text, which was the path itself.
+    """
+    # SELECT rowid, path, path_bytes, root FROM files WHERE instr(path, '\') > 0;
+    # then per row, in two passes so no new key meets an old one on the way:
+    #   UPDATE files SET path = char(0) || rowid WHERE rowid = :rowid;    -- every row first
+    #   UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder,
+    #                    name = :name WHERE rowid = :rowid;               -- then every row
+    #   UPDATE files SET moved_to = :new WHERE rowid = :rowid;            -- row by row
+    # and the same re-encoding for writeback_state (target, path) and writeback_journal
+    # (target, target_bytes, path).
+    renamed: dict[str, str] = {}
+    rows = db.execute("SELECT rowid, path, path_bytes, root FROM files WHERE instr(path, '\\') > 0").fetchall()
+    updates = []
+    for rowid, text, raw, root in rows:
+        true = os.fsencode(os.fsdecode(raw) if raw else text)
+        depth = root.count("/") + 1  # escaping never adds a "/": the root is that many parts
+        parts = {"path": true, "root": b"/".join(true.split(b"/")[:depth]) if root != "/" else b"/",
+                 "folder": os.path.dirname(true), "name": os.path.basename(true)}
+        new = {k: db_text(os.fsdecode(v))[0] for k, v in parts.items()}
+        renamed[text] = new["path"]
+        updates.append({**new, "raw": db_text(os.fsdecode(true))[1], "rowid": rowid})
+        db.execute("UPDATE files SET path = char(0) || rowid WHERE rowid = ?", [rowid])
+    db.conn.executemany("UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder, "
+                        "name = :name WHERE rowid = :rowid", updates)
+
+    def moved(text: str, raw: bytes | None = None) -> str:
+        return renamed.get(text) or db_text(os.fsdecode(raw) if raw else text)[0]
+
+    for rowid, target in db.execute("SELECT rowid, moved_to FROM files WHERE instr(moved_to, '\\') > 0").fetchall():
+        db.execute("UPDATE files SET moved_to = ? WHERE rowid = ?", [moved(target), rowid])
+
+    journal = db.execute("SELECT rowid, target, target_bytes, path FROM writeback_journal "
+                         "WHERE instr(target, '\\') > 0 OR instr(path, '\\') > 0").fetchall()
+    exact = {target: raw for _, target, raw, _ in journal if raw}
+    for rowid, target, raw, path in journal:
+        new_target, new_raw = db_text(os.fsdecode(raw) if raw else target)
+        db.execute("UPDATE writeback_journal SET target = ?, target_bytes = ?, path = ? WHERE rowid = ?",
+                   [new_target, new_raw, moved(path), rowid])
+    state = db.execute("SELECT rowid, target, path FROM writeback_state "
+                       "WHERE instr(target, '\\') > 0 OR instr(path, '\\') > 0").fetchall()
+    for rowid, _, _ in state:
+        db.execute("UPDATE writeback_state SET target = char(0) || rowid WHERE rowid = ?", [rowid])
+    for rowid, target, path in state:
+        db.execute("UPDATE writeback_state SET target = ?, path = ? WHERE rowid = ?",
+                   [moved(target, exact.get(target)), moved(path), rowid])
+
+
+@migrations()
+def m008_tiff_layout_identity(db: sqlite_utils.Database) -> None:
+    """TIFF identity now covers the image's geometry and pixel layout, not only its strips.
+
+    No file is read here (the share may be asleep): every ledger row of a TIFF photo gets
+    the mtime no file has, so the next scan reads it again. The scan then finds that the
+    file's identity under the old scheme (`Identity.previous`) is the photo it pointed at
+    and copies what was paid for onto the new identity (`carry_analysis`).
+    """
+    db.execute(
+        f"""
+        UPDATE files SET mtime_ns = {REREAD_MTIME_NS}   -- read again by the next scan
+        WHERE status != 'moved'
+          AND photo_id IN (SELECT id FROM photos WHERE format = 'TIFF')
+        """
+    )
+
+
+# A ledger mtime no file has: the next scan reads the file again whatever its stat says.
+REREAD_MTIME_NS = -1
+# Facts read from the file's header; every other column of `photos` is what analysis made.
+FACT_COLUMNS = frozenset({"id", "format", "width", "height", "orientation", "taken_at", "camera_make",
+                          "camera_model", "gps_lat", "gps_lon", "exif_error", "first_seen"})
+
+
+def carry_analysis(db: sqlite_utils.Database, old_id: str, new_id: str, path: str) -> None:
+    """The same content under a better identity keeps what was paid for (inside a transaction).
+
+    Copied, not moved: when one old photo turns out to be two (two TIFFs that shared an
+    identity), each keeps the analysis, thumbnail and colours that were made for it. A new
+    identity that already has an analysis of its own keeps it.
+    """
+    columns = [r[1] for r in db.execute("PRAGMA table_info(photos)") if r[1] not in FACT_COLUMNS]
+    names = ", ".join(columns)
+    db.execute(
+        f"""
+        UPDATE photos SET ({names}) = (SELECT {names} FROM photos WHERE id = :old)
+        WHERE id = :new AND COALESCE(analysis_status, 'pending') = 'pending'
+          AND (SELECT analysis_status FROM photos WHERE id = :old) IS NOT NULL
+        """,
+        {"old": old_id, "new": new_id},
+    )
+    db.execute("INSERT OR IGNORE INTO thumbnails (photo_id, jpeg, width, height) "
+               "SELECT ?, jpeg, width, height FROM thumbnails WHERE photo_id = ?", [new_id, old_id])
+    db.execute("INSERT OR IGNORE INTO photo_colors (name, photo_id, distance) "
+               "SELECT name, ?, distance FROM photo_colors WHERE photo_id = ?", [new_id, old_id])
+    db.execute("UPDATE writeback_state SET photo_id = ? WHERE photo_id = ? AND path = ?",
+               [new_id, old_id, path])
+
+
 def store_photo_colors(db: sqlite_utils.Database, photo_id: str, dominant, palette) -> None:
     """Refresh a photo's named colours (call inside the writer's transaction)."""
     from catalog.colors import named_matches
@@ -297,7 +402,11 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Dat
         raise CatalogError(f"no catalogue at {path} yet: run `catalog scan` first")
     try:
         private.make_dirs(path.parent)
-        if not private.create_file(path):  # SQLite gives -wal and -shm the database's mode
+        try:
+            created = private.create_file(path)  # SQLite gives -wal and -shm the database's mode
+        except OSError:
+            created = True  # a place we cannot create in: SQLite's own error below says what is wrong
+        if not created:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 private.tighten(f"{path}{suffix}", "the catalogue")
         conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
@@ -307,7 +416,9 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Dat
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB: upserts keyed on random hashes need it
         migrations.apply(db)
-    except (sqlite3.DatabaseError, OSError) as exc:
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseUnusable.explain(path, exc) from None
+    except OSError as exc:
         raise CatalogError(f"cannot open the catalogue at {path}: {exc}") from None
     return db
 
@@ -341,17 +452,35 @@ def finish_run(db, run_id: int, status: str, counts: dict, message: str | None =
 def fs_path(row: dict) -> str:
     """The path to open on disk for a `files` row (exact bytes for non-UTF-8 names)."""
     raw = row.get("path_bytes")
-    return os.fsdecode(raw) if raw else row["path"]
+    return os.fsdecode(raw) if raw else text_path(row["path"])
 
 
 def db_text(path: str) -> tuple[str, bytes | None]:
-    """Text for the database plus the exact bytes when the name is not valid UTF-8."""
-    try:
-        path.encode("utf-8")
-        return path, None
-    except UnicodeEncodeError:
-        raw = os.fsencode(path)
-        return raw.decode("utf-8", "backslashreplace"), raw
+    r"""Text for the database plus the exact bytes when the text is not the path itself.
+
+    One text per path, one path per text: a byte that is not valid UTF-8 becomes `\xNN`
+    and a literal backslash `\\`, so the name `x\xff.jpg` (with a backslash) and the
+    bytes `x<FF>.jpg` never share a key. Paths without either are stored as they are.
+    """
+    if "\\" not in path:
+        try:
+            path.encode("utf-8")
+            return path, None
+        except UnicodeEncodeError:
+            pass
+    raw = os.fsencode(path)
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), raw
+
+
+_ESCAPE = re.compile(rb"\\(\\|x[0-9a-f]{2})")
+
+
+def text_path(text: str) -> str:
+    """The path a database text names: the inverse of `db_text`."""
+    if "\\" not in text:
+        return text
+    raw = _ESCAPE.sub(lambda m: b"\\" if m[1] == b"\\" else bytes([int(m[1][1:], 16)]), text.encode())
+    return os.fsdecode(raw)
 
 
 def prefix_range(root_text: str) -> tuple[str, str]:

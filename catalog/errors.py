@@ -72,3 +72,34 @@ class Interrupted(CatalogError):
 
 class PreparationFailed(CatalogError):
     """A photo cannot become an upload (empty, truncated, not an image, a decompression bomb)."""
+
+
+class DatabaseUnusable(CatalogError):
+    """The catalogue's database cannot be used right now: locked, damaged, unreachable or read-only."""
+
+    about_the_file = True  # False: an error we do not recognise as the file's condition
+
+    @classmethod
+    def explain(cls, path, exc: Exception) -> "DatabaseUnusable":
+        """One line a user can act on for an sqlite3 error on the database at `path`."""
+        reason = str(exc) or type(exc).__name__
+        text = reason.lower()
+        where = f"the catalogue {path}" if path else "the catalogue database"
+        if "locked" in text or "busy" in text:
+            return cls(f"{where} is locked by another program (a long transaction, a copy or a backup?): "
+                       "try again when it has finished")
+        if any(w in text for w in ("not a database", "malformed", "corrupt", "vtable constructor failed")):
+            return cls(f"{where} is damaged or not a catalogue ({reason}): restore it from a backup, or "
+                       "move it aside and run `catalog scan` to build a new one")
+        if "readonly" in text or "read-only" in text:
+            return cls(f"{where} cannot be written here ({reason}): check the file, its folder and the mount")
+        if "unable to open" in text or "disk i/o" in text or "disk is full" in text:
+            return cls(f"cannot use {where} ({reason}): check that it is a file, that its folder can be "
+                       "written, and that its disk is mounted, healthy and not full")
+        error = cls(f"{where} failed: {reason}")
+        error.about_the_file = False
+        return error
+
+
+class FileUnreadable(PreparationFailed):
+    """The file could not be read just now (moved, renamed, EACCES, EIO on a NAS): not its fault."""

@@ -1,23 +1,24 @@
-"""The one place for HTTP behaviour: throttling, retries, 429 waits and timeouts for every caller."""
+"""The one place for HTTP behaviour: throttling, retries, 429 waits, deadlines and answer caps for every caller."""
 
 from __future__ import annotations
 
-import email.utils
-import json
+import dataclasses
 import logging
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Callable
 
 import httpx
 
+from catalog.deadline import Deadline, install
+from catalog.pacing import CircuitBreaker, RateLimiter, quota_exhausted, rate_limit_hint
+
 log = logging.getLogger(__name__)
 
 RETRYABLE_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+DEFAULT_MAX_ANSWER_BYTES = 2_000_000
 
 
 @dataclass
@@ -26,9 +27,10 @@ class HttpStats:
 
     requests: int = 0  # requests put on the wire, including re-sends
     rate_limited: int = 0  # 429 answers seen
-    retries: int = 0  # re-sends after a 5xx, a bad body, a timeout or a connection error
-    gave_up: int = 0  # requests that ran out of retries
+    retries: int = 0  # re-sends after a 5xx, a timeout or a connection error
+    gave_up: int = 0  # requests that ran out of retries, or whose 2xx body could not be read
     waited_seconds: float = 0.0  # time spent waiting out 429s
+    bytes_read: int = 0  # answer bytes received (bodies only)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()  # not a field, so asdict() and == still work
@@ -42,126 +44,46 @@ class HttpStats:
     def snapshot(self) -> dict[str, float]:
         """A consistent copy for reports, taken under the lock."""
         with self._lock:
-            return {k: getattr(self, k) for k in ("requests", "rate_limited", "retries", "gave_up", "waited_seconds")}
+            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
-class RateLimiter:
-    """Keeps every sliding window of `window_seconds` at or under `limit` requests.
+class UnreadableAnswer(httpx.TransportError):
+    """A 2xx whose body could not be read whole: over the cap, past the deadline, or broken off.
 
-    Two rules, both from a log of real send times: consecutive requests are at least
-    window/limit apart (so a burst from many threads is spread out instead of tripping the
-    server at the start of each window), and the request `limit` places back is at least
-    window + `margin` ago (the margin absorbs jitter between our clock and the server's).
-    Callers queue on one lock, so the recorded time is the time the request really leaves.
+    Never re-sent: the service may already have charged for it. `reason` is "too large",
+    "too slow" or "broken off"; `bytes_read` how much arrived before we let go.
     """
 
-    def __init__(
-        self,
-        requests_per_minute: int = 60,
-        window_seconds: float = 60.0,
-        *,
-        margin: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        if requests_per_minute < 1 or window_seconds <= 0:
-            raise ValueError("requests_per_minute must be >= 1 and window_seconds > 0")
-        self.limit = int(requests_per_minute)
-        self.window = float(window_seconds)
-        self.margin = max(0.02 * self.window, 0.1) if margin is None else float(margin)
-        self.interval = self.window / self.limit
-        self._clock, self._sleep = clock, sleep
-        self._sent: deque[float] = deque(maxlen=self.limit)
-        self._paused_until = float("-inf")
-        self._turn = threading.Lock()  # one caller at a time waits for its slot
-        self._state = threading.Lock()  # guards the log and the pause, never held while sleeping
-
-    def _wait_needed(self, now: float) -> float:
-        with self._state:
-            earliest = self._paused_until
-            if self._sent:
-                earliest = max(earliest, self._sent[-1] + self.interval)
-            if len(self._sent) == self.limit:
-                earliest = max(earliest, self._sent[0] + self.window + self.margin)
-            return earliest - now
-
-    def acquire(self) -> None:
-        """Block until sending now keeps every window under the limit, then record the send."""
-        with self._turn:
-            while (wait := self._wait_needed(self._clock())) > 0:
-                self._sleep(wait)
-            with self._state:
-                self._sent.append(self._clock())
-
-    def now(self) -> float:
-        """The limiter's clock, so callers can express pauses on it."""
-        return self._clock()
-
-    def pause_until(self, when: float) -> None:
-        """Hold every thread back until `when` (on our clock): the server said we are over."""
-        with self._state:
-            self._paused_until = max(self._paused_until, when)
+    def __init__(self, reason: str, *, request: httpx.Request, status: int, bytes_read: int):
+        super().__init__(f"HTTP {status} answer {reason} after {bytes_read:,} bytes", request=request)
+        self.reason, self.status, self.bytes_read = reason, status, bytes_read
 
 
-def _parse_reset(value: object, now_wall: float) -> float | None:
-    """Seconds until an ISO-8601 `reset` time ("2025-01-15T10:30:00Z"), or None if unusable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        reset = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if reset.tzinfo is None:
-        reset = reset.replace(tzinfo=timezone.utc)
-    return reset.timestamp() - now_wall
-
-
-def _parse_retry_after(value: str | None, now_wall: float) -> float | None:
-    """Seconds from a Retry-After header: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return email.utils.parsedate_to_datetime(value).timestamp() - now_wall
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def rate_limit_wait(response: httpx.Response, attempt: int, *, now_wall: float, backoff_base: float, max_wait: float) -> float:
-    """How long a 429 asks us to wait: body `error.reset`, else Retry-After, else back-off; capped."""
-    wait = None
-    try:
-        error = json.loads(response.content).get("error") or {}
-        wait = _parse_reset(error.get("reset"), now_wall)
-    except (ValueError, AttributeError):
-        pass
-    if wait is None or wait < 0:  # a reset in the past means clock skew: trust the next hint
-        wait = _parse_retry_after(response.headers.get("retry-after"), now_wall)
-    if wait is None or wait < 0:
-        wait = backoff_base * 2 ** min(attempt, 16)
-    return min(max(wait, 0.0), max_wait)
-
-
-def _is_json(response: httpx.Response) -> bool:
-    try:
-        json.loads(response.content)
-        return True
-    except ValueError:
-        return False
+def describe_failure(exc: Exception, timeout: float) -> str:
+    """A short, key-free phrase for a transport failure (for logs and the breaker's line)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no complete answer within {timeout:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection closed without an answer"
+    return type(exc).__name__
 
 
 class RetryingTransport(httpx.BaseTransport):
-    """Wraps `httpx.HTTPTransport` so every request is throttled and retried the same way.
+    """Wraps `httpx.HTTPTransport` so every request is throttled, bounded and retried the same way.
 
-    - 429: wait for the server's reset (all threads pause), re-send the same request; not a failure.
-    - 5xx, timeouts, dropped connections (and, with `require_json`, a 2xx body that is not
-      JSON): up to `max_retries` re-sends with full-jitter exponential back-off, then the last
-      response is returned or the last exception raised, so the caller records a failure.
+    - Each attempt has a deadline of `timeout` seconds for all of it (connect, upload, headers,
+      body; see catalog/deadline.py) and reads at most `max_answer_bytes` of an answer.
+    - 429: wait for the server's reset (all threads pause) and re-send; a reset beyond
+      `max_rate_limit_wait` (a daily quota) raises QuotaExhausted at once, for every thread.
+    - 5xx, timeouts, dropped connections: up to `max_retries` re-sends with full-jitter
+      exponential back-off, then the last response is returned or the last exception raised.
+    - A 2xx is never re-sent (it may have been charged): a body that cannot be read whole
+      raises UnreadableAnswer; a body that is not what the caller wanted is the caller's matter.
     - Any other 4xx: returned at once; re-sending a refused request cannot help.
+    - The circuit breaker: after `breaker_failures` requests in a row ended in a server-side
+      failure, every request raises ServiceDown without touching the network.
     """
 
     def __init__(
@@ -170,23 +92,32 @@ class RetryingTransport(httpx.BaseTransport):
         *,
         limiter: RateLimiter | None = None,
         stats: HttpStats | None = None,
+        breaker: CircuitBreaker | None = None,
+        service: str = "the server",
+        timeout: float = 120.0,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         max_retries: int = 4,
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
-        max_wait: float = 300.0,
+        max_rate_limit_wait: float = 900.0,
         max_rate_limit_retries: int = 20,
-        require_json: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ):
-        self.inner = inner or httpx.HTTPTransport()
-        self.limiter = limiter or RateLimiter()
+        self.deadline = Deadline()
+        if inner is None:
+            inner = httpx.HTTPTransport()
+            install(inner, self.deadline)
+        self.inner = inner
+        self.service = service
+        self.breaker = breaker or CircuitBreaker(service=service)
+        self.limiter = limiter or RateLimiter(sleep=self.breaker.wait)
         self.stats = stats or HttpStats()
+        self.timeout, self.max_answer_bytes = timeout, max_answer_bytes
         self.max_retries, self.max_rate_limit_retries = max_retries, max_rate_limit_retries
-        self.backoff_base, self.backoff_cap, self.max_wait = backoff_base, backoff_cap, max_wait
-        self.require_json = require_json
-        self._sleep, self._wall_clock = sleep, wall_clock
+        self.backoff_base, self.backoff_cap, self.max_rate_limit_wait = backoff_base, backoff_cap, max_rate_limit_wait
+        self._sleep, self._wall_clock = sleep or self.breaker.wait, wall_clock
         self._rng = rng or random.Random()
 
     def __repr__(self) -> str:  # no headers, so no key, can ever show up here
@@ -194,12 +125,13 @@ class RetryingTransport(httpx.BaseTransport):
 
     def _backoff(self, failures: int) -> float:
         """Full jitter: uniform in [0, base * 2**(n-1)], so retrying threads do not stampede."""
-        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (failures - 1)))
+        return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** min(failures - 1, 30)))
 
     def _retry_or_give_up(self, failures: int, what: str, request: httpx.Request) -> bool:
         if failures > self.max_retries:
             self.stats.add(gave_up=1)
-            log.warning("%s %s: %s; giving up after %d attempts", request.method, request.url, what, failures)
+            self.breaker.failed(what)
+            log.info("%s %s: %s; giving up after %d attempts", request.method, request.url, what, failures)
             return False
         delay = self._backoff(failures)
         self.stats.add(retries=1)
@@ -207,47 +139,107 @@ class RetryingTransport(httpx.BaseTransport):
         self._sleep(delay)
         return True
 
+    def _read_body(self, response: httpx.Response, request: httpx.Request) -> bytes:
+        """The body, up to the cap; a 2xx that cannot be read whole raises UnreadableAnswer."""
+        status, cap, size = response.status_code, self.max_answer_bytes, 0
+        chunks: list[bytes] = []
+        declared = response.headers.get("content-length", "")
+        too_large = declared.isdigit() and int(declared) > cap and status < 300  # refused unread
+        try:
+            if not too_large:  # an error page is read up to the cap: its start is enough
+                for chunk in response.stream:
+                    size += len(chunk)
+                    chunks.append(chunk)
+                    if size > cap:
+                        too_large = True
+                        break
+        except RETRYABLE_ERRORS as exc:
+            if status < 300:
+                reason = "too slow" if isinstance(exc, httpx.TimeoutException) else "broken off"
+                raise UnreadableAnswer(reason, request=request, status=status, bytes_read=size) from None
+            raise
+        finally:
+            self.stats.add(bytes_read=size)
+        if too_large and status < 300:
+            raise UnreadableAnswer("too large", request=request, status=status, bytes_read=size)
+        return b"".join(chunks)[:cap]
+
+    def _attempt(self, request: httpx.Request) -> httpx.Response:
+        """One send under the deadline; the answer comes back read, its connection released."""
+        self.deadline.at = self.deadline.clock() + self.timeout
+        try:
+            response = self.inner.handle_request(request)
+            try:
+                body = self._read_body(response, request)
+            finally:
+                response.close()  # a body left unread (over the cap) drops the connection
+        finally:
+            self.deadline.at = None
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "transfer-encoding", "content-length")]
+        # We ask for identity encoding; a server that compresses anyway is not decoded here,
+        # so a small compressed bomb cannot expand past the cap (the caller finds no JSON).
+        return httpx.Response(response.status_code, headers=headers, content=body,
+                              extensions={k: v for k, v in response.extensions.items() if k != "network_stream"})
+
+    def _rate_limit_wait(self, response: httpx.Response, rate_limited: int) -> float:
+        now_wall = self._wall_clock()
+        wait, kind = rate_limit_hint(response, now_wall)
+        if wait is None:  # no usable hint: exponential back-off, capped
+            return min(self.backoff_cap, self.backoff_base * 2 ** min(rate_limited, 16))
+        if wait > self.max_rate_limit_wait:
+            stop = quota_exhausted(self.service, wait, kind, now_wall)
+            self.breaker.stop(stop)  # the stage says it, once
+            raise stop
+        return wait
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         request.read()  # the body must be replayable for re-sends
+        request.headers["Accept-Encoding"] = "identity"  # the cap counts the bytes we keep
         failures = rate_limited = 0
         while True:
+            self.breaker.check()
             self.limiter.acquire()
+            self.breaker.check()  # another thread may have stopped everything while we queued
             self.stats.add(requests=1)
-            response = None
             try:
-                response = self.inner.handle_request(request)
-                status = response.status_code
-                if status == 429 or status >= 500 or (self.require_json and status < 300):
-                    response.read()
+                response = self._attempt(request)
+            except UnreadableAnswer as exc:
+                self.stats.add(gave_up=1)
+                self.breaker.failed(f"HTTP {exc.status} answer {exc.reason}")
+                log.info("%s %s: %s; not re-sent (it may have been charged)", request.method, request.url, exc)
+                raise
             except RETRYABLE_ERRORS as exc:
-                if response is not None:  # the answer broke off mid-body
-                    response.close()
                 failures += 1
-                if not self._retry_or_give_up(failures, f"{type(exc).__name__}: {exc}", request):
+                if not self._retry_or_give_up(failures, describe_failure(exc, self.timeout), request):
                     raise
                 continue
+            status = response.status_code
             if status == 429:
                 self.stats.add(rate_limited=1)
                 if rate_limited >= self.max_rate_limit_retries:
                     self.stats.add(gave_up=1)
+                    self.breaker.failed(f"HTTP 429 {rate_limited + 1} times")
                     return response
-                wait = rate_limit_wait(response, rate_limited, now_wall=self._wall_clock(),
-                                       backoff_base=self.backoff_base, max_wait=self.max_wait)
+                wait = self._rate_limit_wait(response, rate_limited)
                 rate_limited += 1
-                response.close()
                 log.info("%s %s: 429 rate limited; waiting %.2f s", request.method, request.url, wait)
                 self.stats.add(waited_seconds=wait)
                 # plus the limiter's margin: the reset is on the server's clock, not ours
                 self.limiter.pause_until(self.limiter.now() + wait + self.limiter.margin)
                 continue
-            bad_body = self.require_json and status < 300 and not _is_json(response)
-            if status >= 500 or bad_body:
+            if status >= 500:
                 failures += 1
-                what = f"HTTP {status}" + (" with a body that is not JSON" if bad_body else "")
-                if self._retry_or_give_up(failures, what, request):
-                    response.close()
+                if self._retry_or_give_up(failures, f"HTTP {status}", request):
                     continue
+                return response
+            self.breaker.succeeded()
             return response
+
+    def stop(self, reason: Exception) -> None:
+        """From any thread (a signal handler): no request starts any more, every wait ends now
+        and raises `reason`. Requests on the wire end within their deadline."""
+        self.breaker.stop(reason)
 
     def close(self) -> None:
         self.inner.close()
@@ -262,39 +254,53 @@ def make_client(
     window_seconds: float = 60.0,
     max_retries: int = 4,
     backoff_base: float = 1.0,
-    max_wait: float = 300.0,
+    max_rate_limit_wait: float = 900.0,
     max_rate_limit_retries: int = 20,
-    require_json: bool = False,
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    breaker_failures: int = 5,
+    service: str = "the server",
     limiter: RateLimiter | None = None,
     stats: HttpStats | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
     headers: dict[str, str] | None = None,
 ) -> httpx.Client:
     """An `httpx.Client` whose every request goes through `RetryingTransport`.
 
-    `timeout` bounds reading the answer (and writing the upload); connecting gets
-    `connect_timeout`. Share one client between worker threads: they then share the limiter.
+    `timeout` is a deadline for each attempt as a whole; connecting gets at most
+    `connect_timeout` of it. Share one client between worker threads: they then share the
+    limiter, the counters and the circuit breaker.
     """
+    breaker = CircuitBreaker(breaker_failures, service)
     transport = RetryingTransport(
-        httpx.HTTPTransport(),
-        limiter=limiter or RateLimiter(requests_per_minute, window_seconds),
+        limiter=limiter or RateLimiter(requests_per_minute, window_seconds, sleep=sleep or breaker.wait),
         stats=stats,
+        breaker=breaker,
+        service=service,
+        timeout=timeout,
+        max_answer_bytes=max_answer_bytes,
         max_retries=max_retries,
         backoff_base=backoff_base,
-        max_wait=max_wait,
+        max_rate_limit_wait=max_rate_limit_wait,
         max_rate_limit_retries=max_rate_limit_retries,
-        require_json=require_json,
         sleep=sleep,
+        wall_clock=wall_clock,
     )
     return httpx.Client(
         base_url=base_url,
         transport=transport,
-        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
         headers=headers,
     )
 
 
+def transport_of(client: httpx.Client) -> RetryingTransport | None:
+    """The transport of a client built by `make_client` (None for any other client)."""
+    transport = getattr(client, "_transport", None)
+    return transport if isinstance(transport, RetryingTransport) else None
+
+
 def stats_of(client: httpx.Client) -> HttpStats | None:
     """The counters of a client built by `make_client` (None for any other client)."""
-    transport = getattr(client, "_transport", None)
-    return transport.stats if isinstance(transport, RetryingTransport) else None
+    transport = transport_of(client)
+    return transport.stats if transport else None

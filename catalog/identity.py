@@ -6,8 +6,9 @@ segments and hash the coding tables (DQT, SOF, DHT, ...) plus the scan data from
 the first start-of-scan of the main image through its end-of-image marker; APPn
 segments (EXIF with its thumbnail, XMP, ICC, MPF) and comments are left out, and
 so is anything after the main image (MPO previews, phone trailers). For PNG the
-metadata chunks are left out, for WebP all but the image chunks, for TIFF all but
-the first image's strips or tiles. Other formats hash the whole file.
+metadata chunks are left out, for WebP all but the image chunks; for TIFF the first
+image's strips or tiles plus the tags that say how to read them (geometry and pixel
+layout), never its descriptive tags. Other formats hash the whole file.
 
 The same walk catches truncated JPEG/PNG/WebP/TIFF files for free, so the scanner can
 record them without decoding any pixels.
@@ -15,19 +16,20 @@ record them without decoding any pixels.
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
+import struct
 from dataclasses import dataclass
 
 import blake3
 
+from catalog.libfile import FileView, open_library_file, read_all
+
 # Up to this size, one read(): it releases the GIL while the kernel copies (with full
-# readahead), so the hash workers read in parallel. A mapping is page-faulted by the segment
-# walk's end-marker search, which holds the GIL, so the workers' disk reads queue behind one
-# another (bench/scan.py, 1,000 x 4 MiB JPEGs, cold cache: 11-12 s mapped, 5 s read).
-# Above it, a mapping keeps memory flat whatever the file size.
-MMAP_THRESHOLD = 32 << 20
+# readahead), so the hash workers read in parallel. Above it, a FileView streams the file
+# in pread chunks, so memory stays flat whatever the file size. Never mmap: a file
+# truncated while mapped kills the whole process with SIGBUS.
+LARGE_FILE = 32 << 20
 # The end-of-image search: re's literal-prefix scan runs ~2.5x faster than bytes.find on
 # JPEG scan data (~2.5 GB/s vs ~0.95 GB/s), and this pass holds the GIL.
 _EOI = re.compile(rb"\xff\xd9")
@@ -47,6 +49,9 @@ class BrokenImage(Exception):
 class Identity:
     digest: str  # hex
     hashed_bytes: int
+    # The digest the same content had under the previous identity scheme (TIFF before its
+    # geometry counted), so a re-identified photo keeps what was paid for; else None.
+    previous: str | None = None
 
 
 def sniff(head: bytes) -> str | None:
@@ -81,6 +86,18 @@ def describe_non_image(head: bytes) -> str:
 
 def _jpeg_ranges(buf) -> list[tuple[int, int]]:
     """Byte ranges of a JPEG that carry pixels: coding segments, then SOS..EOI."""
+    ranges, sos, scan_data = _jpeg_header(buf)
+    found = _EOI.search(buf, scan_data)  # == buf.find(b"\xff\xd9", scan_data)
+    if found is None:
+        raise BrokenImage(JPEG_NO_EOI, "truncated")
+    return [*ranges, (sos, found.end())]
+
+
+JPEG_NO_EOI = "JPEG is truncated: the image data has no end marker"
+
+
+def _jpeg_header(buf) -> tuple[list[tuple[int, int]], int, int]:
+    """The coding segments' ranges, where the first scan starts and where its data starts."""
     n = len(buf)
     pos, ranges = 2, []
     while pos + 4 <= n:
@@ -97,11 +114,7 @@ def _jpeg_ranges(buf) -> list[tuple[int, int]]:
             break
         length = (buf[pos + 2] << 8) | buf[pos + 3]
         if marker == 0xDA:
-            found = _EOI.search(buf, pos + 2 + length)  # == buf.find(b"\xff\xd9", ...)
-            if found is None:
-                raise BrokenImage("JPEG is truncated: the image data has no end marker", "truncated")
-            ranges.append((pos, found.end()))
-            return ranges
+            return ranges, pos, pos + 2 + length
         end = pos + 2 + length
         if end > n:
             raise BrokenImage("JPEG is truncated inside its header", "truncated")
@@ -109,6 +122,26 @@ def _jpeg_ranges(buf) -> list[tuple[int, int]]:
             ranges.append((pos, end))
         pos = end
     raise BrokenImage("JPEG has no image data (truncated before the first scan)", "truncated")
+
+
+def _hash_jpeg_view(view: FileView) -> tuple[blake3.blake3, int]:
+    """A large JPEG in one pass: its scan data is hashed as it streams past the EOI search."""
+    ranges, sos, scan_data = _jpeg_header(view)
+    hasher, total = _hash_ranges(view, ranges)
+    offset, last = sos, b""
+    for chunk in view.chunks(sos, len(view)):
+        found = _EOI.search(chunk, max(0, scan_data - offset))
+        if last == b"\xff" and chunk[:1] == b"\xd9" and offset - 1 >= scan_data:
+            stop = 1  # the marker straddles two chunks
+        elif found is not None:
+            stop = found.end()
+        else:
+            hasher.update(chunk)
+            offset, last = offset + len(chunk), chunk[-1:]
+            continue
+        hasher.update(chunk[:stop])
+        return hasher, total + offset + stop - sos
+    raise BrokenImage(JPEG_NO_EOI, "truncated")
 
 
 def _png_ranges(buf) -> list[tuple[int, int]]:
@@ -153,7 +186,49 @@ def _webp_ranges(buf) -> list[tuple[int, int]]:
     return ranges
 
 
-TIFF_TYPES = {3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}
+# Integer TIFF field types: BYTE, SHORT, LONG, SBYTE, UNDEFINED, SSHORT, SLONG, IFD, LONG8.
+TIFF_TYPES = {1: ("B", 1), 3: ("H", 2), 4: ("I", 4), 6: ("b", 1), 7: ("B", 1), 8: ("h", 2),
+              9: ("i", 4), 13: ("I", 4), 16: ("Q", 8)}
+TIFF_DATA_TAGS = (273, 279, 324, 325)  # strip offsets/byte counts, tile offsets/byte counts
+# How to read the strips: width, height, bits per sample, compression, photometric, samples
+# per pixel, planar configuration, predictor, sample format, tile width/height, colour map,
+# extra samples, JPEG tables, YCbCr subsampling; with the defaults TIFF 6.0 gives the absent
+# ones, so writing a default explicitly is no change. Descriptive tags never count.
+TIFF_LAYOUT_TAGS = (256, 257, 258, 259, 262, 277, 284, 317, 339, 322, 323, 320, 338, 347, 530)
+TIFF_DEFAULTS = {258: (1,), 259: (1,), 277: (1,), 284: (1,), 317: (1,), 339: (1,), 530: (2, 2)}
+_TIFF_SCHEME = b"catalog tiff identity 2\x00"
+
+
+def _tiff_ifd0(buf) -> dict[int, tuple]:
+    """IFD0's integer fields among the data and layout tags; {} when this reader gives up."""
+    order = "<" if bytes(buf[:2]) == b"II" else ">"
+    try:
+        if struct.unpack(order + "H", buf[2:4])[0] != 42:
+            return {}  # BigTIFF and friends: the caller hashes the whole file
+        ifd = struct.unpack(order + "I", buf[4:8])[0]
+        count = struct.unpack(order + "H", buf[ifd : ifd + 2])[0]
+        entries = buf[ifd + 2 : ifd + 2 + 12 * count]
+        tags = {}
+        for i in range(count):
+            tag, kind, num, value = struct.unpack(order + "HHI4s", entries[12 * i : 12 * i + 12])
+            if (tag in TIFF_DATA_TAGS or tag in TIFF_LAYOUT_TAGS) and kind in TIFF_TYPES:
+                code, size = TIFF_TYPES[kind]
+                where = None if num * size <= 4 else struct.unpack(order + "I", value)[0]
+                data = value if where is None else buf[where : where + num * size]
+                tags[tag] = struct.unpack(f"{order}{num}{code}", bytes(data)[: num * size])
+    except struct.error:
+        raise BrokenImage("TIFF is truncated inside its header", "truncated") from None
+    return tags
+
+
+def _tiff_strips(tags: dict[int, tuple], n: int) -> list[tuple[int, int]] | None:
+    offsets, sizes = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
+    if not offsets or not sizes or len(offsets) != len(sizes):
+        return None
+    ranges = [(o, o + s) for o, s in zip(offsets, sizes)]
+    if max(end for _, end in ranges) > n:
+        raise BrokenImage("TIFF is truncated: image data runs past the end of the file", "truncated")
+    return ranges
 
 
 def _tiff_ranges(buf) -> list[tuple[int, int]]:
@@ -162,32 +237,22 @@ def _tiff_ranges(buf) -> list[tuple[int, int]]:
     Anything this minimal reader does not understand (BigTIFF, odd layouts) falls back
     to hashing the whole file, which is always correct, merely less forgiving.
     """
-    import struct
+    return _tiff_strips(_tiff_ifd0(buf), len(buf)) or [(0, len(buf))]
 
-    n = len(buf)
-    order = "<" if buf[:2] == b"II" else ">"
-    try:
-        if struct.unpack_from(order + "H", buf, 2)[0] != 42:
-            return [(0, n)]
-        ifd = struct.unpack_from(order + "I", buf, 4)[0]
-        count = struct.unpack_from(order + "H", buf, ifd)[0]
-        tags = {}
-        for i in range(count):
-            tag, kind, num, value = struct.unpack_from(order + "HHI4s", buf, ifd + 2 + 12 * i)
-            if tag in (273, 279, 324, 325) and kind in TIFF_TYPES:
-                code, size = TIFF_TYPES[kind]
-                where = value if num * size <= 4 else struct.unpack(order + "I", value)[0]
-                data = value if num * size <= 4 else buf[where : where + num * size]
-                tags[tag] = struct.unpack(f"{order}{num}{code}", bytes(data)[: num * size])
-        offsets, sizes = tags.get(273) or tags.get(324), tags.get(279) or tags.get(325)
-    except struct.error:
-        raise BrokenImage("TIFF is truncated inside its header", "truncated") from None
-    if not offsets or not sizes or len(offsets) != len(sizes):
-        return [(0, n)]
-    ranges = [(o, o + s) for o, s in zip(offsets, sizes)]
-    if max(end for _, end in ranges) > n:
-        raise BrokenImage("TIFF is truncated: image data runs past the end of the file", "truncated")
-    return ranges
+
+def tiff_layout(tags: dict[int, tuple]) -> bytes | None:
+    """The layout tags in one canonical form (byte order and defaults settled); None if no size."""
+    if 256 not in tags or 257 not in tags:
+        return None
+    out = [_TIFF_SCHEME]
+    for tag in sorted(TIFF_LAYOUT_TAGS):
+        values = tags.get(tag, TIFF_DEFAULTS.get(tag))
+        if values is None:
+            continue
+        if tag in (258, 339) and len(set(values)) == 1:
+            values = values[:1]  # "8" and "8, 8, 8" say the same for RGB
+        out.append(struct.pack(f"<HI{len(values)}q", tag, len(values), *values))
+    return b"".join(out)
 
 
 def payload_ranges(fmt: str | None, buf) -> list[tuple[int, int]]:
@@ -202,44 +267,54 @@ def payload_ranges(fmt: str | None, buf) -> list[tuple[int, int]]:
     return [(0, len(buf))]
 
 
-def hash_buffer(fmt: str | None, buf) -> Identity:
+def _hash_ranges(buf, ranges) -> tuple[blake3.blake3, int]:
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    view = memoryview(buf)
     total = 0
+    if isinstance(buf, FileView):
+        for start, end in ranges:
+            for chunk in buf.chunks(start, end):
+                hasher.update(chunk)
+            total += end - start
+        return hasher, total
+    view = memoryview(buf)
     try:
-        for start, end in payload_ranges(fmt, buf):
+        for start, end in ranges:
             hasher.update(view[start:end])
             total += end - start
     finally:
         view.release()
-    return Identity(hasher.hexdigest(), total)
+    return hasher, total
 
 
-class FileBuffer:
-    """A whole file as a buffer: read() for small files, a read-only mmap for large ones."""
+def hash_buffer(fmt: str | None, buf) -> Identity:
+    """The identity of an image held in `buf` (bytes, or a FileView of a large file)."""
+    if fmt == "JPEG" and isinstance(buf, FileView):
+        hasher, total = _hash_jpeg_view(buf)
+        return Identity(hasher.hexdigest(), total)
+    if fmt != "TIFF":
+        hasher, total = _hash_ranges(buf, payload_ranges(fmt, buf))
+        return Identity(hasher.hexdigest(), total)
+    tags = _tiff_ifd0(buf)
+    strips = _tiff_strips(tags, len(buf))
+    layout = tiff_layout(tags) if strips else None
+    if layout is None:
+        hasher, total = _hash_ranges(buf, [(0, len(buf))])
+        return Identity(hasher.hexdigest(), total)
+    pixels, total = _hash_ranges(buf, strips)
+    # The strips' own hash was the whole identity before the layout counted: it is kept
+    # as `previous` so that photos catalogued then are recognised (see catalog.db).
+    strips_digest = pixels.digest()
+    digest = blake3.blake3(layout + strips_digest).hexdigest()
+    return Identity(digest, total, previous=strips_digest.hex())
 
-    def __init__(self, fileobj, size: int):
-        self._map = None
-        if size >= MMAP_THRESHOLD:
-            self._map = mmap.mmap(fileobj.fileno(), 0, access=mmap.ACCESS_READ)
-            self.data = self._map
-        else:
-            self.data = fileobj.read()
 
-    def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def load(f, size: int):
+    """The open file as a buffer: bytes up to LARGE_FILE, a FileView (pread, no mmap) above."""
+    return FileView(f, size) if size >= LARGE_FILE else read_all(f, size)
 
 
 def identity_of(path: str | os.PathLike) -> Identity:
     """Convenience for tests and tools: the identity of a file on disk."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        with FileBuffer(f, size) as fb:
-            return hash_buffer(sniff(bytes(fb.data[:16])), fb.data)
+    with open_library_file(path) as f:
+        buf = load(f, os.fstat(f.fileno()).st_size)
+        return hash_buffer(sniff(bytes(buf[:16])), buf)

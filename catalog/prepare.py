@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import math
+import os
 import re
 import threading
 import warnings
@@ -17,8 +20,10 @@ import pillow_heif
 from PIL import ExifTags, Image
 
 from catalog.analyzers import UploadImage
+from catalog.config_checks import MIN_EDGE, MIN_UPLOAD_BYTES
 from catalog.exifcheck import check_counts
-from catalog.errors import ConfigError, PreparationFailed
+from catalog.errors import ConfigError, FileUnreadable, PreparationFailed
+from catalog.libfile import open_library_file, read_all
 
 pillow_heif.register_heif_opener()
 
@@ -35,21 +40,45 @@ _XMP_HEADS = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/ext
 _XMP_GPS = re.compile(rb"GPS(?:Latitude|Longitude)")
 _MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a real marker inside entropy-coded data
 _PILLOW_GLOBALS = threading.Lock()
+# Decoded pixels held at once by all analysis workers together (see DecodeGate): with the
+# image, its copies on the way to an upload and the file's bytes, a process stays under 1 GB.
+DECODE_BUDGET = 512 << 20
+BANDED_RESIZE_PIXELS = 48_000_000  # from this size on, resize in bands of about BAND_BYTES
+BAND_BYTES = 32 << 20
+TRIM_AFTER = 64 << 20  # after a decode this large, freed memory goes back to the system
+try:
+    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _LIBC.malloc_trim  # glibc only
+except (OSError, AttributeError):
+    _LIBC = None
 
 
 def prepare_upload(path: str | Path, *, max_upload_bytes: int = 10_000_000,
                    send_location: bool = False, max_edge: int | None = None,
                    max_image_pixels: int = 178_956_970) -> UploadImage:
-    """The original's bytes when they are fine to send, else a clean copy; never writes a file."""
-    if max_upload_bytes < 1024 or (max_edge is not None and max_edge < 16) or max_image_pixels < 1:
-        raise ConfigError("need max_upload_bytes >= 1024, max_edge >= 16, max_image_pixels >= 1")
+    """The original's bytes when they are fine to send, else a clean copy; never writes a file.
+
+    The file is read through open_library_file (a FIFO swapped in is refused, not waited
+    on) and decoded inside DECODE_GATE, so large images take turns instead of piling up.
+    """
+    if max_upload_bytes < MIN_UPLOAD_BYTES or (max_edge is not None and max_edge < MIN_EDGE) or max_image_pixels < 1:
+        raise ConfigError(f"need max_upload_bytes >= {MIN_UPLOAD_BYTES}, max_edge >= {MIN_EDGE}, max_image_pixels >= 1")
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise PreparationFailed(f"{path}: cannot read it ({e.strerror or e})") from e
-    if not data:
-        raise PreparationFailed(f"{path}: empty file (0 bytes), nothing to analyse")
+        with open_library_file(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if not size:
+                raise PreparationFailed(f"{path}: empty file (0 bytes), nothing to analyse")
+            with DECODE_GATE.slot(size + _decode_cost(f, max_edge)):
+                f.seek(0)
+                data = read_all(f, size)
+                return _prepare(path, data, max_upload_bytes, send_location, max_edge, max_image_pixels)
+    except OSError as e:  # the way to the file failed, not the file: moved, EACCES, EIO on a NAS
+        raise FileUnreadable(f"{path}: cannot read it ({e.strerror or e})") from e
+
+
+def _prepare(path: Path, data: bytes, max_upload_bytes: int, send_location: bool,
+             max_edge: int | None, max_image_pixels: int) -> UploadImage:
     try:
         with _pixel_limit(max_image_pixels):
             im = _open(data)
@@ -78,6 +107,65 @@ def prepare_upload(path: str | Path, *, max_upload_bytes: int = 10_000_000,
     except Exception as e:  # one bad photo must never stop a batch with a surprise type
         raise PreparationFailed(f"{path}: {_reason(e, data, max_image_pixels)}") from e
     return UploadImage(out, SENDABLE[fmt], path.stem + SUFFIX[fmt], facts)
+
+
+class DecodeGate:
+    """A process-wide budget of decoded bytes: images are decoded while they fit together.
+
+    Every worker thread decoding a photo holds a slot worth its decoded size from before
+    the read until the upload is made; an image bigger than the whole budget waits for
+    the others to finish and then runs alone. Four 169 MP PNGs thus take turns instead of
+    holding 3.7 GB at once, while ordinary photos (a 24 MP JPEG is ~100 MB) run side by side.
+    """
+
+    def __init__(self, budget: int):
+        self.budget, self.used = budget, 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def slot(self, cost: int) -> Iterator[None]:
+        cost = max(0, min(cost, self.budget))
+        with self._cond:
+            self._cond.wait_for(lambda: self.used + cost <= self.budget)
+            self.used += cost
+        try:
+            yield
+        finally:
+            if cost >= TRIM_AFTER:
+                _release_freed_memory()
+            with self._cond:
+                self.used -= cost
+                self._cond.notify_all()
+
+
+def _release_freed_memory() -> None:
+    """Give freed heap back to the system (glibc keeps it per thread arena, so four workers
+    taking turns on one large image each would otherwise hold four images' worth)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+DECODE_GATE = DecodeGate(DECODE_BUDGET)
+
+
+def decoded_bytes(size: tuple[int, int], mode: str) -> int:
+    """What Pillow holds for a decoded image (RGB and 16-bit greys take four bytes a pixel)."""
+    return size[0] * size[1] * (1 if mode in ("1", "L", "P") else 4)
+
+
+def _decode_cost(f, max_edge: int | None) -> int:
+    """The decoded size of the image in `f`, from its header alone (0 when it has none we read)."""
+    Image.init()
+    try:
+        with _pixel_limit(None):
+            im = Image.open(f, formats=[x for x in INPUT_FORMATS if x in Image.OPEN])
+        scale = min(1.0, (max_edge or math.inf) / max(im.size))
+        shrink = 1
+        while im.format in ("JPEG", "MPO") and shrink < 8 and scale * shrink * 2 <= 1:
+            shrink *= 2  # draft decodes JPEG at 1/2, 1/4 or 1/8 of its size
+        return decoded_bytes((im.width // shrink, im.height // shrink), im.mode)
+    except Exception:  # the real open judges the file and says what is wrong with it
+        return 0
 
 
 @contextmanager
@@ -254,7 +342,7 @@ def _reencode(im: Image.Image, target: tuple[int, int], orientation: int, limit:
     icc = im.info.get("icc_profile")
     img, fmt = _web_mode(im)
     if img.size != target:
-        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        img = _resize(img, target)
     if orientation in _TRANSPOSE:  # as ImageOps.exif_transpose would, but on the smaller image
         img = img.transpose(_TRANSPOSE[orientation])
     options: dict[str, Any] = {}
@@ -275,7 +363,8 @@ def _web_mode(im: Image.Image) -> tuple[Image.Image, str]:
         factor = 1 / 257 if img.getextrema()[1] > 255 else 1
         img = img.point(lambda v: v * factor).convert("L")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        img = img.convert("LA" if img.mode in ("LA", "La") else "RGBA")
+        alpha = "LA" if img.mode in ("LA", "La") else "RGBA"
+        img = img if img.mode == alpha else img.convert(alpha)  # convert() to its own mode copies
         if img.getchannel("A").getextrema()[0] < 255:
             return img, "PNG"
     wanted = "L" if img.mode in ("1", "L", "LA") else "RGB"
@@ -326,4 +415,27 @@ def _shrunk(img: Image.Image, byte_ratio: float, limit: int) -> Image.Image:
     size = (round(img.width * scale), round(img.height * scale))
     if min(size) < 8:
         raise PreparationFailed(f"cannot fit it under {limit:,} bytes even at 8 pixels")
-    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return _resize(img, size)
+
+
+def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """LANCZOS to `size`; a large image band by band, so no full-height intermediate exists.
+
+    Pillow resizes in two passes, the first making a (new width x old height) image: 300 MB
+    for a 169 MP photo on top of the photo itself. Bands of output rows, each cut from the
+    source with the filter's reach as margin, give the same pixels for a few MB each.
+    """
+    if img.width * img.height < BANDED_RESIZE_PIXELS:
+        return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    out = Image.new(img.mode, size)
+    ratio = img.height / size[1]
+    margin = math.ceil(3 * max(ratio, 1.0)) + 2  # LANCZOS reaches 3 source pixels per output pixel
+    rows = max(8, int(BAND_BYTES / (img.width * 4 * ratio)))
+    for top in range(0, size[1], rows):
+        bottom = min(size[1], top + rows)
+        y0, y1 = top * ratio, bottom * ratio
+        cut0, cut1 = max(0, math.floor(y0) - margin), min(img.height, math.ceil(y1) + margin)
+        band = img.crop((0, cut0, img.width, cut1))
+        out.paste(band.resize((size[0], bottom - top), Image.Resampling.LANCZOS,
+                              box=(0, y0 - cut0, img.width, y1 - cut0)), (0, top))
+    return out

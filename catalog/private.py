@@ -9,6 +9,7 @@ own are left as they are.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -32,6 +33,8 @@ def make_dirs(path: str | os.PathLike) -> None:
             os.mkdir(folder, DIR_MODE)
         except FileExistsError:
             pass
+    if not os.path.isdir(path):
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(path))
 
 
 def create_file(path: str | os.PathLike) -> bool:

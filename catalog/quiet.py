@@ -26,11 +26,13 @@ class NotPrefect(logging.Filter):
 
 
 class TerminalHandler(logging.StreamHandler):
-    """Prefect's console handler, replaced: catalog's records only, in catalog's format."""
+    """Prefect's console handler, replaced: catalog's records only, in the CLI's escaped format."""
 
     def __init__(self, stream=None, **_prefect_options):  # Prefect also passes its `styles`
+        from catalog.terminal import EscapingFormatter
+
         super().__init__(stream or sys.stderr)
-        super().setFormatter(logging.Formatter(FORMAT))
+        super().setFormatter(EscapingFormatter(FORMAT))
         self.addFilter(NotPrefect())
 
     def setFormatter(self, fmt) -> None:  # Prefect's logging config sets its own; ours stays

@@ -11,6 +11,7 @@ mark anything missing.
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import time
@@ -21,10 +22,11 @@ from catalog import db as catalog_db
 from catalog.db import db_text, prefix_range
 from catalog.config import Config
 from catalog.errors import RootUnavailable
-from catalog.identity import BrokenImage, FileBuffer, Identity, describe_non_image, hash_buffer, sniff
+from catalog.identity import BrokenImage, Identity, describe_non_image, hash_buffer, load, sniff
 from catalog.imagefacts import ImageFacts, read_facts
+from catalog.libfile import FileChanged, NotRegularFile, identity_stat, open_library_file
 from catalog.progress import progress_bar
-from catalog.walk import WalkReport, walk
+from catalog.walk import WalkReport, too_long_message, walk
 
 log = logging.getLogger("catalog.scan")
 BATCH_ROWS = 500
@@ -39,6 +41,7 @@ class ScanSummary:
     moved: int = 0
     missing: int = 0
     errors: int = 0
+    paths_too_long: int = 0  # files (recorded as errors) and folders the system refuses to open
     photos: int = 0
     duplicate_files: int = 0
     bytes_hashed: int = 0
@@ -57,28 +60,51 @@ class Inspection:
     facts: ImageFacts | None = None
     error: str | None = None
     error_kind: str | None = None
+    reread: bool = False  # the next scan must read the file again, whatever its stat says
 
 
-def inspect_file(path: str, max_image_pixels: int) -> Inspection:
-    """Identity and facts of one file, or a readable error. Never raises for bad input."""
+def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = True) -> Inspection:
+    """Identity and facts of one file, or a readable error. Never raises for bad input.
+
+    The file must stay the same (size, mtime, inode) from open to the last read: one
+    that changes underneath (truncated, still being copied in) is reported as changed,
+    and its ledger row makes the next scan read it again.
+    """
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with open_library_file(path, follow_symlinks=follow_symlinks) as f:
+            before = identity_stat(f)
+            size = before[0]
             if size == 0:
                 return Inspection(error="empty file (0 bytes)", error_kind="empty")
-            with FileBuffer(f, size) as fb:
-                head = bytes(fb.data[:32])
+            try:
+                buf = load(f, size)
+                head = bytes(buf[:32])
                 fmt = sniff(head)
                 if fmt is None:
                     return Inspection(error=f"not an image: {describe_non_image(head)}",
                                       error_kind="not_an_image")
-                identity = hash_buffer(fmt, fb.data)
-            f.seek(0)
-            facts = read_facts(f, max_image_pixels=max_image_pixels)
+                identity = hash_buffer(fmt, buf)
+                del buf
+                f.seek(0)
+                facts = read_facts(f, max_image_pixels=max_image_pixels)
+            except BrokenImage:
+                if identity_stat(f) != before:
+                    raise FileChanged(errno.EIO, "changed") from None
+                raise
+            if identity_stat(f) != before:
+                raise FileChanged(errno.EIO, "changed")
         return Inspection(identity=identity, facts=facts)
     except BrokenImage as exc:
         return Inspection(error=str(exc), error_kind=exc.kind)
+    except FileChanged:
+        return Inspection(error="the file changed while it was read (still being written?); "
+                                "it will be read again by the next scan",
+                          error_kind="changed_while_reading", reread=True)
+    except NotRegularFile as exc:
+        return Inspection(error=exc.strerror, error_kind="not_a_file")
     except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return Inspection(error=too_long_message(path), error_kind="path_too_long")
         return Inspection(error=f"cannot read file: {exc.strerror or exc}", error_kind="unreadable")
 
 
@@ -128,6 +154,7 @@ class Scanner:
         self._seen_folders: list[str] = []
         self._seen_paths: list[str] = []
         self._touched: set[str] = set()  # photos whose search text (their places) changed
+        self._carried: list[tuple[str, str, str]] = []  # (old photo, new photo, path) re-identified
         self._bar = progress_bar(unit=" files", desc="scan") if progress else None
 
     # -- writes ---------------------------------------------------------------------------
@@ -138,6 +165,8 @@ class Scanner:
             conn = self.db.conn
             conn.executemany(UPSERT_PHOTO, self._photos)
             conn.executemany(UPSERT_FILE, self._files)
+            for old, new, path in self._carried:
+                catalog_db.carry_analysis(self.db, old, new, path)
             # Unchanged files: one statement per folder marks them seen.
             conn.executemany(
                 "UPDATE files SET last_seen = ? WHERE folder = ? AND status IN ('ok', 'error')",
@@ -148,7 +177,7 @@ class Scanner:
                 [(self.now, p) for p in self._seen_paths],
             )
             catalog_db.refresh_search_text(self.db, self._touched)
-        self._touched = set()
+        self._touched, self._carried = set(), []
         self._photos, self._files, self._seen_folders, self._seen_paths = [], [], [], []
 
     def _record(self, root: str, folder: str, name: str, st, result: Inspection, old_photo) -> None:
@@ -160,13 +189,16 @@ class Scanner:
             self.summary.bytes_hashed += result.identity.hashed_bytes
             self._photos.append({"id": photo_id, "now": self.now, **_photo_fields(result.facts)})
             self._touched.add(photo_id)
+            if old_photo and old_photo == result.identity.previous:  # same content, better identity
+                self._carried.append((old_photo, photo_id, path_text))
         else:
             self.summary.errors += 1
             log.info("%s: %s", path_text, result.error)
         self._files.append({
             "path": path_text, "path_bytes": path_bytes, "root": db_text(root)[0],
             "folder": db_text(folder)[0], "name": db_text(name)[0], "photo_id": photo_id,
-            "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "size": st.st_size if st else 0,
+            "mtime_ns": catalog_db.REREAD_MTIME_NS if result.reread or st is None else st.st_mtime_ns,
             "status": "ok" if result.error is None else "error",
             "error": result.error, "error_kind": result.error_kind, "now": self.now,
         })
@@ -196,7 +228,7 @@ class Scanner:
         unreadable_before = len(self.report.unreadable)
         for folder in walk(root, extensions=lib.include_extensions, exclude=lib.exclude,
                            follow_symlinks=lib.follow_symlinks, report=self.report):
-            if not folder.files:
+            if not folder.files and not folder.too_long:
                 continue
             folder_text = db_text(folder.path)[0]
             ledger = {
@@ -207,6 +239,16 @@ class Scanner:
                 )
             }
             unchanged: list[str] = []
+            for name in folder.too_long:  # cannot even be stat'ed: an error row says so
+                self.summary.files_seen += 1
+                self.summary.paths_too_long += 1
+                if ledger.pop(db_text(name)[0], None) is None:
+                    self.summary.new += 1
+                else:
+                    self.summary.unchanged += 1
+                path = os.path.join(folder.path, name)
+                self._record(root, folder.path, name, None, Inspection(
+                    error=too_long_message(path), error_kind="path_too_long"), None)
             for name, st in folder.files:
                 found += 1
                 self.summary.files_seen += 1
@@ -226,7 +268,8 @@ class Scanner:
                     self.summary.changed += 1
                 else:
                     self.summary.new += 1
-                future = pool.submit(inspect_file, os.path.join(folder.path, name), max_px)
+                future = pool.submit(inspect_file, os.path.join(folder.path, name), max_px,
+                                     follow_symlinks=lib.follow_symlinks)
                 in_flight.append((folder.path, name, st, future, row[4] if row else None))
                 while len(in_flight) > window:
                     self._complete(root, in_flight.popleft())
@@ -347,6 +390,8 @@ def scan(db, config: Config, roots=None, *, progress: bool = True) -> ScanSummar
         summary = scanner.summary
         summary.photos, summary.duplicate_files = catalog_db.library_counts(db).values()
         summary.unreadable_folders = list(scanner.report.unreadable)
+        summary.paths_too_long += scanner.report.too_long
+        summary.errors += scanner.report.too_long
         status = "partial" if (summary.errors or summary.failed_roots or summary.unreadable_folders) else "ok"
     finally:
         if scanner._bar is not None:

@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from catalog.colors import COLOR_MATCH, HEX, canonical_name, delta_e, hex_to_rgb, parse_color, rgb_to_lab
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, DatabaseUnusable
 
 # bm25() weights in photo_text_fts column order (tags, description, objects, scene, mood,
 # places): tags count most.
@@ -57,7 +57,8 @@ def to_match(query: str) -> str | None:
     groups: list[list[str]] = []  # AND of (OR of terms)
     negatives: list[str] = []
     pending_or = False
-    for raw in TOKEN.findall(query or ""):
+    # NUL ends a string inside SQLite's FTS5 parser, so it separates words like a space does.
+    for raw in TOKEN.findall((query or "").replace("\0", " ")):
         if raw == "OR":
             pending_or = bool(groups)
             continue
@@ -202,6 +203,8 @@ def connect(path) -> sqlite3.Connection:
         conn.row_factory = sqlite3.Row
         conn.execute("SELECT 1 FROM photo_text_fts LIMIT 1")
     except sqlite3.DatabaseError as exc:
+        if "no such table" not in str(exc):  # locked, damaged, a folder: say which
+            raise DatabaseUnusable.explain(path, exc) from None
         raise CatalogError(f"cannot search {path}: {exc} (run `catalog scan` to create or upgrade it)") from None
     conn.create_function("color_distance", 3, _color_distance, deterministic=True)
     return conn
@@ -267,6 +270,8 @@ def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *
             f"SELECT {columns} FROM photos p WHERE p.id IN (SELECT value FROM json_each(:ids))",
             {"ids": json.dumps([photo_id for photo_id, _ in best])})} if best else {}
     except sqlite3.OperationalError as exc:  # should not happen: every word is quoted
+        if DatabaseUnusable.explain(None, exc).about_the_file:
+            raise  # locked or damaged, not the query: the CLI says so in one line
         raise SearchError(f"cannot run that search ({exc}); try simpler words") from None
     finally:
         if snapshot and conn.in_transaction:

@@ -3,7 +3,8 @@
 A thumbnail is about 256 px on its long edge and a few KB, so browsing the
 catalogue (Datasette) never needs the originals: it works while the NAS sleeps.
 It is made from the prepared upload, which is already upright and GPS-free, and
-JPEGs are decoded at a reduced scale (`Image.draft`), so it costs little.
+JPEGs are decoded at a reduced scale (`Image.draft`), so it costs little; other
+formats decode whole, inside the upload preparation's memory gate.
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ def make_thumbnail(data: bytes, edge: int = EDGE) -> Thumbnail | None:
     """
     from PIL import Image  # here, not at import: the analysis module stays light to import
 
+    from catalog.prepare import DECODE_GATE, decoded_bytes
+
     try:
         with Image.open(io.BytesIO(data)) as im:
             scale = min(1.0, edge / max(im.size))
             # JPEG: decode at 1/2, 1/4 or 1/8 scale. The box keeps the photo's aspect ratio:
             # draft scales by the tighter side, so a square box would waste the reduction.
             im.draft("RGB", (max(1, round(im.width * scale)), max(1, round(im.height * scale))))
-            im.thumbnail((edge, edge), Image.Resampling.LANCZOS, reducing_gap=2.0)
-            small = _flatten(im)
+            with DECODE_GATE.slot(decoded_bytes(im.size, im.mode)):
+                im.thumbnail((edge, edge), Image.Resampling.LANCZOS, reducing_gap=2.0)
+                small = _flatten(im)
         out = io.BytesIO()
         small.save(out, "JPEG", quality=QUALITY, optimize=True)
     except Exception as exc:  # noqa: BLE001 - any decoder error just means "no thumbnail"

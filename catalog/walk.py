@@ -7,7 +7,9 @@ flat however large the library grows.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import functools
 import logging
 import os
 import re
@@ -22,12 +24,32 @@ log = logging.getLogger("catalog.walk")
 class Folder:
     path: str
     files: list[tuple[str, os.stat_result]]  # (name, stat), sorted by name
+    too_long: list[str] = field(default_factory=list)  # image names whose path the system refuses
 
 
 @dataclass
 class WalkReport:
     unreadable: list[str] = field(default_factory=list)  # folders we could not list
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    too_long: int = 0  # files and folders whose path is too long for the system
+
+
+@functools.cache
+def _limits() -> tuple[int, int]:
+    try:
+        return os.pathconf("/", "PC_PATH_MAX"), os.pathconf("/", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 4096, 255
+
+
+def too_long_message(path: str) -> str:
+    """Why the system refuses this path, in numbers a user can act on."""
+    raw = os.fsencode(path)
+    path_max, name_max = _limits()
+    longest = max(len(part) for part in raw.split(b"/"))
+    if longest > name_max:
+        return f"name too long for the system ({longest:,} bytes, the limit is {name_max})"
+    return f"path too long for the system ({len(raw):,} bytes, the limit is {path_max:,})"
 
 
 def _matcher(patterns: tuple[str, ...]):
@@ -64,9 +86,12 @@ def walk(
                 entries = sorted(it, key=lambda e: os.fsencode(e.name))
         except OSError as exc:
             report.unreadable.append(folder)
-            log.warning("cannot read folder %s: %s", folder, exc.strerror or exc)
+            if exc.errno == errno.ENAMETOOLONG:
+                report.too_long += 1
+            log.warning("cannot read folder %s: %s", folder,
+                        too_long_message(folder) if exc.errno == errno.ENAMETOOLONG else exc.strerror or exc)
             continue
-        files, subdirs = [], []
+        files, subdirs, too_long = [], [], []
         for entry in entries:
             name = entry.name
             if excluded(name):
@@ -76,7 +101,9 @@ def walk(
                 if is_link and not follow_symlinks:
                     continue
                 st = entry.stat(follow_symlinks=True)
-            except OSError as exc:  # a dangling link, or a file vanishing mid-walk
+            except OSError as exc:  # a dangling link, a file vanishing mid-walk, a path too long
+                if exc.errno == errno.ENAMETOOLONG:
+                    _too_long(entry, extensions, too_long, report)
                 report.skipped.append((entry.path, exc.strerror or str(exc)))
                 continue
             if stat.S_ISDIR(st.st_mode):
@@ -89,5 +116,19 @@ def walk(
                 subdirs.append(entry.path)
             elif stat.S_ISREG(st.st_mode) and os.path.splitext(name)[1].lower() in extensions:
                 files.append((name, st))
-        yield Folder(folder, files)
+        yield Folder(folder, files, too_long)
         stack.extend(reversed(subdirs))
+
+
+def _too_long(entry: os.DirEntry, extensions: tuple[str, ...], names: list[str], report: WalkReport) -> None:
+    """A path the system refuses: an image is listed for the scanner to record, a folder reported."""
+    try:
+        is_dir = entry.is_dir(follow_symlinks=False)  # the listing's d_type: no path lookup
+    except OSError:
+        is_dir = False
+    if is_dir:
+        report.too_long += 1
+        report.unreadable.append(entry.path)
+        log.warning("cannot read folder %s: %s", entry.path, too_long_message(entry.path))
+    elif os.path.splitext(entry.name)[1].lower() in extensions:
+        names.append(entry.name)

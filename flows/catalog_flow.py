@@ -2,8 +2,7 @@
 
 Orchestration only: every step calls a `catalog` stage function. The settings are
 bound when the flow is built (`nightly_flow(config)`), never passed as parameters.
-Tasks work on
-batches (a task run costs a few milliseconds, a photo a second), retry transient
+Tasks work on batches (a task run costs a few milliseconds, a photo a second), retry transient
 faults, and never retry what only the user can fix (a refused key, a bad config).
 Per-photo failures are recorded by the stages and never fail the flow.
 """
@@ -21,12 +20,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from catalog import db as catalog_db
-from catalog.analyze import AnalysisRun, count_pending, make_analyzer, pending_photos, rows_by_id
+from catalog.analysis_db import count_pending, pending_photos, rows_by_id
+from catalog.analyze import AnalysisRun, make_analyzer
 from catalog.config import Config
 from catalog.errors import CatalogError, ConfigError
+from catalog.interrupt import is_interrupt
 from catalog.lock import exclusive
-from catalog.scan import normalise_roots, scan
 from catalog.quiet import one_line
+from catalog.scan import normalise_roots, scan
 
 log = logging.getLogger("catalog.flow")
 
@@ -34,10 +35,19 @@ log = logging.getLogger("catalog.flow")
 _RUNS: dict[str, AnalysisRun] = {}
 
 
+class BatchBroke(Exception):
+    """An analysis batch stopped on a fault that is not a photo's; says how many answers it bought."""
+
+    def __init__(self, cause: Exception, bought: int):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.bought = bought
+
+
 def _transient(task, task_run, state) -> bool:
-    """Retry only faults that may pass (I/O, a locked database); never a CatalogError."""
+    """Retry only faults that may pass (I/O, a locked database) and bought nothing: never a
+    CatalogError, never a batch that already paid for answers (a retry would pay again)."""
     exc = state.result(raise_on_failure=False)
-    return not isinstance(exc, CatalogError)
+    return not isinstance(exc, CatalogError) and getattr(exc, "bought", 0) == 0
 
 
 @task(name="scan library", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
@@ -55,7 +65,13 @@ def scan_library(config: Config, paths: list[str] | None) -> dict:
 def analyze_batch(run_key: str, photo_ids: list[str]) -> dict:
     """Analyse these photos; any done meanwhile (a retried batch) are not sent again."""
     run = _RUNS[run_key]
-    run.process(rows_by_id(run.db, run.config, photo_ids))
+    bought = run.answers
+    try:
+        run.process(rows_by_id(run.db, run.config, photo_ids))
+    except CatalogError:
+        raise
+    except Exception as exc:
+        raise BatchBroke(exc, run.answers - bought) from exc
     return {"analysed": run.summary.analysed, "failed": run.summary.failed, "stopped": run.summary.stopped}
 
 
@@ -172,7 +188,11 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
                 notes.append(f"analysis stopped early: {analysed.stopped}")
             summary["message"] = "; ".join(notes) or None
         except BaseException as exc:
-            summary["message"] = str(exc) or type(exc).__name__
+            if is_interrupt(exc):
+                summary["status"] = "interrupted"
+                summary["message"] = "stopped by a signal; every answer received is kept"
+            else:
+                summary["message"] = str(exc) or type(exc).__name__
             raise
         finally:
             run = _RUNS.pop(key, None)

@@ -1,7 +1,29 @@
-"""A real loopback ImgTags server that speaks the API contract, for tests, benchmarks and humans.
+"""A real loopback ImgTags server that speaks the API contract, and a hostile one on request.
 
 In tests: `with serve_imgtags(key="testkey", latency=0.1) as server: ... server.base_url`.
-As a script: `python tests/imgtags_server.py --port 8765 --key testkey --latency 1.2 --rate-limit 60`.
+As a script: `python tests/imgtags_server.py --port 8765 --key testkey --latency 1.2 --rate-limit 60`
+(add `--mode NAME` to answer every request in one of the modes below).
+
+Answer modes, by name. `server.mode = NAME` applies to every request (None: honest answers);
+`server.fail_next.append(NAME)` (or a `Canned`) to the next request only, before `mode`.
+- outage (before the key is checked): "500", "503-html" (an HTML page), "hang" (no answer for
+  `hang_seconds`, then hang up), "close" (hang up at once), "echo-key-500" (a 500 whose
+  message quotes the caller's key); a refused connection: `refused_base_url()`.
+- refusals: "401", "403", "422", "malformed-json" (a 200 cut mid-JSON), "429" (reset in 1 s).
+- quota (429s, before the key is checked): "quota-daily" (ISO reset at the next UTC midnight,
+  type "daily"), "reset-epoch" (numeric reset, epoch seconds, `reset_in` from now),
+  "retry-after-nan", "retry-after-negative", "retry-after-inf", "retry-after-huge" (10**12 s),
+  "retry-after-date" (an HTTP date `reset_in` from now); those carry no body `reset`.
+- content (after validation; each a complete, charged analysis, so `Recorded.paid` is True):
+  "surrogates", "control-chars", "markup", "huge-numbers", "special-numbers",
+  "negative-numbers", "many-tags", "huge-description", "long-tags", "echo-key", and
+  "deep-nesting" (an ignored field nested 100,000 deep: Python cannot parse it, so not paid).
+  See tests/hostile_answers.py.
+- body (after validation; a 200 analysis delivered badly, never whole, so not paid; count
+  2xx re-sends to see a double charge): "huge-body" (`huge_body_bytes`, 50 MB), "endless-body"
+  (chunked, until the client lets go or `endless_seconds`), "trickle" (one byte every
+  `trickle_interval` seconds), "short-body" (Content-Length 100 more than is sent, then closed).
+Every loop is bounded in bytes and time and ends when the server stops.
 """
 
 from __future__ import annotations
@@ -11,7 +33,7 @@ import email.parser
 import email.policy
 import hashlib
 import json
-import math
+import socket
 import struct
 import sys
 import threading
@@ -19,9 +41,10 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
+
+from hostile_answers import CONTENT_MODES, QUOTA_MODES, iso, quota_answer, rate_limited
 
 MAX_BYTES = 10_000_000
 SUPPORTED = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -34,6 +57,11 @@ LIKELIHOODS = ("VERY_UNLIKELY", "UNLIKELY", "POSSIBLE")
 # Canned failures for `fail_next`: the next request gets one of these instead of an answer.
 FAIL_500, FAIL_503_HTML, FAIL_MALFORMED, FAIL_422 = "500", "503-html", "malformed-json", "422"
 FAIL_401, FAIL_403, FAIL_429, FAIL_HANG, FAIL_CLOSE = "401", "403", "429", "hang", "close"
+ECHO_KEY_500 = "echo-key-500"
+BODY_MODES = ("huge-body", "endless-body", "trickle", "short-body")
+AFTER_VALIDATION = (*CONTENT_MODES, *BODY_MODES)
+MODES = (FAIL_500, FAIL_503_HTML, FAIL_MALFORMED, FAIL_422, FAIL_401, FAIL_403, FAIL_429, FAIL_HANG, FAIL_CLOSE,
+         ECHO_KEY_500, *QUOTA_MODES, *AFTER_VALIDATION)
 
 
 @dataclass
@@ -57,6 +85,7 @@ class Recorded:
     json: Any = None
     status: int | None = None  # None: no answer (hang, closed connection)
     paid: bool = False  # a complete 200 analysis went out: the client was charged for it
+    mode: str | None = None  # the answer mode this request got, if any
 
 
 class RequestLog:
@@ -82,12 +111,6 @@ class RequestLog:
 
     def __getitem__(self, index: int) -> Recorded:
         return self.snapshot()[index]
-
-
-def _iso(wall: float) -> str:
-    """ISO-8601 UTC with milliseconds, rounded up so a client waiting until then is never early."""
-    wall = math.ceil(wall * 1000) / 1000
-    return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _is_analysis(data: bytes) -> bool:
@@ -174,9 +197,14 @@ class ImgTagsServer(ThreadingHTTPServer):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, key: str = "testkey", latency: float = 0.0,
                  rate_limit: int | None = None, rate_window: float = 60.0, hang_seconds: float = 30.0,
-                 max_bytes: int = MAX_BYTES):
+                 max_bytes: int = MAX_BYTES, mode: str | None = None):
         super().__init__((host, port), _Handler)
         self.key, self.latency, self.hang_seconds, self.max_bytes = key, latency, hang_seconds, max_bytes
+        self.mode = mode  # an answer mode for every request (see the module docstring), or None
+        self.reset_in = 1.0  # seconds to the reset of "reset-epoch" and "retry-after-date"
+        self.trickle_interval = 1.0  # seconds between the bytes of "trickle"
+        self.huge_body_bytes = 50_000_000
+        self.endless_seconds = 60.0  # "endless-body" gives up after this long
         self.rate_limit, self.rate_window = rate_limit, rate_window
         self.fail_next: deque[str | Canned] = deque()  # deque appends/pops are thread-safe
         self.requests = RequestLog()
@@ -216,7 +244,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read `requests` instead
         pass
 
-    def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
+    def _send(self, status: int, body: Any, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
         data = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
@@ -225,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -243,14 +274,62 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(int(kind), {"success": False, "error": {"code": "UNAUTHORIZED", "message": "Invalid API key."}})
         if kind == FAIL_429:
             return self._rate_limited(1.0)
+        if kind == ECHO_KEY_500:
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            return self._send(500, {"success": False, "error": {"code": "ANALYSIS_FAILED",
+                                                                "message": f"Key {key} failed: Bearer {key}"}})
+        if kind in QUOTA_MODES:
+            body, headers = quota_answer(kind, self.server.reset_in)
+            return self._send(429, body, headers=headers)
+        if kind not in (FAIL_HANG, FAIL_CLOSE):
+            return self._send(500, {"message": f"unknown test mode {kind!r}"})
         if kind == FAIL_HANG:
             self.server.stopping.wait(self.server.hang_seconds)
         self.close_connection = True  # FAIL_CLOSE, and a hang that ends: hang up without a word
 
     def _rate_limited(self, reset_in: float) -> None:
-        self._send(429, {"success": False, "error": {
-            "code": "RATE_LIMIT_EXCEEDED", "message": "Rate limit exceeded. Try again later.",
-            "type": "minute", "limit": self.server.rate_limit or 60, "reset": _iso(time.time() + reset_in)}})
+        self._send(429, rate_limited(iso(time.time() + reset_in), "minute", self.server.rate_limit or 60))
+
+    def _write(self, data: bytes) -> bool:
+        """Write, False once the client has gone (it let go: that is the point of these modes)."""
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+            return True
+        except OSError:
+            self.close_connection = True
+            return False
+
+    def _deliver_badly(self, kind: str, answer: dict) -> None:
+        """A 200 analysis that never arrives whole; not paid. Every loop is bounded."""
+        srv = self.server
+        self.record.status = 200
+        data = json.dumps(answer).encode()
+        if kind == "huge-body":
+            pad = srv.huge_body_bytes - (len(data) - 1) - len(b', "padding": ""}')
+            data = data[:-1] + b', "padding": "' + b"x" * max(pad, 0) + b'"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if kind == "endless-body":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            piece, until = b"x" * 65536, time.monotonic() + srv.endless_seconds
+            ok = self._write(b"%x\r\n%s\r\n" % (len(data) - 1, data[:-1]))
+            while ok and not srv.stopping.is_set() and time.monotonic() < until:
+                ok = self._write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.close_connection = True
+            return
+        self.send_header("Content-Length", str(len(data) + (100 if kind == "short-body" else 0)))
+        self.end_headers()
+        if kind == "trickle":
+            for i in range(len(data)):
+                if not self._write(data[i:i + 1]) or srv.stopping.wait(srv.trickle_interval):
+                    break
+        else:
+            for start in range(0, len(data), 1_000_000):
+                if not self._write(data[start:start + 1_000_000]) or srv.stopping.is_set():
+                    break
+        self.close_connection = True
 
     def do_POST(self) -> None:
         srv = self.server
@@ -274,8 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             kind = srv.fail_next.popleft()
         except IndexError:
-            kind = None
-        if kind is not None:
+            kind = srv.mode
+        self.record.mode = kind if isinstance(kind, str) else None
+        if kind is not None and kind not in AFTER_VALIDATION:
             return self._canned(kind)
         if self.headers.get("Authorization") != f"Bearer {srv.key}":
             return self._send(401, {"success": False, "error": {"code": "UNAUTHORIZED", "message": "Invalid API key."}})
@@ -297,12 +377,24 @@ class _Handler(BaseHTTPRequestHandler):
         if srv.latency:
             srv.stopping.wait(srv.latency)
         data = blobs["image"] if image is not None else url.encode()
-        self._send(200, analysis_for(data, int(srv.latency * 1000) + 40 + len(data) // 100_000))
+        answer = analysis_for(data, int(srv.latency * 1000) + 40 + len(data) // 100_000)
+        if kind in CONTENT_MODES:
+            return self._send(200, CONTENT_MODES[kind](answer, srv.key))
+        if kind in BODY_MODES:
+            return self._deliver_badly(kind, answer)
+        self._send(200, answer)
 
     def do_GET(self) -> None:
         self.record = Recorded(time.monotonic(), "GET", self.path, {k.lower(): v for k, v in self.headers.items()})
         self.server.requests.append(self.record)
         self._send(405, {"message": "The GET method is not supported for this route."})
+
+
+def refused_base_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens: every connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1"
 
 
 @contextmanager
@@ -321,16 +413,17 @@ def serve_imgtags(**switches: Any) -> Iterator[ImgTagsServer]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--key", default="testkey", help="the API key clients must send as a Bearer token")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to think before each answer")
     parser.add_argument("--rate-limit", type=int, default=None, help="requests allowed per window (default: no limit)")
     parser.add_argument("--rate-window", type=float, default=60.0, help="window length in seconds")
+    parser.add_argument("--mode", choices=MODES, default=None, help="answer every request in this mode (see above)")
     args = parser.parse_args()
     server = ImgTagsServer(args.host, args.port, key=args.key, latency=args.latency,
-                           rate_limit=args.rate_limit, rate_window=args.rate_window)
+                           rate_limit=args.rate_limit, rate_window=args.rate_window, mode=args.mode)
     print(f"ImgTags test server on {server.base_url} (key {args.key!r}); Ctrl-C stops it", flush=True)
     try:
         server.serve_forever()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from imgtags_server import FAIL_422, FAIL_500, serve_imgtags
+from imgtags_server import FAIL_422, FAIL_500, FAIL_MALFORMED, serve_imgtags
 from PIL import Image
 
 from catalog.analyze import analyze, make_analyzer
@@ -150,11 +150,19 @@ def test_transient_failures_retried_then_recorded_then_retried_next_run(real_lib
     summary = analyze(db, settings(concurrency=1, max_attempts=2), analyzer=imgtags(server), progress=False, limit=1)
     assert summary.failed == 1
     [failed] = db.query("SELECT * FROM photos WHERE analysis_status = 'failed'")
-    assert failed["analysis_permanent"] == 0 and failed["attempts"] == 1 and "500" in failed["analysis_error"]
-    # A later run retries it (attempt 2 of 2) and it fails again: then it is left alone.
+    assert failed["analysis_permanent"] == 0 and failed["attempts"] == 0 and "500" in failed["analysis_error"]
+    # A server-side failure spends no attempt: later runs keep trying the photo.
     server.fail_next.extend([FAIL_500] * 3)
     summary = analyze(db, settings(concurrency=1, max_attempts=2), analyzer=imgtags(server), progress=False, limit=1)
-    assert summary.failed == 1 and db["photos"].get(failed["id"])["attempts"] == 2
+    assert summary.failed == 1 and db["photos"].get(failed["id"])["attempts"] == 0
+    # An unusable 200 is the photo's own failure (never re-sent, it may be charged): it spends one.
+    server.fail_next.extend([FAIL_MALFORMED] * 2)
+    for attempt in (1, 2):
+        requests = len(server.requests)
+        summary = analyze(db, settings(concurrency=1, max_attempts=2), analyzer=imgtags(server), progress=False,
+                          limit=1)
+        assert summary.failed == 1 and len(server.requests) == requests + 1
+        assert db["photos"].get(failed["id"])["attempts"] == attempt
     pending_ids = [r["id"] for r in db.query(
         "SELECT id FROM photos WHERE analysis_status IS NULL OR analysis_status != 'done'")]
     summary = analyze(db, settings(max_attempts=2), analyzer=imgtags(server), progress=False)

@@ -1,16 +1,28 @@
-"""Browsing in Datasette: the gallery, facets, search, thumbnails, map, canned queries, read-only."""
+"""Browsing in Datasette: the gallery, facets, search, thumbnails, map, canned queries, read-only,
+and what the guard refuses (own SQL, other Host names, POST, fts3_tokenizer), also under plain
+`datasette` started through the entry points."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import hashlib
+import http.client
 import io
 import json
+import os
+import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import tomllib
+import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
@@ -24,7 +36,7 @@ from catalog.config import Config
 from catalog.db import open_db
 from catalog.errors import AnalysisFailed
 from catalog.scan import scan
-from catalog.search import connect
+from catalog.search import SearchError, connect
 from catalog.search import search as catalog_search
 from catalog.thumbnails import make_thumbnail
 
@@ -76,16 +88,66 @@ def catalogue(tmp_path_factory) -> Path:
     return build_catalogue(tmp_path_factory.mktemp("browse"))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command: list[str], log_path: Path, ready: str = "/-/versions.json", env=None):
+    """A real server started as a user would (`catalog serve`, `datasette`), on a free port:
+    yields (base URL, port, log path); stopped afterwards."""
+    port = free_port()
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([sys.executable, "-m", *command, "--port", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                                           **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(base + ready, timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    pytest.fail(f"{' '.join(command)} did not start:\n{log.read()}")
+                time.sleep(0.2)
+        yield base, port, log_path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def catalog_serve(database: Path, tmp_path: Path, *options: str):
+    """`catalog serve` on a real catalogue, as a user would start it."""
+    return serving(["catalog", "--db", str(database), "serve", *options], tmp_path / "serve.log")
+
+
+def request(port: int, path: str, *, method: str = "GET", host: str | None = None):
+    """A real HTTP request to the served port, with any Host header: (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, headers={"Host": f"127.0.0.1:{port}" if host is None else host})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
 class Client:
     """Datasette's own test client, driven from synchronous tests."""
 
-    def __init__(self, path: Path, **settings):
-        self.ds = make_datasette(path, settings=settings)
+    def __init__(self, path: Path, **options):
+        self.ds = make_datasette(path, **options)
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.ds.invoke_startup())
 
-    def get(self, url: str):
-        return self.loop.run_until_complete(self.ds.client.get(url))
+    def get(self, url: str, **kwargs):
+        return self.loop.run_until_complete(self.ds.client.get(url, **kwargs))
 
     def json(self, url: str):
         response = self.get(url)
@@ -233,7 +295,8 @@ def test_map_plugin_on_the_gallery(client):
     located = gallery(client, "&latitude__notblank=1")
     assert len(located) >= 5 and all(-90 <= r["latitude"] <= 90 for r in located)
     plugins = {p["name"] for p in client.json("/-/plugins.json")}
-    assert {"datasette-cluster-map", "catalog.browse.plugin"} <= plugins
+    assert "datasette-cluster-map" in plugins
+    assert {"catalog.browse.plugin", "catalog.browse.guard"} <= plugins or "catalog" in plugins
 
 
 def test_canned_queries_run(client):
@@ -253,25 +316,31 @@ def test_canned_queries_run(client):
     assert 'class="catalog-thumb"' in page
 
 
-def test_read_only(client, catalogue):
+def test_read_only(catalogue):
     before = hashlib.sha256(catalogue.read_bytes()).hexdigest()
+    client = Client(catalogue, allow_sql=True)
     runs = client.json("/catalog/runs.json?_shape=objects")["rows"]
-    # Arbitrary SQL is for reading only.
+    # Arbitrary SQL, when allowed at all, is for reading only.
     for sql in ("INSERT INTO runs (command, started_at, status) VALUES ('x', 'y', 'ok')",
                 "DELETE FROM photos", "UPDATE files SET status = 'missing'", "DROP VIEW gallery",
-                "PRAGMA query_only = 0"):
-        response = client.get(f"/catalog.json?sql={sql}")
+                "PRAGMA query_only = 0", "ATTACH DATABASE '/etc/hostname' AS h"):
+        response = client.get(f"/catalog.json?sql={quote(sql)}")
         assert response.status_code == 400, sql
     assert client.json("/catalog.json?sql=SELECT+count(*)+AS+n+FROM+photos&_shape=array") == [{"n": 36}]
+    client.close()
     # What a writable canned query, a plugin or Datasette 1.0's write API would do: the
-    # database's write connection. It cannot write either, even after lifting query_only.
+    # database's write connection. It cannot write, lift query_only, or even after taking the
+    # authoriser off and lifting query_only, write through mode=ro.
     # (num_sql_threads=0: the same connect(), without a write thread that never ends.)
-    writer = Client(catalogue, num_sql_threads=0)
+    writer = Client(catalogue, settings={"num_sql_threads": 0})
     db = writer.ds.get_database("catalog")
     with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
         writer.run(db.execute_write("DELETE FROM runs"))
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        writer.run(db.execute_write("PRAGMA query_only = 0"))
 
     def sneaky(conn):
+        conn.set_authorizer(None)
         conn.execute("PRAGMA query_only = 0")
         with conn:
             conn.execute("DELETE FROM runs")
@@ -279,8 +348,129 @@ def test_read_only(client, catalogue):
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         writer.run(db.execute_write_fn(sneaky))
     writer.close()
-    assert client.json("/catalog/runs.json?_shape=objects")["rows"] == runs
+    reader = Client(catalogue)
+    assert reader.json("/catalog/runs.json?_shape=objects")["rows"] == runs
+    reader.close()
     assert hashlib.sha256(catalogue.read_bytes()).hexdigest() == before
+
+
+def test_own_sql_is_off_by_default_ready_made_queries_work(client, catalogue):
+    for url in ("/catalog.json?sql=select+1", "/catalog?sql=select+1",
+                "/catalog/gallery.json?_where=1=1"):
+        assert client.get(url).status_code == 403, url
+    assert 'name="sql"' not in client.get("/catalog").text  # no SQL box on the database page
+    assert all(client.get(f"/catalog/{name}.json").status_code == 200 for name in QUERIES)
+    assert client.get("/catalog/gallery.json?_search=nikon").status_code == 200
+    allowed = Client(catalogue, allow_sql=True)
+    try:
+        assert allowed.json("/catalog.json?sql=select+1+as+n&_shape=array") == [{"n": 1}]
+    finally:
+        allowed.close()
+
+
+def test_fts3_tokenizer_is_not_callable(catalogue):
+    """Its one-argument form returns a pointer into the process (an ASLR leak)."""
+    client = Client(catalogue, allow_sql=True)
+    try:
+        for sql in ("select fts3_tokenizer('simple') as p", "select FTS3_Tokenizer('porter') as p",
+                    "select fts3_tokenizer('evil', x'4141414141414141') as p"):
+            response = client.get(f"/catalog.json?sql={quote(sql)}&_shape=array")
+            assert response.status_code == 400 and "not authorized" in response.text, sql
+        db = client.ds.get_database("catalog")
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+            client.run(db.execute("select fts3_tokenizer('simple')"))
+    finally:
+        client.close()
+
+
+ODD_SEARCHES = ['"', '""', '"golden', 'golden"', "NEAR(", "nikon AND", "OR", "*", "-", "-night",
+                "sun'", "^nikon", "nikon:", "(", "a\x00b", "photo_text_fts MATCH 1"]
+
+
+@pytest.mark.parametrize("query", ODD_SEARCHES)
+def test_search_box_takes_any_text_as_catalog_search_does(client, catalogue, query):
+    response = client.get(f"/catalog/gallery.json?_shape=objects&_size=max&_search={quote(query)}")
+    assert response.status_code == 200, response.text
+    conn = connect(catalogue)
+    try:
+        expected = {r["id"] for r in catalog_search(conn, query, limit=1000)}
+    except SearchError:  # `catalog search` says there is nothing to look for: the box finds nothing
+        expected = set()
+    finally:
+        conn.close()
+    assert {r["photo_id"] for r in response.json()["rows"]} == expected
+    assert client.get(f"/catalog/gallery?_search={quote(query)}").status_code == 200
+
+
+def test_post_is_refused_cleanly(client):
+    for path in ("/catalog/duplicates", "/catalog/gallery", "/catalog", "/catalog/duplicates.json"):
+        response = client.run(client.ds.client.post(path, data={"x": "1"}))
+        assert response.status_code == 405, path
+        assert response.headers["allow"] == "GET, HEAD" and "read-only" in response.text
+
+
+def _script_hash(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+
+
+def test_content_security_policy_allows_exactly_the_pages_own_scripts(client):
+    for url in ("/catalog/gallery", "/catalog/photos", "/catalog/duplicates", "/catalog", "/",
+                "/catalog/gallery?_search=nikon", "/catalog/no-such-table"):
+        response = client.get(url)
+        policy = dict(part.strip().split(" ", 1) for part in
+                      response.headers["content-security-policy"].split(";"))
+        scripts = policy["script-src"].split()
+        assert "'unsafe-inline'" not in scripts and "'unsafe-eval'" not in scripts
+        assert "'self'" in scripts and policy["object-src"] == "'none'"
+        inline = re.findall(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", response.text, re.S)
+        assert inline and all(_script_hash(s) in scripts for s in inline), url
+        assert "https://*.tile.openstreetmap.org" in policy["img-src"]  # the map's tiles
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_host_allow_list_on_a_real_server(catalogue, tmp_path):
+    """DNS rebinding: a page on attacker.example whose name now points at this machine."""
+    with catalog_serve(catalogue, tmp_path, "--allow-host", "photos.home.arpa") as (_, port, _log):
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}",
+                     "photos.home.arpa", f"photos.home.arpa:{port}"):
+            assert request(port, "/catalog/gallery", host=host)[0] == 200, host
+        for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.nip.io:{port}",
+                     f"localhost.attacker.example:{port}", f"127.0.0.1:{port + 1}", "", "[::1",
+                     f"evil@127.0.0.1:{port}"):
+            status, _headers, body = request(port, "/catalog/gallery", host=host)
+            assert status == 400 and "Host" in body and "<html" not in body, host
+        assert request(port, "/-/thumbnails/x.jpg", host="attacker.example")[0] == 400
+
+
+def _entry_point_path(tmp_path: Path) -> Path:
+    """This tree's pyproject entry points, where importlib.metadata finds them (the shared
+    venv's install may predate them); Datasette loads them as it loads any plugin."""
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    points = project["project"]["entry-points"]["datasette"]
+    info = tmp_path / "entry" / "catalog_entry_points-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: catalog-entry-points\nVersion: 0\n")
+    (info / "entry_points.txt").write_text(
+        "[datasette]\n" + "".join(f"{name} = {target}\n" for name, target in points.items()))
+    return info.parent
+
+
+def test_plain_datasette_gets_the_same_rules_through_the_entry_points(catalogue, tmp_path):
+    env = {"PYTHONPATH": os.pathsep.join([str(_entry_point_path(tmp_path)),
+                                          os.environ.get("PYTHONPATH", "")])}
+    with serving(["datasette", "serve", str(catalogue)], tmp_path / "datasette.log", env=env) as (
+            _, port, _log):
+        status, headers, body = request(port, "/catalog/gallery?_search=nikon")
+        assert status == 200 and "Gallery" in body and body.count('class="catalog-thumb"') == 2
+        assert request(port, "/catalog/gallery?_search=" + quote('"'))[0] == 200
+        assert "script-src 'self' 'sha256-" in headers["content-security-policy"]
+        assert request(port, "/catalog.json?sql=select+1")[0] == 403
+        assert request(port, "/catalog/duplicates", method="POST")[0] == 405
+        assert request(port, "/catalog/gallery", host="attacker.example")[0] == 400
+        status, _, body = request(port, "/catalog/duplicates.json?_shape=array")
+        assert status == 200 and len(json.loads(body)) == 1
+        thumbnail = json.loads(request(port, "/catalog/gallery.json?_shape=array&_size=1")[2])[0]
+        assert request(port, f"/-/thumbnails/{thumbnail['thumbnail']}.jpg")[0] == 200
 
 
 def test_not_immutable_shows_what_the_nightly_run_writes(client, catalogue, tmp_path):

@@ -75,7 +75,7 @@ def test_messages_not_tracebacks(tmp_path, photos):
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 100)
     result = run("stats", db=garbage)
-    assert result.returncode == 1 and "cannot open the catalogue" in result.stderr
+    assert result.returncode == 1 and "is damaged or not a catalogue" in result.stderr
     assert "Traceback" not in result.stderr
     result = run("scan", "--no-such-flag")
     assert result.returncode == 2
@@ -100,3 +100,80 @@ def test_demo_library_scans_clean(tmp_path):
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["errors"] == 0 and summary["duplicate_files"] == 1 and summary["photos"] >= 10
+
+
+GROUP_WITH = """
+import sqlite3, sys
+import click
+from catalog.cli import cli
+
+@cli.command()
+def boom():
+    raise ValueError("unexpected \\x1b]0;owned\\x07 state")
+
+@cli.command()
+@click.argument("path")
+def locked(path):
+    sqlite3.connect(path, timeout=0).execute("CREATE TABLE t (x)")
+
+@cli.command()
+def stop():
+    raise KeyboardInterrupt
+
+cli(prog_name="catalog")
+"""
+
+
+def run_group(*args, env=None):
+    """The real `catalog` group with three extra commands that fail in ways no command should."""
+    return subprocess.run([sys.executable, "-c", GROUP_WITH, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_unexpected_exception_is_one_line_and_traceback_only_with_vv():
+    result = run_group("boom")
+    assert result.returncode == 70 and not result.stdout
+    assert result.stderr == ("catalog: internal error: ValueError: unexpected \\x1b]0;owned\\x07 state; "
+                             "run with -vv to see where\n")
+    verbose = run_group("-vv", "boom")
+    assert verbose.returncode == 70 and "Traceback (most recent call last)" in verbose.stderr
+    assert ", in boom" in verbose.stderr and "\x1b" not in verbose.stderr
+    assert verbose.stderr.splitlines()[-1].startswith("catalog: internal error: ValueError")
+
+
+def test_interrupt_keeps_its_message_and_status():
+    result = run_group("stop")
+    assert result.returncode == 130 and result.stderr.startswith("catalog: interrupted; a rerun continues")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_locked_database_anywhere_in_a_command_is_one_line(tmp_path):
+    """An sqlite3 error that escapes a command (here a real lock) becomes the database's one line."""
+    import sqlite3
+
+    db = tmp_path / "c.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE x (y)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = run_group("locked", db)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "is locked by another program" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_pipe_is_not_an_error(photos, tmp_path):
+    """`catalog duplicates | head -1`: the reader went away; no traceback, no internal error."""
+    db = tmp_path / "c.db"
+    run("scan", photos / "real", db=db)
+    result = subprocess.run(f"{sys.executable} -m catalog --db {db} stats --json | head -c 10", shell=True,
+                            capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_os_errors_are_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = run("scan", tmp_path, db=tmp_path / "file" / "c.db")
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr

@@ -97,15 +97,43 @@ def test_sniff_ignores_extension():
     assert sniff(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
 
 
-def test_large_file_goes_through_mmap(tmp_path):
-    """Files over the mmap threshold hash the same as the in-memory path would."""
+def test_large_file_is_streamed_and_hashes_as_in_memory(tmp_path):
+    """Files over LARGE_FILE are read in pread chunks (no mmap) and hash as bytes would."""
     import blake3
 
-    from catalog.identity import MMAP_THRESHOLD
+    from catalog.identity import LARGE_FILE
 
-    data = b"GIF89a" + bytes(range(256)) * (MMAP_THRESHOLD // 256 + 10)
+    data = b"GIF89a" + bytes(range(256)) * (LARGE_FILE // 256 + 10)
     (tmp_path / "big.gif").write_bytes(data)
     assert identity_of(tmp_path / "big.gif").digest == blake3.blake3(data).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["real/DSCN0010.jpg", "real/Issue_280_dotnet.png", "real/denali.webp",
+                                  "edge/truncated_jpeg.jpg", "edge/truncated_image.png", "tiff"])
+@pytest.mark.parametrize("chunk", [1031, 2])  # odd sizes: markers straddle chunk boundaries
+def test_file_view_walks_containers_like_bytes(tmp_path, shared_photos, name, chunk, monkeypatch):
+    """The pread view of a large file gives every container walk the same answer as bytes."""
+    from catalog import libfile
+    from catalog.identity import hash_buffer
+    from catalog.libfile import FileView
+
+    monkeypatch.setattr(libfile, "CHUNK", chunk)
+    path = tmp_path / "x.tif"
+    if name == "tiff":
+        Image.new("RGB", (300, 200), (9, 8, 7)).save(path, compression="tiff_lzw")
+    else:
+        path = shared_photos / name
+    data = path.read_bytes()
+    fmt = sniff(data[:16])
+    with open(path, "rb") as f:
+        view = FileView(f, len(data))
+        try:
+            expected = hash_buffer(fmt, data)
+        except BrokenImage as exc:
+            with pytest.raises(BrokenImage, match=str(exc)):
+                hash_buffer(fmt, view)
+            return
+        assert hash_buffer(fmt, view) == expected
 
 
 def _riff_without(data: bytes, drop: set[bytes]) -> bytes:
@@ -146,3 +174,34 @@ def test_tiff_identity_is_its_strips(tmp_path):
     assert identity_of(tmp_path / "edited.tif").digest != identity_of(tmp_path / "plain.tif").digest
     with pytest.raises(BrokenImage):
         payload_ranges("TIFF", (tmp_path / "plain.tif").read_bytes()[:-500])
+
+
+def test_tiff_identity_covers_geometry_and_pixel_layout(tmp_path):
+    """Same strip bytes, different picture: 100x200 vs 200x100, grey vs palette, 8-bit vs 16-bit."""
+    Image.new("RGB", (100, 200)).save(tmp_path / "tall.tif")
+    Image.new("RGB", (200, 100)).save(tmp_path / "wide.tif")
+    Image.new("L", (200, 300)).save(tmp_path / "grey.tif")
+    Image.new("L", (200, 300)).convert("P").save(tmp_path / "palette.tif")
+    Image.new("L", (100, 300)).save(tmp_path / "twice_as_wide_bytes.tif")
+    Image.new("I;16", (100, 150)).save(tmp_path / "deep.tif")
+    ids = {p.name: identity_of(p) for p in tmp_path.iterdir()}
+    strips = {name: payload_ranges("TIFF", (tmp_path / name).read_bytes()) for name in ids}
+    assert (tmp_path / "tall.tif").read_bytes() != (tmp_path / "wide.tif").read_bytes()
+    assert ids["tall.tif"].previous == ids["wide.tif"].previous  # the strips alone are equal
+    assert len({i.digest for i in ids.values()}) == len(ids)  # ... the photos are not
+    assert all(sum(e - s for s, e in strips[name]) == ids[name].hashed_bytes for name in ids)
+
+
+def test_tiff_identity_ignores_defaults_written_out_and_descriptive_tags(tmp_path):
+    """Writing Compression=1 or Predictor=1 explicitly, or keywords and a description, is no change."""
+    from PIL import TiffImagePlugin
+
+    img = Image.new("RGB", (64, 48), (1, 2, 3))
+    img.save(tmp_path / "plain.tif")
+    info = TiffImagePlugin.ImageFileDirectory_v2()
+    info[317] = 1  # Predictor: none, the default
+    info[339] = (1, 1, 1)  # SampleFormat: unsigned integers, the default
+    info[270] = "A description"
+    info[700] = b"<x:xmpmeta>keywords</x:xmpmeta>"
+    img.save(tmp_path / "explicit.tif", tiffinfo=info)
+    assert identity_of(tmp_path / "plain.tif") == identity_of(tmp_path / "explicit.tif")

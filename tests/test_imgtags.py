@@ -5,18 +5,17 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from imgtags_server import (FAIL_403, FAIL_422, FAIL_500, FAIL_503_HTML, FAIL_CLOSE, FAIL_MALFORMED, Canned,
-                            serve_imgtags)
+from imgtags_server import (FAIL_403, FAIL_422, FAIL_429, FAIL_500, FAIL_503_HTML, FAIL_CLOSE, FAIL_MALFORMED,
+                            Canned, refused_base_url, serve_imgtags)
 from PIL import Image, PngImagePlugin
 
 from catalog.analyzers import LIKELIHOODS, REGISTRY, Analysis, UploadImage
 from catalog.analyzers.imgtags import ImgTagsAnalyzer
-from catalog.errors import AnalysisFailed, AuthenticationFailed
+from catalog.errors import AnalysisFailed, AuthenticationFailed, QuotaExhausted, ServiceDown
 
 KEY = "sk-test-4c3b2a1900ffee"
 FAST = dict(requests_per_minute=1000, window_seconds=1.0, backoff_base=0.01, timeout=2.0)
@@ -54,12 +53,6 @@ def png(width: int, height: int, comment: str = "") -> UploadImage:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (200, 120, 40)).save(out, "PNG", pnginfo=info)
     return UploadImage(out.getvalue(), "image/png", "generated.png")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- what goes out, what comes back ---------------------------------------------------------
@@ -157,19 +150,28 @@ def test_a_429_waits_and_the_same_photo_succeeds(analyzer, server, jpeg):
     assert analyzer.stats.rate_limited == 1 and analyzer.stats.requests == 3 and analyzer.stats.gave_up == 0
 
 
-def test_500_html_503_and_malformed_json_are_retried_then_succeed(analyzer, server, jpeg):
-    server.fail_next.extend([FAIL_500, FAIL_503_HTML, FAIL_MALFORMED])
+def test_500_and_html_503_are_retried_then_succeed(analyzer, server, jpeg):
+    server.fail_next.extend([FAIL_500, FAIL_503_HTML])
     analysis = analyzer.analyze(jpeg)
     assert analysis.tags
-    assert [r.status for r in server.requests] == [500, 503, 200, 200]
-    assert analyzer.stats.retries == 3
+    assert [r.status for r in server.requests] == [500, 503, 200]
+    assert analyzer.stats.retries == 2
+
+
+def test_malformed_json_in_a_200_is_never_resent_and_spends_an_attempt(analyzer, server, jpeg):
+    server.fail_next.append(FAIL_MALFORMED)
+    with pytest.raises(AnalysisFailed) as caught:
+        analyzer.analyze(jpeg)
+    assert caught.value.spends_attempt and not caught.value.permanent and caught.value.status == 200
+    assert "not a JSON object" in str(caught.value)
+    assert len(server.requests) == 1 and analyzer.stats.retries == 0
 
 
 def test_a_persistent_500_becomes_a_retryable_failure_with_the_servers_message(analyzer, server, jpeg):
     server.fail_next.extend([FAIL_500] * 5)
     with pytest.raises(AnalysisFailed) as caught:
         analyzer.analyze(jpeg)
-    assert not caught.value.permanent and caught.value.status == 500
+    assert not caught.value.permanent and not caught.value.spends_attempt and caught.value.status == 500
     assert "Failed to fetch image from URL" in str(caught.value)
     assert len(server.requests) == 5  # the default bound: 1 + 4 retries
 
@@ -179,17 +181,9 @@ def test_a_persistent_html_503_is_reported_readably(server, jpeg):
     with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "max_retries": 1}) as it:
         with pytest.raises(AnalysisFailed) as caught:
             it.analyze(jpeg)
-    assert not caught.value.permanent and caught.value.status == 503
+    assert not caught.value.permanent and not caught.value.spends_attempt and caught.value.status == 503
     assert "HTTP 503" in str(caught.value) and "text/html" in str(caught.value)
     assert len(server.requests) == 2
-
-
-def test_persistent_malformed_json_is_a_retryable_failure(server, jpeg):
-    server.fail_next.extend([FAIL_MALFORMED] * 2)
-    with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "max_retries": 1}) as it:
-        with pytest.raises(AnalysisFailed) as caught:
-            it.analyze(jpeg)
-    assert not caught.value.permanent and "not a JSON object" in str(caught.value)
 
 
 def test_a_422_is_permanent_never_retried_and_carries_the_servers_words(analyzer, server, jpeg):
@@ -226,19 +220,19 @@ def test_a_timeout_is_retried_then_fails_clearly(server, jpeg):
     with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "timeout": 0.2, "max_retries": 1}) as it:
         with pytest.raises(AnalysisFailed) as caught:
             it.analyze(jpeg)
-    assert not caught.value.permanent
+    assert not caught.value.permanent and not caught.value.spends_attempt
     assert str(caught.value).startswith("ImgTags did not answer within 0.2 s")
     assert len(server.requests) == 2
 
 
 def test_a_refused_connection_fails_clearly():
-    port = closed_port()
-    with ImgTagsAnalyzer(KEY, base_url=f"http://127.0.0.1:{port}/api/v1", **{**FAST, "max_retries": 1}) as it:
+    base_url = refused_base_url()
+    with ImgTagsAnalyzer(KEY, base_url=base_url, **{**FAST, "max_retries": 1}) as it:
         with pytest.raises(AnalysisFailed) as caught:
             it.analyze_url("https://example.com/a.jpg")
         assert it.stats.requests == 2
-    assert not caught.value.permanent
-    assert str(caught.value) == f"cannot connect to http://127.0.0.1:{port}/api/v1/analyze: connection refused"
+    assert not caught.value.permanent and not caught.value.spends_attempt
+    assert str(caught.value) == f"cannot connect to {base_url}/analyze: connection refused"
 
 
 def test_a_server_that_keeps_hanging_up_fails_clearly(server, jpeg):
@@ -246,6 +240,62 @@ def test_a_server_that_keeps_hanging_up_fails_clearly(server, jpeg):
     with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "max_retries": 1}) as it:
         with pytest.raises(AnalysisFailed, match="closed the connection without an answer"):
             it.analyze(jpeg)
+
+
+# --- whose fault: an attempt is spent only on a failure that is the photo's own ---------------
+
+@pytest.mark.parametrize(("kinds", "spends", "words"), [
+    ([FAIL_500] * 2, False, "HTTP 500"),
+    ([FAIL_CLOSE] * 2, False, "closed the connection"),
+    ([FAIL_429] * 3, False, "kept answering 429"),
+    ([Canned(404, {"message": "Not Found"})], False, "HTTP 404"),
+    (["short-body"], True, "broke off after"),
+    (["huge-body"], True, "over the 2,000,000-byte cap (analysis.max_answer_bytes)"),
+    (["deep-nesting"], True, "nested too deeply"),
+])
+def test_server_faults_spend_no_attempt_and_unusable_2xx_spend_one(server, jpeg, kinds, spends, words):
+    server.fail_next.extend(kinds)
+    with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "max_retries": 1, "max_rate_limit_retries": 2,
+                                                            "max_rate_limit_wait": 5.0}) as it:
+        with pytest.raises(AnalysisFailed) as caught:
+            it.analyze(jpeg)
+    assert caught.value.spends_attempt is spends and not caught.value.permanent
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_trickling_answer_fails_at_the_deadline_and_spends_an_attempt(server, jpeg):
+    server.mode, server.trickle_interval = "trickle", 0.05
+    with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "timeout": 0.4}) as it:
+        with pytest.raises(AnalysisFailed, match=r"did not arrive within 0.4 s") as caught:
+            it.analyze(jpeg)
+    assert caught.value.spends_attempt and len(server.requests) == 1
+
+
+def test_quota_and_breaker_stops_pass_through_unchanged(server, jpeg):
+    server.mode = "quota-daily"
+    with ImgTagsAnalyzer(KEY, base_url=server.base_url, **FAST) as it:
+        with pytest.raises(QuotaExhausted, match=r"^ImgTags quota exhausted until .* UTC \(daily limit\)"):
+            it.analyze(jpeg)
+    server.mode = "503-html"
+    with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "max_retries": 0, "breaker_failures": 2}) as it:
+        for _ in range(2):
+            with pytest.raises(AnalysisFailed):
+                it.analyze(jpeg)
+        with pytest.raises(ServiceDown, match=r"^ImgTags failed 2 times in a row \(last: HTTP 503\)"):
+            it.analyze(jpeg)
+    assert len(server.requests) == 3
+
+
+def test_an_echoed_key_never_reaches_a_failure_message(server, jpeg):
+    server.fail_next.extend(["echo-key-500"] * 2 + [Canned(422, {"message": f"bad key {KEY}\x1b]0;t\x07"})])
+    with ImgTagsAnalyzer(KEY, base_url=server.base_url, **{**FAST, "max_retries": 1}) as it:
+        messages = []
+        for _ in range(2):
+            with pytest.raises(AnalysisFailed) as caught:
+                it.analyze(jpeg)
+            messages.append(str(caught.value))
+    assert all(KEY not in m and "[redacted]" in m for m in messages), messages
+    assert "\x1b" not in messages[1]
 
 
 # --- tolerant parsing -----------------------------------------------------------------------
@@ -269,7 +319,7 @@ def test_a_200_without_an_analysis_is_a_retryable_failure(analyzer, server, jpeg
     server.fail_next.append(Canned(200, body))
     with pytest.raises(AnalysisFailed) as caught:
         analyzer.analyze(jpeg)
-    assert not caught.value.permanent
+    assert not caught.value.permanent and caught.value.spends_attempt
     assert len(server.requests) == 1
     if isinstance(body, dict) and "error" in body:
         assert "model overloaded" in str(caught.value)

@@ -310,3 +310,69 @@ def test_unreadable_paths_and_bad_settings(tmp_path):
         prepare_upload(tmp_path / "notes.jpg")
     with pytest.raises(ConfigError):
         prepare_upload(tmp_path / "notes.jpg", max_edge=0)
+
+
+def test_a_fifo_in_place_of_a_photo_is_refused_at_once(tmp_path):
+    """The analysis reads a path the scan saw as a photo; it is a FIFO now: a message, no hang."""
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "was_a_photo.jpg")
+    outcome = []
+
+    def prepare():
+        try:
+            prepare_upload(tmp_path / "was_a_photo.jpg")
+        except PreparationFailed as e:
+            outcome.append(str(e))
+
+    worker = threading.Thread(target=prepare, daemon=True)
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        os.close(os.open(tmp_path / "was_a_photo.jpg", os.O_WRONLY | os.O_NONBLOCK))  # let it go
+        pytest.fail("preparing a FIFO hung")
+    assert outcome and "not a regular file any more (now a FIFO)" in outcome[0]
+
+
+def test_a_large_image_is_resized_in_bands_without_a_seam(monkeypatch, shared_photos):
+    """Banded resizing (used from 48 MP on to save memory) looks like one resize, band edges included."""
+    from catalog import prepare
+
+    photo = Image.open(shared_photos / "real/el_torcal_rocks.jpg").convert("RGB")
+    monkeypatch.setattr(prepare, "BANDED_RESIZE_PIXELS", 0)
+    monkeypatch.setattr(prepare, "BAND_BYTES", photo.width * 4 * 10)  # bands of a few rows
+    for size in [(photo.width // 3, photo.height // 3), (photo.width * 7 // 10, photo.height * 7 // 10)]:
+        banded = prepare._resize(photo, size)
+        whole = photo.resize(size, Image.Resampling.LANCZOS)
+        difference = ImageChops.difference(banded, whole)
+        assert max(high for _, high in difference.getextrema()) <= 2
+        assert max(ImageStat.Stat(difference).mean) < 0.05
+
+
+def test_the_decode_gate_lets_a_big_image_run_alone():
+    """Slots worth more than the budget never overlap; small ones share it."""
+    import threading
+    import time
+
+    from catalog.prepare import DecodeGate
+
+    gate, inside, most = DecodeGate(100), [], []
+    lock = threading.Lock()
+
+    def work(cost):
+        with gate.slot(cost):
+            with lock:
+                inside.append(cost)
+                most.append(sum(inside))
+            time.sleep(0.05)
+            with lock:
+                inside.remove(cost)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in (500, 30, 30, 30, 500, 30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert max(most) <= 500 and all(total <= 100 or total == 500 for total in most)
+    assert 60 <= max(t for t in most if t != 500) <= 90  # small ones did run side by side

@@ -8,9 +8,10 @@ import shutil
 import sys
 
 import pytest
+from PIL import Image
 
 from catalog.config import Config, LibrarySettings
-from catalog.db import open_db
+from catalog.db import open_db, text_path
 from catalog.identity import identity_of
 from catalog.scan import scan
 
@@ -290,3 +291,228 @@ def test_unreadable_folder_logged_and_skipped(photos, tmp_path):
     summary = json.loads(second.stdout)
     assert summary["unreadable_folders"] == [str(photos / "edge")]
     assert summary["missing"] == 0  # the folder's files are not gone, just unreadable now
+
+
+def test_a_fifo_swapped_in_after_listing_is_refused_at_once(tmp_path, catalogue, shared_photos, monkeypatch):
+    """The folder is listed with a photo in it; by the time it is read it is a FIFO, then a socket."""
+    import socket
+    import threading
+
+    import catalog.scan as scan_module
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    for name in ("a.gif", "b.gif", "c.gif"):
+        shutil.copy(shared_photos / "real/hopper.gif", root / name)
+    real_walk = scan_module.walk
+    sock = socket.socket(socket.AF_UNIX)
+
+    def swapping_walk(*args, **kwargs):
+        for folder in real_walk(*args, **kwargs):
+            (root / "a.gif").unlink()
+            os.mkfifo(root / "a.gif")  # nobody will ever write to it
+            (root / "b.gif").unlink()
+            sock.bind(str(root / "b.gif"))
+            yield folder
+
+    monkeypatch.setattr(scan_module, "walk", swapping_walk)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(
+        summary=scan(catalogue, Config(), [root], progress=False)), daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():  # unblock the reader stuck in fifo_open so the test run can end
+        os.close(os.open(root / "a.gif", os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+        pytest.fail("the scan hung opening a FIFO")
+    sock.close()
+    assert result["summary"].files_seen == 3 and result["summary"].errors == 2
+    rows = {r["name"]: r for r in catalogue.query("SELECT name, status, error_kind, error FROM files")}
+    assert rows["a.gif"]["error_kind"] == "not_a_file" and "FIFO" in rows["a.gif"]["error"]
+    assert rows["b.gif"]["error_kind"] == "not_a_file" and "socket" in rows["b.gif"]["error"]
+    assert rows["c.gif"]["status"] == "ok"
+
+
+def test_a_file_shrinking_under_the_reader_raises_file_changed(tmp_path):
+    """A pread view over a file truncated after it was opened reports the change, no signal."""
+    from catalog.libfile import FileChanged, FileView
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(1 << 20))
+    with open(path, "rb") as f:
+        view = FileView(f, 1 << 20)
+        assert len(view[1000:2000]) == 1000
+        os.truncate(path, 4096)
+        with pytest.raises(FileChanged):
+            list(view.chunks(0, 1 << 20))
+        with pytest.raises(FileChanged):
+            view[500_000]
+
+
+def _deep_folder(base, depth: int, name_len: int = 200) -> bytes:
+    """Make folders nested past PATH_MAX (through folder descriptors) and return the deepest path."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    path = os.fsencode(base)
+    try:
+        for i in range(depth):
+            part = (f"{i:03d}" + "d" * name_len).encode()[:name_len]
+            os.mkdir(part, dir_fd=fd)
+            fd, old = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+            os.close(old)
+            path += b"/" + part
+    finally:
+        os.close(fd)
+    return path
+
+
+def _write_at(folder: bytes, name: bytes, data: bytes, *, depth_from: os.PathLike) -> None:
+    """Write a file at a path too long to name whole: walk there by folder descriptors."""
+    fd = os.open(depth_from, os.O_RDONLY | os.O_DIRECTORY)
+    for part in folder[len(os.fsencode(depth_from)) + 1:].split(b"/"):
+        fd, old = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(old)
+    out = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, data)
+    os.close(out)
+    os.close(fd)
+
+
+def test_paths_too_long_for_the_system_are_recorded_not_skipped(tmp_path, catalogue, shared_photos):
+    """A photo whose path passes PATH_MAX, and a folder past it, are reported and counted."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    data = (shared_photos / "real/hopper.gif").read_bytes()
+    (root / "fine.gif").write_bytes(data)
+    near = _deep_folder(root, 19)  # ~3,900 bytes: the folder itself can be listed
+    long_name = "p" * (4100 - len(near)) + ".gif"  # ... but a photo in it is over 4,096
+    assert len(near) < 4096 - 60 and len(long_name) < 255
+    _write_at(near, long_name.encode(), data, depth_from=root)
+    _write_at(near, b"ok.gif", data, depth_from=root)
+    deeper = _deep_folder_below(near, root)
+    summary = scan(catalogue, Config(), [root], progress=False)
+    rows = {r["name"]: r for r in catalogue.query("SELECT name, status, error_kind, error FROM files")}
+    assert rows[long_name]["status"] == "error" and rows[long_name]["error_kind"] == "path_too_long"
+    assert "path too long for the system" in rows[long_name]["error"]
+    assert rows["ok.gif"]["status"] == "ok" and rows["fine.gif"]["status"] == "ok"
+    assert summary.paths_too_long == 2  # the file and the folder past PATH_MAX
+    assert summary.errors == 2 and os.fsdecode(deeper) in summary.unreadable_folders
+    again = scan(catalogue, Config(), [root], progress=False)
+    assert again.paths_too_long == 2 and again.new == 0 and again.missing == 0
+
+
+def _deep_folder_below(near: bytes, root) -> bytes:
+    """One more level under `near` whose own path is past PATH_MAX."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for part in near[len(os.fsencode(root)) + 1:].split(b"/"):
+        fd, old = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(old)
+    os.mkdir(b"q" * 250, dir_fd=fd)
+    os.close(fd)
+    return near + b"/" + b"q" * 250
+
+
+def test_names_whose_text_forms_collide_stay_two_rows(tmp_path, catalogue, shared_photos):
+    """`x<FF>.gif` (not UTF-8) and the literal name `x\\xff.gif` are two files, two rows."""
+    from catalog.db import db_text, fs_path
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    raw, literal = os.fsencode(root) + b"/x\xff.gif", os.fsencode(root) + b"/x\\xff.gif"
+    shutil.copy(shared_photos / "real/hopper.gif", raw)
+    shutil.copy(shared_photos / "real/Pentax_K10D.jpg", literal)  # another photo under that name
+    summary = scan(catalogue, Config(), [root], progress=False)
+    assert summary.new == 2 and summary.errors == 0
+    rows = list(catalogue.query("SELECT * FROM files ORDER BY path"))
+    assert len(rows) == 2 and len({r["photo_id"] for r in rows}) == 2
+    assert {os.fsencode(fs_path(r)) for r in rows} == {raw, literal}
+    assert db_text(os.fsdecode(literal))[0].endswith("/x\\\\xff.gif")
+    assert scan(catalogue, Config(), [root], progress=False).unchanged == 2
+
+
+
+def _as_before(db_path, migration: str, statements) -> None:
+    """Turn a catalogue back into what the code before `migration` left: its rows, unmigrated."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [migration])
+        for sql, params in statements:
+            conn.execute(sql, params)
+
+
+def test_migration_keeps_old_backslash_rows_and_tells_them_from_raw_names(tmp_path, shared_photos):
+    """A catalogue written with the old text form: its rows survive; the colliding name joins."""
+    from catalog.db import fs_path
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    names = ["x\\xff.gif", "a\\b.gif", "a\\\\b.gif", "moved\\.gif"]  # real backslashes: 1, 1, 2, 1
+    for name in names:
+        shutil.copy(shared_photos / "real/hopper.gif", root / name)
+    db_path = tmp_path / "c.db"
+    db = open_db(db_path)
+    scan(db, Config(), [root], progress=False)
+    rows = list(db.query("SELECT rowid, * FROM files"))
+    db.close()
+    # Before, a valid UTF-8 path was stored as it is: every text here was the path itself.
+    undo = [("UPDATE files SET path = char(0) || rowid WHERE rowid = ?", [r["rowid"]]) for r in rows]
+    undo += [("UPDATE files SET path = ?, path_bytes = NULL, name = ? WHERE rowid = ?",
+              [fs_path(r), os.path.basename(fs_path(r)), r["rowid"]]) for r in rows]
+    old_moved = str(root / "moved\\.gif")
+    undo += [("UPDATE files SET status = 'moved', moved_to = ? WHERE path = ?", [str(root / "a\\b.gif"), old_moved]),
+             ("INSERT INTO writeback_state (target, path, kind, keywords, written_at) "
+              "VALUES (?, ?, 'sidecar', '[]', 'then')", [str(root / "x\\xff.gif.xmp"), str(root / "x\\xff.gif")])]
+    _as_before(db_path, "m007_unambiguous_paths", undo)
+    db = open_db(db_path)
+    migrated = {r["name"]: r for r in db.query("SELECT * FROM files")}
+    assert sorted(migrated) == sorted(n.replace("\\", "\\\\") for n in names)
+    assert all(fs_path(r) == str(root / text_path(r["name"])) for r in migrated.values())
+    assert migrated["moved\\\\.gif"]["moved_to"] == str(root) + "/a\\\\b.gif"
+    assert next(db.query("SELECT * FROM writeback_state"))["target"] == str(root) + "/x\\\\xff.gif.xmp"
+    os.unlink(old_moved)  # it was moved away, as its row says
+    shutil.copy(shared_photos / "real/Pentax_K10D.jpg", os.fsencode(root) + b"/x\xff.gif")
+    summary = scan(db, Config(), [root], progress=False)
+    assert summary.new == 1 and summary.unchanged == 3 and summary.changed == 0
+    assert db.execute("SELECT COUNT(*) FROM files WHERE status = 'ok'").fetchone()[0] == 4
+
+
+def test_migration_splits_tiffs_that_shared_an_identity_and_both_keep_the_analysis(tmp_path):
+    """A 100x200 and a 200x100 black TIFF were one analysed photo; after the upgrade, two, both analysed."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    Image.new("RGB", (100, 200)).save(root / "tall.tif")
+    Image.new("RGB", (200, 100)).save(root / "wide.tif")
+    Image.new("RGB", (50, 60), (200, 10, 10)).save(root / "red.tif")
+    old = {p.name: identity_of(p).previous for p in root.iterdir()}
+    assert old["tall.tif"] == old["wide.tif"]  # the strips alone, as the old code hashed
+    db_path = tmp_path / "c.db"
+    db = open_db(db_path)
+    scan(db, Config(), [root], progress=False)
+    db.close()
+    paid = {"analysis_status": "done", "tags": '["black", "night"]', "description": "dark",
+            "provider": "imgtags", "tokens_used": 321}
+    statements = [("DELETE FROM photos", [])]
+    for name, photo in old.items():
+        statements += [
+            ("UPDATE files SET photo_id = ? WHERE name = ?", [photo, name]),
+            ("INSERT OR IGNORE INTO photos (id, format, width, height, first_seen, analysis_status, tags, "
+             "description, provider, tokens_used) VALUES (?, 'TIFF', 100, 200, 'then', ?, ?, ?, ?, ?)",
+             [photo, *paid.values()]),
+            ("INSERT OR IGNORE INTO thumbnails VALUES (?, x'ffd8ffd9', 1, 1)", [photo]),
+            ("INSERT OR IGNORE INTO photo_colors VALUES ('black', ?, 1.5)", [photo])]
+    _as_before(db_path, "m008_tiff_layout_identity", statements)
+    db = open_db(db_path)
+    summary = scan(db, Config(), [root], progress=False)
+    assert summary.changed == 3 and summary.errors == 0  # read again once, under the new identity
+    photos = {r["name"]: r for r in db.query(
+        "SELECT f.name, p.* FROM files f JOIN photos p ON p.id = f.photo_id")}
+    assert len({p["id"] for p in photos.values()}) == 3
+    for name, photo in photos.items():
+        assert photo["id"] != old[name]
+        assert {k: photo[k] for k in paid} == paid, name  # nothing to pay for again
+        assert (photo["width"], photo["height"]) == Image.open(root / name).size
+        assert db.execute("SELECT COUNT(*) FROM thumbnails WHERE photo_id = ?", [photo["id"]]).fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM photo_colors WHERE photo_id = ?", [photo["id"]]).fetchone()[0] == 1
+    assert db.execute("SELECT COUNT(*) FROM photos WHERE COALESCE(analysis_status, 'pending') = 'pending'"
+                      ).fetchone()[0] == 0
+    assert scan(db, Config(), [root], progress=False).unchanged == 3  # and then left alone again

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from catalog.analyzers import Analysis
-from catalog.analyze import store_analysis
+from catalog.analysis_db import store_analysis
 from catalog.config import Config
 from catalog.db import open_db
 from catalog.scan import scan
@@ -151,13 +151,17 @@ def test_query_translation():
         to_match("-night")
 
 
+def search_cli(db_path, *args):
+    """The real `catalog search` over this catalogue."""
+    return subprocess.run([sys.executable, "-m", "catalog", "search", *args], capture_output=True, text=True,
+                          env={**os.environ, "CATALOG_DB": str(db_path)}, timeout=60)
+
+
 def test_cli_search(catalogue):
     _, root, db_path = catalogue
-    env = {**os.environ, "CATALOG_DB": str(db_path)}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "catalog", "search", *args], env=env,
-                              capture_output=True, text=True, timeout=60)
+        return search_cli(db_path, *args)
 
     out = run("beach", "-night")
     assert out.returncode == 0, out.stderr
@@ -172,6 +176,24 @@ def test_cli_search(catalogue):
     bad = run("--color", "sparkly")
     assert bad.returncode == 2 and "unknown colour" in bad.stderr
     assert run("zebra").stderr.strip() == "No photos found."
+
+
+def test_cli_unknown_option_is_refused_but_minus_word_excludes(catalogue):
+    """`--colr` is a typo click names (it used to search and answer "No photos found." with 0)."""
+    _, _, db_path = catalogue
+
+    def run(*args):
+        return search_cli(db_path, *args)
+
+    typo = run("sunset", "--colr", "navy")
+    assert typo.returncode == 2 and "No such option '--colr'. Did you mean '--color'?" in typo.stderr
+    assert run("--lim=3", "beach").returncode == 2
+    assert run("beach", "--jsn").returncode == 2
+    excluded = run("beach", "-night", "--limit", "5")
+    assert excluded.returncode == 0 and len(excluded.stdout.splitlines()) == 2
+    assert run("--camera", "--weird", "beach").returncode == 0  # an option's value may start with --
+    assert run("--limit=1", "beach").stdout.count("\n") == 1
+    assert run("--", "beach", "--night").returncode == 0  # after a lone --, words may start with --
 
 
 def test_search_does_not_import_heavy_modules(catalogue):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from catalog.analyzers import Analysis
-from catalog.analyze import store_analysis
+from catalog.analysis_db import store_analysis
 from catalog.config import Config, WritebackSettings
 from catalog.db import open_db
 from catalog.identity import identity_of

@@ -8,8 +8,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, register
+from catalog.analyzers.storable import clean_int, clean_text
 from catalog.errors import AnalysisFailed, AuthenticationFailed
-from catalog.http import HttpStats, make_client, stats_of
+from catalog.http import HttpStats, UnreadableAnswer, make_client, stats_of, transport_of
 
 DEFAULT_BASE_URL = "https://www.imgtags.com/api/v1"
 MAX_UPLOAD_BYTES = 10_000_000  # the contract says 10MB; stay under either reading of it
@@ -20,7 +21,10 @@ PERMANENT_STATUSES = (400, 413, 415, 422)  # this image or URL will never be acc
 
 
 def _strs(value: Any) -> tuple[str, ...]:
-    return tuple(str(v) for v in value if v is not None) if isinstance(value, list) else ()
+    """The words of a list; nested lists and objects are not words (and str() of a deep one recurses)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(v) for v in value if isinstance(v, (str, int, float)) and not isinstance(v, bool))
 
 
 def _text(value: Any, default: str) -> str:
@@ -33,10 +37,7 @@ def _likelihood(value: Any) -> str:
 
 
 def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+    return clean_int(value)  # 1e300, Infinity, NaN and -5 never reach SQLite as they are
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -67,14 +68,21 @@ def parse_answer(body: dict[str, Any]) -> Analysis:
 
 
 def _server_message(body: Any) -> str:
-    """The human part of an error body: `error.message` or the 422 `message` plus `errors`."""
+    """The human part of an error body: `error.message` or the 422 `message` plus `errors`.
+
+    Only plain values are words: str() of a deeply nested object would recurse.
+    """
     if not isinstance(body, dict):
         return ""
     error = body.get("error")
     message = error.get("message") if isinstance(error, dict) else body.get("message")
-    details = [f"{name}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+    details = [f"{name}: {' '.join(_strs(msgs)) if isinstance(msgs, list) else _plain(msgs)}"
                for name, msgs in _dict(body.get("errors")).items()]
-    return " ".join(filter(None, [str(message or ""), f"({'; '.join(details)})" if details else ""]))
+    return " ".join(filter(None, [_plain(message), f"({'; '.join(details)})" if details else ""]))
+
+
+def _plain(value: Any) -> str:
+    return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
 
 
 @register("imgtags")
@@ -97,12 +105,24 @@ class ImgTagsAnalyzer:
         self._own_client = client is None
         if client is None:
             stats = stats or HttpStats()
-            client = make_client(**{"require_json": True, **http_settings}, stats=stats)
+            client = make_client(**{"service": "ImgTags", **http_settings}, stats=stats)
         self.client = client
         self.stats = stats or stats_of(client) or HttpStats()
 
     def __repr__(self) -> str:
         return f"<ImgTagsAnalyzer {self.endpoint}>"  # never the key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be stored or printed, even when a server echoes it back."""
+        return (self._key,)
+
+    def stop(self, reason: Exception) -> None:
+        """Stop every request of this analyzer from any thread (e.g. Interrupted on SIGTERM):
+        waits end at once and raise `reason`; requests on the wire end within timeout_seconds."""
+        transport = transport_of(self.client)
+        if transport:
+            transport.stop(reason)
 
     def close(self) -> None:
         if self._own_client:
@@ -138,25 +158,45 @@ class ImgTagsAnalyzer:
         return self._post(json={"url": url})
 
     def _post(self, **content: Any) -> Analysis:
+        """Send one request. A fault on the service's side spends no attempt; a 2xx we could
+        not use spends one (it may have been charged, so max_attempts bounds the cost).
+        QuotaExhausted and ServiceDown (the transport's StageStopped) pass through as they are."""
         headers = {"Authorization": f"Bearer {self._key}", "Accept": "application/json"}
         try:
             response = self.client.post(self.endpoint, headers=headers, **content)
+        except UnreadableAnswer as exc:
+            raise AnalysisFailed(self._unreadable_message(exc), status=exc.status) from None
         except httpx.TransportError as exc:
-            raise AnalysisFailed(self._transport_message(exc), permanent=False) from None
+            raise AnalysisFailed(self._transport_message(exc), spends_attempt=False) from None
         return self._answer(response)
+
+    def _deadline(self) -> float:
+        transport = transport_of(self.client)
+        return transport.timeout if transport else self.client.timeout.read
+
+    def _unreadable_message(self, exc: UnreadableAnswer) -> str:
+        if exc.reason == "too large":
+            transport = transport_of(self.client)
+            cap = f" {transport.max_answer_bytes:,}-byte" if transport else ""
+            return (f"ImgTags answered HTTP {exc.status} with a body over the{cap} cap "
+                    "(analysis.max_answer_bytes); the connection was dropped")
+        if exc.reason == "too slow":
+            return (f"ImgTags answered HTTP {exc.status} but the body did not arrive within "
+                    f"{self._deadline():g} s ({exc.bytes_read:,} bytes came); not re-sent")
+        return f"ImgTags answered HTTP {exc.status} but the body broke off after {exc.bytes_read:,} bytes; not re-sent"
 
     def _transport_message(self, exc: httpx.TransportError) -> str:
         timeout = self.client.timeout
         if isinstance(exc, httpx.ConnectTimeout):
             return f"cannot connect to {self.endpoint}: no answer within {timeout.connect:g} s"
         if isinstance(exc, httpx.TimeoutException):
-            return f"ImgTags did not answer within {timeout.read:g} s ({self.endpoint})"
+            return f"ImgTags did not answer within {self._deadline():g} s ({self.endpoint})"
         if isinstance(exc, httpx.ConnectError):
-            reason = "connection refused" if "refused" in str(exc).lower() else str(exc) or type(exc).__name__
+            reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
             return f"cannot connect to {self.endpoint}: {reason}"
         if isinstance(exc, httpx.RemoteProtocolError):
             return f"ImgTags closed the connection without an answer ({self.endpoint})"
-        return f"talking to {self.endpoint} failed: {type(exc).__name__}: {exc}"
+        return f"talking to {self.endpoint} failed: {type(exc).__name__}"
 
     def _answer(self, response: httpx.Response) -> Analysis:
         status = response.status_code
@@ -164,27 +204,36 @@ class ImgTagsAnalyzer:
             body = response.json()
         except ValueError:
             body = None
+        except RecursionError:  # Python's json gives up on very deep nesting
+            raise AnalysisFailed(f"ImgTags answered HTTP {status} with JSON nested too deeply to read",
+                                 status=status) from None
         if status in (401, 403):
             raise AuthenticationFailed(f"ImgTags refused the API key (HTTP {status}): check IMGTAGS_API_KEY")
-        if 200 <= status < 300:
+        if 200 <= status < 300:  # never re-sent; a failure here is this photo's and spends an attempt
             if not isinstance(body, dict):
-                snippet = response.text[:80].replace("\n", " ")
+                snippet = self._said(response.text, 80)
                 raise AnalysisFailed(f"ImgTags answered HTTP {status} with a body that is not a JSON object: {snippet!r}",
                                      status=status)
             if body.get("success") is not True or not isinstance(body.get("data"), dict):
-                why = _server_message(body) or "success is not true or there is no data"
+                why = self._said(_server_message(body) or "success is not true or there is no data")
                 raise AnalysisFailed(f"ImgTags answered HTTP {status} without an analysis: {why}", status=status)
             return parse_answer(body)
-        message = _server_message(body) or self._describe_body(response)
-        if status == 429:
-            raise AnalysisFailed(f"ImgTags kept answering 429 (rate limit): {message}", status=status)
+        message = self._said(_server_message(body) or self._describe_body(response))
+        if status == 429:  # the transport waited as long as it may: not this photo's fault
+            raise AnalysisFailed(f"ImgTags kept answering 429 (rate limit): {message}", status=status,
+                                 spends_attempt=False)
         if status in PERMANENT_STATUSES:
             raise AnalysisFailed(f"ImgTags rejected the image (HTTP {status}): {message}", permanent=True, status=status)
         if status >= 500:
-            raise AnalysisFailed(f"ImgTags failed (HTTP {status}): {message}", status=status)
-        raise AnalysisFailed(f"ImgTags answered HTTP {status} at {self.endpoint}: {message}", status=status)
+            raise AnalysisFailed(f"ImgTags failed (HTTP {status}): {message}", status=status, spends_attempt=False)
+        # 404, 405, 409, ...: a wrong base_url or a service change, not something this photo did
+        raise AnalysisFailed(f"ImgTags answered HTTP {status} at {self.endpoint}: {message}", status=status,
+                             spends_attempt=False)
 
-    @staticmethod
-    def _describe_body(response: httpx.Response) -> str:
-        ctype = response.headers.get("content-type", "no content type").split(";")[0]
+    def _said(self, text: str, limit: int = 500) -> str:
+        """A server's words as one storable line, our key redacted if it echoes it."""
+        return clean_text(" ".join(clean_text(text, limit * 4, self.secrets).split()), limit)
+
+    def _describe_body(self, response: httpx.Response) -> str:
+        ctype = self._said(response.headers.get("content-type", "no content type").split(";")[0], 60)
         return f"a {len(response.content)}-byte {ctype} body, not the JSON the contract promises"

@@ -1,7 +1,8 @@
-"""The Datasette plugin: thumbnails, colour swatches, tag links, read-only connections, search.
+"""The Datasette plugin that shows a catalogue: metadata, thumbnails, swatches, tag links, search.
 
-Registered by `catalog.browse.server.make_datasette`, not by an entry point, so it
-only ever acts on the database named "catalog" that `catalog serve` opens.
+An entry point (`catalog`) as well as registered by `catalog serve`, so `datasette
+catalog.db` shows the same gallery. It acts on the database named "catalog"; what
+Datasette refuses on any catalogue (read-only, SQL, Host, CSP) is guard.py's.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import re
 from urllib.parse import quote, urlencode
 
 from datasette import hookimpl
-from datasette.utils import escape_fts
 from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup, escape
 
-from catalog.browse.metadata import DATABASE
+from catalog.browse.metadata import DATABASE, build_metadata
 from catalog.search import SearchError, to_match
 
 HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -43,21 +43,31 @@ dl.column-descriptions dt, dl.column-descriptions dd { margin: 0; }
 """
 
 
+NOTHING = '""'  # an empty phrase: a valid FTS5 query that matches no photo
+
+
+@hookimpl
+def get_metadata(datasette, key, database, table):
+    """Titles, facets, search and canned queries, also for `datasette catalog.db`."""
+    # A fresh dict each time: Datasette merges the local metadata into what hooks return.
+    return build_metadata() if DATABASE in datasette.databases else {}
+
+
 @hookimpl(trylast=True)  # after Datasette's own escape_fts, which ours replaces
 def prepare_connection(conn, database, datasette):
-    if database != DATABASE:
-        return
-    conn.execute("PRAGMA query_only = 1")  # a second lock: the file is also opened mode=ro
-    conn.create_function("escape_fts", 1, search_expression, deterministic=True)
+    if database == DATABASE:
+        conn.create_function("escape_fts", 1, search_expression, deterministic=True)
 
 
 def search_expression(query: str | None) -> str:
-    """The search box speaks `catalog search`'s language (OR, -word, "phrases", sun*)."""
+    """The search box is `catalog search`: its language (OR, -word, "phrases", sun*) and its
+    one quoting rule, so a lone `"` or `NEAR(` is text. What `catalog search` would refuse
+    (nothing but punctuation, only exclusions) finds nothing rather than an SQL error."""
     try:
         match = to_match(query or "")
     except SearchError:
         match = None
-    return match if match is not None else escape_fts(query or "")
+    return NOTHING if match is None else match
 
 
 @hookimpl

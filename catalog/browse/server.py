@@ -2,9 +2,10 @@
 
 Read-only is structural, not a convention: `ReadOnlyDatabase` opens every
 connection Datasette asks for, including the one it would write with, as
-`mode=ro` with `PRAGMA query_only`, so no SQL, canned query or plugin can change
-the catalogue. It is not Datasette's immutable mode: the nightly run keeps
-writing, and every page shows the catalogue as it is now.
+`mode=ro` with `PRAGMA query_only` (and guard.py's authoriser on top), so no
+SQL, canned query or plugin can change the catalogue. It is not Datasette's
+immutable mode: the nightly run keeps writing, and every page shows the
+catalogue as it is now.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from datasette import handle_exception as datasette_errors
 from datasette.database import Database
 from datasette.plugins import pm
 
-from catalog.browse import plugin
-from catalog.browse.metadata import DATABASE, build_metadata
+from catalog.browse import guard, plugin
+from catalog.browse.metadata import DATABASE
 from catalog.errors import CatalogError, ConfigError
 
 SETTINGS = {
@@ -63,26 +64,36 @@ def ensure_schema(path: Path) -> None:
         open_db(path, create=False).close()  # applies the migrations (one short write)
 
 
-def make_datasette(path: str | Path, *, settings: dict | None = None) -> Datasette:
-    """A Datasette that shows this catalogue as /catalog, read-only, with our metadata and plugin."""
-    if not pm.is_registered(plugin):
-        pm.register(plugin, name="catalog-browse")
+def make_datasette(path: str | Path, *, settings: dict | None = None, allow_sql: bool = False,
+                   allow_hosts: tuple[str, ...] = ()) -> Datasette:
+    """A Datasette that shows this catalogue as /catalog, read-only, with our metadata and plugins.
+
+    `allow_sql`: let visitors run their own SELECTs (off: only tables and ready-made
+    queries). `allow_hosts`: more names the server answers to (a proxy's, say).
+    """
+    for module, name in ((plugin, "catalog"), (guard, "catalog_guard")):  # as the entry points
+        if not pm.is_registered(module):
+            pm.register(module, name=name)
     # Datasette prints every error, even a 404 or a typo in a SQL query, as a traceback with
     # all local variables when `rich` is installed (Prefect brings it): keep the terminal for
     # real errors, which it still prints plainly.
     datasette_errors.rich = None
-    ds = Datasette(metadata=build_metadata(), settings={**SETTINGS, **(settings or {})})
+    metadata = {"plugins": {guard.PLUGIN: {"allow_hosts": list(allow_hosts)}}}
+    if allow_sql:
+        metadata["databases"] = {DATABASE: {"allow_sql": True}}
+    ds = Datasette(metadata=metadata, settings={**SETTINGS, **(settings or {})})
     ds.remove_database("_memory")  # Datasette adds it when given no files; we add ours below
     ds.add_database(ReadOnlyDatabase(ds, path=str(Path(path).resolve())), name=DATABASE)
     return ds
 
 
-def serve(path: Path, *, host: str = "127.0.0.1", port: int = 8001, announce=None) -> None:
+def serve(path: Path, *, host: str = "127.0.0.1", port: int = 8001, announce=None,
+          allow_sql: bool = False, allow_hosts: tuple[str, ...] = ()) -> None:
     """Serve the catalogue until interrupted (what `catalog serve` runs)."""
     import uvicorn
 
     ensure_schema(path)
-    ds = make_datasette(path)
+    ds = make_datasette(path, allow_sql=allow_sql, allow_hosts=allow_hosts)
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(ds.invoke_startup())

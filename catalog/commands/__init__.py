@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 from catalog.errors import CatalogError
+from catalog.terminal import dumps_json, escape
 
 
 def load_settings(ctx: click.Context):
     """The config for this invocation, with --db applied on top."""
-    import dataclasses
-
     from catalog.config import load_config
 
-    config = load_config(ctx.obj["config_path"])
-    if ctx.obj["db_path"]:
-        config = dataclasses.replace(config, database=Path(ctx.obj["db_path"]))
+    config = load_config(ctx.obj["config_path"], database=ctx.obj["db_path"])
+    ctx.obj["database"] = config.database  # for the one-line message if the database fails
     return config
 
 
@@ -30,7 +25,8 @@ def open_catalogue(ctx: click.Context, *, create: bool = False):
 
 
 def echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """JSON on stdout: valid, readable, and free of raw terminal controls."""
+    click.echo(dumps_json(data))
 
 
 def human_bytes(n: float) -> str:
@@ -60,4 +56,4 @@ def _commands():
 
 
 COMMANDS = _commands()
-__all__ = ["COMMANDS", "CatalogError", "echo_json", "load_settings", "open_catalogue"]
+__all__ = ["COMMANDS", "CatalogError", "echo_json", "escape", "load_settings", "open_catalogue"]

@@ -6,33 +6,42 @@ import sys
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, escape, open_catalogue
 
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--limit", type=click.IntRange(min=1), help="Analyse at most this many photos.")
 @click.option("--reanalyze", is_flag=True, help="Analyse again even photos that are done.")
+@click.option("--retry-failed", is_flag=True,
+              help="Give every failed photo one more try (even permanent failures); done photos are not sent again.")
 @click.option("--dry-run", is_flag=True, help="Say what would be sent and what it may cost; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
 @click.pass_context
-def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
+def analyze(ctx, paths, limit, reanalyze, retry_failed, dry_run, as_json):
     """Analyse pending photos (optionally only those under PATHS).
 
     Uses the ImgTags API when an API key is set (IMGTAGS_API_KEY), else the
     offline analyzer. Each unique photo is analysed once and duplicates share
     it; failed photos are retried on later runs up to analysis.max_attempts.
-    A run stops cleanly at the analysis.max_requests / max_tokens budget. Exit
-    status 1 when some photos failed, 2 when the API refused the key.
+    A run stops cleanly at the analysis.max_requests / max_tokens budget, when the
+    service's quota is exhausted or it keeps failing (the next run resumes), and
+    within seconds on SIGTERM or Ctrl-C, keeping every answer received. Exit
+    status 1 when some photos failed, 2 when the API refused the key, 130 when
+    interrupted.
     """
-    from catalog.analyze import DEFAULT_TOKEN_GUESS, analyze as run_analyze, average_tokens, count_pending
+    from catalog.analysis_db import DEFAULT_TOKEN_GUESS, average_tokens, count_pending
+    from catalog.analyze import analyze as run_analyze
     from catalog.db import close_interrupted_runs
+    from catalog.errors import Interrupted
+    from catalog.interrupt import exit_now, stop_on_signals
     from catalog.lock import exclusive
 
     config, db = open_catalogue(ctx, create=False)
     if dry_run:
         name = config.analyzer_name()
-        count, upload = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit)
+        count, upload = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit,
+                                      retry_failed=retry_failed)
         history = average_tokens(db, name)
         per_photo = history if history is not None else (0 if name == "offline" else DEFAULT_TOKEN_GUESS)
         data = {"analyzer": name, "would_send": count, "upload_bytes_at_most": upload,
@@ -46,9 +55,13 @@ def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
                        f"about {data['tokens_estimate']:,} tokens ({per_photo:,.0f} per photo, "
                        f"{data['estimate_from']}). Nothing was sent.")
         return
-    with exclusive(config.database, "analyze"):
-        close_interrupted_runs(db)
-        summary = run_analyze(db, config, limit=limit, reanalyze=reanalyze, paths=paths, progress=not as_json)
+    try:
+        with stop_on_signals(), exclusive(config.database, "analyze"):
+            close_interrupted_runs(db)
+            summary = run_analyze(db, config, limit=limit, reanalyze=reanalyze, paths=paths,
+                                  progress=not as_json, retry_failed=retry_failed)
+    except Interrupted as exc:
+        exit_now(str(exc))
     if as_json:
         echo_json(summary.as_dict())
     else:
@@ -57,6 +70,6 @@ def analyze(ctx, paths, limit, reanalyze, dry_run, as_json):
                    f"{s.seconds:.1f} s: {s.failed:,} failed, {s.skipped:,} left for later; "
                    f"{s.requests:,} requests, {s.rate_limited:,} rate-limit waits, {s.tokens_used:,} tokens.")
         if s.stopped:
-            click.echo(f"Stopped early: {s.stopped}", err=True)
+            click.echo(f"Stopped early: {escape(s.stopped)}", err=True)
     if summary.failed:
         sys.exit(1)

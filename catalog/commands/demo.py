@@ -15,4 +15,6 @@ def demo(dest):
     from catalog.demo import build_demo_library
 
     made = build_demo_library(dest)
-    click.echo(f"Demo library: {len(made)} files in {dest}")
+    from catalog.terminal import escape
+
+    click.echo(f"Demo library: {len(made)} files in {escape(dest)}")

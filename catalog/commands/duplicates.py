@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import echo_json, human_bytes, open_catalogue
+from catalog.commands import echo_json, escape, human_bytes, open_catalogue
 
 
 @click.command()
@@ -28,6 +28,6 @@ def duplicates(ctx, as_json):
         count += 1
         click.echo(f"{group['copies']} copies, {human_bytes(group['size'])} each ({group['photo_id'][:12]}):")
         for path in group["paths"]:
-            click.echo(f"  {path}")
+            click.echo(f"  {escape(path)}")
     if not count:
         click.echo("No duplicates.")

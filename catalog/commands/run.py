@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -96,14 +97,24 @@ def run(ctx, paths, as_json):
 
         raise ConfigError("nothing to scan: pass a folder, or set library.roots in the config")
     from catalog.db import open_db
+    from catalog.interrupt import exit_now, is_interrupt, stop_on_signals
     from catalog.lock import exclusive
 
     # Held from here to the end of the flow: a second run is refused before Prefect starts.
+    interrupted = False
     with exclusive(config.database, "run"):
         open_db(config.database).close()  # a corrupt or unwritable catalogue fails now, not after Prefect starts
         verbose = logging.getLogger().level <= logging.INFO
         prepare_prefect_environment(verbose)
-        summary = _run_flow(config, verbose)
+        try:
+            with stop_on_signals():
+                summary = _run_flow(config, verbose)
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
+            interrupted = True  # the lock is released (and marked so) on the way out
+    if interrupted:
+        exit_now("interrupted: every answer received is kept; a rerun continues where this one stopped")
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)  # including Prefect's start-up
     if as_json:
         echo_json(summary)
@@ -149,8 +160,8 @@ def _run_flow(config, verbose: bool) -> dict:
                 summary = nightly()
         else:
             summary = nightly()
-    except CatalogError:
-        raise
+    except (CatalogError, sqlite3.Error, OSError):
+        raise  # the CLI says these in one line
     except Exception as exc:  # details stay in Prefect's logs; the terminal gets one line
         if server is not None and isinstance(exc, RuntimeError) and "temporary server" in str(exc):
             raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None

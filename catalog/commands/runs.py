@@ -6,7 +6,7 @@ import json
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, escape, open_catalogue
 
 
 @click.command()
@@ -32,4 +32,4 @@ def runs(ctx, limit, as_json):
         click.echo(f"#{row['id']:<5} {row['started_at'][:19]}  {row['command']:<8} {row['status']:<8} {seconds:>8}  "
                    + ", ".join(bits))
         if row["message"]:
-            click.echo(f"        {row['message']}")
+            click.echo(f"        {escape(row['message'])}")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, escape, open_catalogue
 from catalog.errors import ConfigError
 
 
@@ -45,7 +45,7 @@ def scan(ctx, paths, as_json):
             f"{s.bytes_hashed / 1e6:,.1f} MB hashed."
         )
         for folder in s.unreadable_folders:
-            click.echo(f"  could not read folder: {folder}", err=True)
+            click.echo(f"  could not read folder: {escape(folder)}", err=True)
         if s.errors:
             click.echo("  files with errors: see `catalog stats`", err=True)
     if summary.errors or summary.failed_roots or summary.unreadable_folders:

@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import echo_json, load_settings
+from catalog.commands import echo_json, escape, load_settings
+
+
+class SearchCommand(click.Command):
+    """Unknown `-word`s reach the query as exclusions; an unknown `--option` is a usage error.
+
+    click can only ignore unknown options wholesale, so before it parses, every `--name`
+    ahead of a lone `--` (skipping the values of options that take one) must be ours.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        params = self.get_params(ctx)
+        names = {name for p in params for name in (*p.opts, *p.secondary_opts)}
+        takes_value = {name for p in params if isinstance(p, click.Option) and not p.is_flag
+                       for name in p.opts}
+        words = iter(args)
+        for arg in words:
+            if arg == "--":
+                break
+            if not arg.startswith("--"):
+                continue
+            name = arg.split("=", 1)[0]
+            if name not in names:
+                raise click.NoSuchOption(name, possibilities=sorted(n for n in names if n.startswith("--")),
+                                         ctx=ctx)
+            if name in takes_value and "=" not in arg:
+                next(words, None)  # its value, which may itself start with --
+        return super().parse_args(ctx, args)
 
 
 # No -h here: `-white` must reach the query as an exclusion, not be read as -w -h -i -t -e.
-@click.command(context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
+@click.command(cls=SearchCommand, context_settings={"ignore_unknown_options": True,
+                                                    "help_option_names": ["--help"]})
 @click.argument("query", nargs=-1)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="How many results.")
 @click.option("--color", help="A colour name (blue, orange, ...) or #rrggbb in the photo's palette.")
@@ -51,5 +79,5 @@ def search(ctx, query, limit, color, scene, mood, orientation, camera, after, be
         return
     for r in results:
         copies = f" (+{r['copies'] - 1} copies)" if r["copies"] > 1 else ""
-        tags = ", ".join(r["tags"][:6])
-        click.echo(f"{r['path']}{copies}" + (f"  [{tags}]" if tags else ""))
+        tags = escape(", ".join(map(str, r["tags"][:6])))
+        click.echo(f"{escape(r['path'])}{copies}" + (f"  [{tags}]" if tags else ""))

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, escape, open_catalogue
 from catalog.errors import CatalogError
 
 
@@ -43,10 +43,10 @@ def show(ctx, path, as_json):
         return
     for key, value in data["file"].items():
         if value is not None:
-            click.echo(f"{key:>14}: {value}")
+            click.echo(f"{key:>14}: {escape(value)}")
     if data["photo"]:
         for key, value in data["photo"].items():
             if value is not None and key not in ("id", "first_seen"):
-                click.echo(f"{key:>14}: {value}")
+                click.echo(f"{key:>14}: {escape(value)}")
     for copy in data["copies"]:
-        click.echo(f"{'same photo at':>14}: {copy}")
+        click.echo(f"{'same photo at':>14}: {escape(copy)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, escape, open_catalogue
 
 
 def gather(db) -> dict:
@@ -52,10 +52,10 @@ def stats(ctx, as_json):
     click.echo(f"{data['photos']:,} photos in {data['files']:,} files ({data['bytes'] / 1e9:,.2f} GB), "
                f"{data['duplicate_files']:,} duplicate files, {data['missing']:,} missing.")
     if data["by_format"]:
-        click.echo("By format: " + ", ".join(f"{k} {v:,}" for k, v in data["by_format"].items()))
+        click.echo("By format: " + ", ".join(f"{escape(k)} {v:,}" for k, v in data["by_format"].items()))
     if data["errors_by_kind"]:
-        click.echo("Errors: " + ", ".join(f"{k} {v:,}" for k, v in data["errors_by_kind"].items()))
+        click.echo("Errors: " + ", ".join(f"{escape(k)} {v:,}" for k, v in data["errors_by_kind"].items()))
         for err in data["errors"]:
-            click.echo(f"  {err['path']}: {err['error']}")
+            click.echo(f"  {escape(err['path'])}: {escape(err['error'])}")
     if data["metadata_warnings"]:
         click.echo(f"{data['metadata_warnings']:,} photos have unreadable EXIF (catalogued anyway).")

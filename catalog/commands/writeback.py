@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from catalog.commands import echo_json, open_catalogue
+from catalog.commands import echo_json, escape, open_catalogue
 
 
 @click.command()
@@ -43,7 +43,7 @@ def writeback(ctx, paths, mode, dry_run, undo_run, as_json):
                 click.echo(f"Undid write-back run {undo_run}: {result.restored} files restored, "
                            f"{result.skipped} left alone.")
                 for problem in result.problems:
-                    click.echo(f"  {problem}", err=True)
+                    click.echo(f"  {escape(problem)}", err=True)
             sys.exit(1 if result.skipped else 0)
         from catalog.writeback.stage import writeback as run_writeback
 
@@ -58,7 +58,7 @@ def writeback(ctx, paths, mode, dry_run, undo_run, as_json):
                     words = [f"+{k}" for k in c["add"]] + [f"-{k}" for k in c["remove"]]
                     if c["description"]:
                         words.append("+description")
-                    click.echo(f"{c['target']} ({c['kind']}): {' '.join(words) or 'tidy-up'}")
+                    click.echo(f"{escape(c['target'])} ({c['kind']}): {escape(' '.join(words)) or 'tidy-up'}")
         s = summary
         verb = "Would write" if dry_run else "Wrote"
         click.echo(f"{verb} {s.written:,} of {s.files:,} files ({s.sidecars:,} sidecars, {s.embedded:,} embedded); "
@@ -66,6 +66,6 @@ def writeback(ctx, paths, mode, dry_run, undo_run, as_json):
                    + ("" if dry_run else f". Undo with: catalog writeback --undo {s.run_id}"))
         for c in summary.changes:
             if c["status"] == "skipped":
-                click.echo(f"  skipped {c['path']}: {c['message']}", err=True)
+                click.echo(f"  skipped {escape(c['path'])}: {escape(c['message'])}", err=True)
     if summary.skipped:
         sys.exit(1)

@@ -10,19 +10,25 @@ from collections import Counter
 from pathlib import Path
 
 CRASH_MARKS = ("Traceback (most recent call last)", "RecursionError", "OverflowError",
-               "UnicodeEncodeError", "Segmentation fault")
+               "UnicodeEncodeError", "Segmentation fault", "catalog: internal error")
 
 
-def run_cli(*args, env: dict[str, str], timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
-    """The real `catalog` command in a child process, as a user or cron would start it."""
+def run_cli(*args, env: dict[str, str], timeout: float = 300, cwd=None, text: bool = True
+            ) -> subprocess.CompletedProcess:
+    """The real `catalog` command in a child process, as a user or cron would start it.
+
+    `text=False` keeps stdout and stderr as the raw bytes a terminal would receive.
+    """
     return subprocess.run([sys.executable, "-m", "catalog", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=timeout, cwd=cwd,
+                          text=text, env={**os.environ, **env}, timeout=timeout, cwd=cwd,
                           stdin=subprocess.DEVNULL)
 
 
 def crashes(result: subprocess.CompletedProcess) -> int:
     """1 when a command died of a signal or printed a traceback or an internal error."""
-    text = (result.stdout or "") + (result.stderr or "")
+    out, err = result.stdout or "", result.stderr or ""
+    text = (out if isinstance(out, str) else out.decode("utf-8", "replace")) + (
+        err if isinstance(err, str) else err.decode("utf-8", "replace"))
     return int(result.returncode < 0 or any(mark in text for mark in CRASH_MARKS))
 
 
@@ -42,9 +48,11 @@ def paid_twice(server) -> int:
 
 
 def stored_answers(db_path: os.PathLike, provider: str = "imgtags") -> int:
-    """Photos whose analysis from `provider` is in the catalogue."""
+    """Photos whose answer from `provider` the catalogue kept: as an analysis, or as the raw
+    answer of a failure (an answer that was paid for but could not be stored as fields)."""
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-        return conn.execute("SELECT COUNT(*) FROM photos WHERE analysis_status = 'done' AND provider = ?",
+        return conn.execute("SELECT COUNT(*) FROM photos WHERE (analysis_status = 'done' AND provider = ?) "
+                            "OR (analysis_status = 'failed' AND raw_response IS NOT NULL)",
                             [provider]).fetchone()[0]
 
 
