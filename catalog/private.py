@@ -51,7 +51,7 @@ def tighten(path: str | os.PathLike, what: str) -> None:
     """Take group/other access off `path` if we own it (with a log line); leave it otherwise."""
     try:
         info = os.stat(path)
-    except FileNotFoundError:
+    except OSError:  # missing, or not ours to look at: nothing we could change
         return
     loose = stat.S_IMODE(info.st_mode) & 0o077
     if not loose:
@@ -60,6 +60,13 @@ def tighten(path: str | os.PathLike, what: str) -> None:
     if info.st_uid != os.geteuid():
         log.info("%s %s is readable by other users (mode %04o) and not ours to change", what, path, mode)
         return
-    os.chmod(path, mode & ~0o077)
-    log.warning("%s %s was readable by other users (mode %04o): now %04o, owner only",
-                what, path, mode, mode & ~0o077)
+    try:
+        os.chmod(path, mode & ~0o077)
+        tightened = not stat.S_IMODE(os.stat(path).st_mode) & 0o077
+    except OSError:
+        tightened = False
+    if tightened:
+        log.warning("%s %s was readable by other users (mode %04o): now %04o, owner only",
+                    what, path, mode, mode & ~0o077)
+    else:  # a share that ignores modes, an immutable file: never a reason to stop
+        log.info("%s %s is readable by other users (mode %04o) and its filesystem keeps it so", what, path, mode)
