@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from catalog import quiet
+from catalog import private, quiet
 from catalog.commands import echo_json, load_settings
 
 PREFECT_QUIET = {
@@ -27,8 +27,6 @@ PREFECT_QUIET = {
 
 def prepare_prefect_environment(verbose: bool) -> None:
     """Quiet, analytics-free Prefect unless the user configured it otherwise; its home owner-only."""
-    from catalog import private
-
     # Folders we create for Prefect are 0700: its database, logs and the results (failed runs'
     # errors) it writes there stay private whatever mode Prefect gives the files inside.
     home = prefect_home()
@@ -68,8 +66,6 @@ def note_ephemeral_schema(stamp: Path | None) -> None:
     """After a run that migrated the ephemeral database, later runs may skip the check."""
     if stamp and (stamp.parent / "prefect.db").exists() and not stamp.exists():
         try:
-            from catalog import private
-
             private.create_file(stamp)
         except OSError:
             pass
