@@ -19,6 +19,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from catalog import private
 from catalog.errors import CatalogError, DatabaseUnusable
 
 migrations = Migrations("catalog")
@@ -413,12 +414,19 @@ def now() -> str:
 
 
 def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Database:
-    """Open (and migrate) the catalogue. WAL so readers never block the nightly writer."""
+    """Open (and migrate) the catalogue, readable by its owner only. WAL so readers never block the writer."""
     path = Path(path)
     if not create and not path.exists():
         raise CatalogError(f"no catalogue at {path} yet: run `catalog scan` first")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dirs(path.parent)
+        try:
+            created = private.create_file(path)  # SQLite gives -wal and -shm the database's mode
+        except OSError:
+            created = True  # a place we cannot create in: SQLite's own error below says what is wrong
+        if not created:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                private.tighten(f"{path}{suffix}", "the catalogue")
         conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
         db = sqlite_utils.Database(conn)
         db.execute("PRAGMA journal_mode=WAL")

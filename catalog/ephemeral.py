@@ -5,13 +5,15 @@ talks to the API: our process imports Prefect and the server module (~7 s here),
 only then the server process imports it all again and starts (~7 s more). Starting
 that same server process (same command, same settings, same database in
 PREFECT_HOME) first and pointing PREFECT_API_URL at it runs the two in parallel. It
-dies with us: on exit, and via PR_SET_PDEATHSIG even after a kill -9.
+dies with us: on exit, and via PR_SET_PDEATHSIG even after a kill -9. It asks for a
+password made for this run (basic auth) and creates its files owner-only.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,7 +24,8 @@ from pathlib import Path
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _start_child() -> None:  # runs in the child between fork and exec
+    os.umask(0o077)  # the files the server creates (its database, -wal, -shm) are owner-only
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -38,14 +41,16 @@ class EphemeralServer:
         import importlib.util
 
         prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent
+        # Other local users can reach a loopback port too: the API asks for a password made for this run.
+        self.auth_string = f"catalog:{secrets.token_urlsafe(24)}"
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1"}
+               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_API_AUTH_STRING": self.auth_string}
         env.pop("PREFECT_API_URL", None)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            env=env, stdin=subprocess.DEVNULL, preexec_fn=_start_child if sys.platform == "linux" else None)
 
     def wait_until_ready(self, timeout: float) -> None:
         """Block until the API answers; RuntimeError with a clear message if it never does."""

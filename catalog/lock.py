@@ -11,10 +11,12 @@ import fcntl
 import json
 import os
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from catalog import db as catalog_db
+from catalog import private
 from catalog.errors import CatalogError
 
 
@@ -27,20 +29,20 @@ def lock_path(database: Path) -> Path:
 
 
 @contextmanager
-def exclusive(database: Path, command: str, *, record: bool = True):
+def exclusive(database: Path, command: str):
     """Hold the catalogue's writer lock for the block; refuse at once if another run holds it."""
     path = lock_path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        private.make_dirs(path.parent)
+        private.tighten(path, "the lock file")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, private.FILE_MODE)
+    except OSError as exc:
+        raise CatalogError(f"cannot open the lock file {path}: {exc.strerror or exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CatalogueBusy(_busy_message(path, database)) from None
-        if not record:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            yield
-            return
         previous = _read(fd)
         if previous and previous.get("pid") and not previous.get("released"):
             # The holder died without releasing (kill -9, power cut): the kernel dropped
@@ -62,12 +64,6 @@ def exclusive(database: Path, command: str, *, record: bool = True):
         os.close(fd)
 
 
-def ensure_free(database: Path) -> None:
-    """Refuse at once, before any slow start-up, if another run holds the catalogue."""
-    with exclusive(database, "probe", record=False):
-        pass
-
-
 def _read(fd: int) -> dict | None:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -85,10 +81,17 @@ def _write(fd: int, info: dict) -> None:
 
 
 def _busy_message(path: Path, database: Path) -> str:
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        info = {}
+    info: dict = {}
+    for _ in range(25):  # a holder that has just taken the lock writes its name a moment later
+        try:
+            info = json.loads(path.read_text() or "{}")
+        except (OSError, ValueError):
+            info = {}
+        if info.get("pid") and not info.get("released"):
+            break
+        time.sleep(0.01)
+    else:
+        return f"another run has just started working on {database}. Try again when it has finished."
     who = f"`catalog {info.get('command', '?')}` (pid {info.get('pid', '?')} on {info.get('host', '?')})"
     return (f"another run is already working on {database}: {who}, running since "
             f"{info.get('started', 'an unknown time')}. Try again when it has finished.")

@@ -1,28 +1,35 @@
 """The nightly pipeline as a Prefect flow: scan -> analyse in batches -> summary.
 
-Orchestration only: every step calls a `catalog` stage function. Tasks work on
-batches (a task run costs a few milliseconds, a photo a second), retry transient
+Orchestration only: every step calls a `catalog` stage function. The settings are
+bound when the flow is built (`nightly_flow(config)`), never passed as parameters.
+Tasks work on batches (a task run costs a few milliseconds, a photo a second), retry transient
 faults, and never retry what only the user can fix (a refused key, a bad config).
 Per-photo failures are recorded by the stages and never fail the flow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
+import os
 import time
 
-from prefect import flow, task
+from prefect import Flow, flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from catalog import db as catalog_db
 from catalog.analysis_db import count_pending, pending_photos, rows_by_id
 from catalog.analyze import AnalysisRun, make_analyzer
-from catalog.config import load_config
-from catalog.errors import CatalogError
+from catalog.config import Config
+from catalog.errors import CatalogError, ConfigError
 from catalog.interrupt import is_interrupt
 from catalog.lock import exclusive
+from catalog.quiet import one_line
 from catalog.scan import normalise_roots, scan
+
+log = logging.getLogger("catalog.flow")
 
 # One analysis run (one analyzer, so one throttle) per flow run, shared by its batch tasks.
 _RUNS: dict[str, AnalysisRun] = {}
@@ -45,8 +52,7 @@ def _transient(task, task_run, state) -> bool:
 
 @task(name="scan library", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
-def scan_library(config_file: str | None, paths: list[str] | None) -> dict:
-    config = load_config(config_file)
+def scan_library(config: Config, paths: list[str] | None) -> dict:
     db = catalog_db.open_db(config.database)
     try:
         return scan(db, config, paths or None, progress=False).as_dict()
@@ -71,11 +77,10 @@ def analyze_batch(run_key: str, photo_ids: list[str]) -> dict:
 
 @task(name="write back", retries=1, retry_delay_seconds=[60], retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
-def write_back(config_file: str | None) -> dict:
+def write_back(config: Config) -> dict:
     """Tags into sidecars/photos (writeback.mode); per-file problems are reported, not fatal."""
     from catalog.writeback.stage import writeback
 
-    config = load_config(config_file)
     db = catalog_db.open_db(config.database)
     try:
         result = writeback(db, config, progress=False)
@@ -98,19 +103,65 @@ def summary_markdown(summary: dict) -> str:
     return text
 
 
-@flow(name="catalog", log_prints=False)
-def catalog_flow(paths: list[str] | None = None, config_file: str | None = None) -> dict:
-    """Scan the library, analyse what is new, and publish a summary."""
+def paths_within_roots(roots, paths) -> list[str]:
+    """The requested folders, each inside a configured root once symlinks and `..` are resolved.
+
+    Returned in the root's own spelling (so the catalogue's paths stay the same);
+    ConfigError, naming the first offender, for anything outside the roots.
+    """
+    resolved_roots = [(root, os.path.realpath(root)) for root in normalise_roots(roots)]
+    narrowed = []
+    for requested in paths:
+        try:
+            real = os.path.realpath(os.path.expanduser(requested))
+        except (ValueError, OSError, TypeError):
+            real = None
+        for root, real_root in resolved_roots:
+            if real is not None and (real == real_root or real.startswith(real_root.rstrip("/") + "/")):
+                relative = os.path.relpath(real, real_root)
+                narrowed.append(root if relative == "." else os.path.join(root, relative))
+                break
+        else:
+            raise ConfigError(f"refusing to scan {requested!r}: it is not inside library.roots "
+                              f"({', '.join(roots) or 'none configured'})")
+    return narrowed
+
+
+def nightly_flow(config: Config, *, in_cli: bool = False) -> Flow:
+    """The nightly flow with its settings fixed now: its one parameter only narrows library.roots.
+
+    What the flow reads (settings file, database, analyzer, URLs) is bound here, in
+    the process that loaded the config; nobody who can create a flow run of the
+    served deployment can choose them. `in_cli`: `catalog run` calls the flow in its
+    own process, already holding the catalogue's lock, and prints failures itself;
+    a served run takes the lock and reports a failure as one log line.
+    """
+
+    @flow(name="catalog", log_prints=False)
+    def catalog(paths: list[str] | None = None) -> dict:
+        """Scan the library (or only `paths`, folders inside library.roots), analyse what is new, publish a summary."""
+        try:
+            narrowed = paths_within_roots(config.library.roots, paths) if paths else None
+            return run_nightly(config, narrowed, take_lock=not in_cli)
+        except Exception as exc:  # the traceback stays in Prefect's logs
+            if not in_cli:
+                log.error("the scheduled run failed: %s", exc if isinstance(exc, CatalogError) else one_line(exc))
+            raise
+
+    return catalog
+
+
+def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> dict:
+    """Scan, analyse in batches, write back if configured, and record the summary."""
     started = time.perf_counter()
-    config = load_config(config_file)
-    with exclusive(config.database, "run"):
+    with exclusive(config.database, "run") if take_lock else contextlib.nullcontext():
         db = catalog_db.open_db(config.database)
         catalog_db.close_interrupted_runs(db)
         run_id = catalog_db.start_run(db, "run")
         summary: dict = {"run_id": run_id, "status": "failed", "message": None}
         key = f"run-{run_id}"
         try:
-            scanned = scan_library(config_file, paths)
+            scanned = scan_library(config, paths)
             summary.update({k: scanned[k] for k in SUMMARY_KEYS if k in scanned})
             roots = normalise_roots(paths or config.library.roots)
             if roots and len(scanned["failed_roots"]) == len(roots):
@@ -128,7 +179,7 @@ def catalog_flow(paths: list[str] | None = None, config_file: str | None = None)
                            tokens_used=analysed.tokens_used, requests=analysed.requests,
                            rate_limited=analysed.rate_limited, analyzer=analysed.analyzer)
             if config.writeback.after_analysis:
-                summary.update(write_back(config_file))
+                summary.update(write_back(config))
             problems = scanned["errors"] or scanned["failed_roots"] or analysed.failed or analysed.stopped or summary.get(
                 "writeback_skipped")
             summary["status"] = "partial" if problems else "ok"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import httpx
@@ -164,44 +166,224 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_scheduled_run_fires_on_a_real_prefect_server(photos, tmp_path):
-    home = tmp_path / "server-home"
-    home.mkdir()
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+
+
+def unit(name: str) -> dict[str, list[str]]:
+    """The [Service] settings of a deploy/ unit, as systemd reads them (comments skipped)."""
+    settings: dict[str, list[str]] = {}
+    section = None
+    for line in (DEPLOY / name).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]":
+            key, _, value = line.partition("=")
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def unit_env(settings: dict[str, list[str]], files: dict[str, Path], **overrides) -> dict:
+    """The environment systemd would give the unit; `files` maps its EnvironmentFile paths to test files."""
+    env: dict[str, str] = {}
+    for assignment in settings.get("Environment", []):
+        key, _, value = assignment.partition("=")
+        env[key] = value
+    for name in settings.get("EnvironmentFile", []):
+        optional, path = name.startswith("-"), name.lstrip("-")
+        if path not in files:
+            assert optional, f"required {path} has no test file"
+            continue
+        for line in files[path].read_text().splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                env[key] = value
+    env.update(overrides)
+    return env
+
+
+def unit_command(settings: dict[str, list[str]]) -> list[str]:
+    """ExecStart with the installed venv's scripts replaced by this interpreter's modules."""
+    [command] = settings["ExecStart"]
+    program, *args = command.split()
+    assert program.startswith("/opt/catalog/.venv/bin/"), program
+    return [sys.executable, "-m", program.rsplit("/", 1)[1], *args]
+
+
+def test_deploy_units_are_valid_and_use_authentication(tmp_path):
+    server, schedule = unit("prefect-server.service"), unit("catalog-schedule.service")
+    auth = "/etc/catalog/prefect-auth.env"
+    # Both read the root-only password file, and neither starts without it (no leading "-").
+    assert auth in server["EnvironmentFile"] and auth in schedule["EnvironmentFile"]
+    # The key stays in its own file, which the server never sees.
+    assert "-/etc/catalog/secrets.env" in schedule["EnvironmentFile"]
+    assert not any("secrets" in f for f in server["EnvironmentFile"])
+    assert server["UMask"] == ["0077"] and server["StateDirectoryMode"] == ["0700"]
+    assert not any("AUTH_STRING" in e for e in server.get("Environment", []) + schedule.get("Environment", []))
+    # The README's recipe writes the names Prefect reads.
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_SERVER_API_AUTH_STRING
+
+    readme = (DEPLOY.parent / "README.md").read_text()
+    assert f"{PREFECT_SERVER_API_AUTH_STRING.name}=%s" in readme and f"{PREFECT_API_AUTH_STRING.name}=%s" in readme
+    assert auth in readme
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed: checked the units by parsing only")
+    for name in ("prefect-server.service", "catalog-schedule.service"):
+        text = (DEPLOY / name).read_text().replace("/opt/catalog/.venv", str(Path(sys.executable).parent.parent))
+        (tmp_path / name).write_text(text)
+    verified = subprocess.run(["systemd-analyze", "verify", "prefect-server.service", "catalog-schedule.service"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0 and verified.stderr.strip() == "", verified.stderr
+
+
+def stop(proc) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, shared_photos):
+    """The deploy units for real: a password-protected Prefect server and `catalog schedule`, one per module."""
+    base = tmp_path_factory.mktemp("served")
+    library = base / "photos"
+    shutil.copytree(shared_photos / "real", library)
+    (base / "config.toml").write_text(f'database = "{base / "catalog.db"}"\n[library]\nroots = ["{library}"]\n')
+    password = f"catalog:{secrets.token_urlsafe(18)}"
+    auth = base / "prefect-auth.env"
+    auth.write_text(f"PREFECT_SERVER_API_AUTH_STRING={password}\nPREFECT_API_AUTH_STRING={password}\n")
+    files = {"/etc/catalog/prefect-auth.env": auth}
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = env_for(tmp_path, home, PREFECT_API_URL=api)
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], env={**env, "PREFECT_API_URL": ""},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    serve = None
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMGTAGS_", "CATALOG_"))}
+    server_unit, schedule_unit = unit("prefect-server.service"), unit("catalog-schedule.service")
+    server_env = {**clean, **unit_env(server_unit, files, PREFECT_HOME=str(base / "server-home"))}
+    command = [str(port) if arg == "4200" else arg for arg in unit_command(server_unit)]
+    server = subprocess.Popen(command, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    schedule_env = {**clean, **unit_env(schedule_unit, files, PREFECT_API_URL=api,
+                                         CATALOG_CONFIG=str(base / "config.toml"),
+                                         PREFECT_HOME=str(base / "client-home"), NO_PROXY="127.0.0.1,localhost")}
+    log = (base / "schedule.log").open("w+")
+    schedule = None
     try:
         wait_for_prefect(api, 180, server)
-        config = tmp_path / "catalog.toml"
-        config.write_text(f'[library]\nroots = ["{photos / "real"}"]\n')
-        serve = subprocess.Popen([sys.executable, "-m", "catalog", "--config", config, "schedule", "--interval", "5"],
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 start_new_session=True)
-        deadline = time.monotonic() + 240
-        completed = []
-        while not completed:
-            assert serve.poll() is None, serve.stdout.read()
-            assert time.monotonic() < deadline, "no scheduled run completed"
-            time.sleep(2)
-            # (Prefect schedules many future runs ahead: ask for completed ones only.)
-            runs = httpx.post(f"{api}/flow_runs/filter", timeout=10, json={
-                "limit": 5, "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).json()
-            completed = [r for r in runs if r["deployment_id"]]
-        db = sqlite3.connect(tmp_path / "catalog.db")
-        status, counts = db.execute(
-            "SELECT status, counts FROM runs WHERE command = 'run' AND status != 'running' ORDER BY id LIMIT 1").fetchone()
-        assert status == "ok" and json.loads(counts)["analysed"] == 34
+        schedule = subprocess.Popen([*unit_command(schedule_unit), "--interval", "10"], env=schedule_env,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        yield types.SimpleNamespace(api=api, auth=httpx.BasicAuth(*password.split(":", 1)), base=base,
+                                    library=library, env=schedule_env, schedule=schedule, log=base / "schedule.log")
     finally:
-        for proc in (serve, server):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+        stop(schedule)
+        stop(server)
+        log.close()
+
+
+def api(served, method: str, path: str, **kwargs) -> httpx.Response:
+    """A call to the served Prefect API with the password; its SQLite answers 503 now and then when busy."""
+    for _ in range(10):
+        response = httpx.request(method, f"{served.api}{path}", auth=served.auth, timeout=30, **kwargs)
+        if response.status_code != 503:
+            return response
+        time.sleep(1)
+    return response
+
+
+def deployment_id(served) -> str:
+    deadline = time.monotonic() + 240
+    while True:
+        assert served.schedule.poll() is None, served.log.read_text()
+        found = api(served, "POST", "/deployments/filter", json={}).json()
+        if found:
+            return found[0]["id"]
+        assert time.monotonic() < deadline, "the deployment never appeared"
+        time.sleep(1)
+
+
+def final_state(served, run_id: str) -> dict:
+    deadline = time.monotonic() + 300
+    while True:
+        run = api(served, "GET", f"/flow_runs/{run_id}").json()
+        if run["state_type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return run
+        assert served.schedule.poll() is None, served.log.read_text()
+        assert time.monotonic() < deadline, f"flow run {run_id} still {run['state_type']}"
+        time.sleep(1)
+
+
+@pytest.mark.slow
+def test_scheduled_run_fires_on_a_password_protected_server(served):
+    deployment = deployment_id(served)
+    # Without the password the server refuses everything but its health check.
+    assert httpx.post(f"{served.api}/flow_runs/filter", timeout=10, json={}).status_code == 401
+    assert httpx.post(f"{served.api}/deployments/{deployment}/create_flow_run", timeout=10,
+                      json={}).status_code == 401
+    refused = catalog("schedule", "--name", "intruder", env={**served.env, "PREFECT_API_AUTH_STRING": ""})
+    assert refused.returncode == 2 and "refused us (401)" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    # With it, the schedule fired and the run went through.
+    deadline = time.monotonic() + 300
+    completed = []
+    while not completed:
+        assert served.schedule.poll() is None, served.log.read_text()
+        assert time.monotonic() < deadline, "no scheduled run completed"
+        time.sleep(2)
+        runs = api(served, "POST", "/flow_runs/filter", json={
+            "limit": 5, "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}}).json()
+        completed = [r for r in runs if r["deployment_id"] and not r["parameters"]]
+    db = sqlite3.connect(served.base / "catalog.db")
+    status, counts = db.execute(
+        "SELECT status, counts FROM runs WHERE command = 'run' AND status != 'running' ORDER BY id LIMIT 1").fetchone()
+    assert status == "ok" and json.loads(counts)["analysed"] == 34
+
+
+@pytest.mark.slow
+def test_served_deployment_parameters_cannot_choose_settings(served, tmp_path):
+    deployment = deployment_id(served)
+    # No more scheduled runs: only the attempts below.
+    api(served, "POST", f"/deployments/{deployment}/pause_deployment").raise_for_status()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copy(next(served.library.glob("*.jpg")), outside / "stolen.jpg")
+    (served.library / "link-out").symlink_to(outside)
+    with serve_imgtags(key="attacker") as attacker:
+        evil = tmp_path / "evil.toml"
+        evil.write_text(f'database = "{tmp_path / "evil.db"}"\n[analysis]\nanalyzer = "imgtags"\n'
+                        f'[imgtags]\nbase_url = "{attacker.base_url}"\n[library]\nroots = ["{outside}"]\n')
+        attempts = {
+            "config_file": {"config_file": str(evil)},
+            "database": {"database": str(tmp_path / "evil.db"), "paths": [str(served.library)]},
+            "dotdot": {"paths": [f"{served.library}/../../{tmp_path.name}/elsewhere"]},
+            "symlink": {"paths": [str(served.library / "link-out")]},
+            "narrowed": {"paths": [str(served.library / "dup")]},
+        }
+        runs = {}
+        for name, parameters in attempts.items():
+            created = api(served, "POST", f"/deployments/{deployment}/create_flow_run",
+                          json={"parameters": parameters})
+            assert created.status_code == 201, created.text
+            runs[name] = created.json()["id"]
+        states = {name: final_state(served, run_id) for name, run_id in runs.items()}
+        assert len(attacker.requests) == 0
+    assert not (tmp_path / "evil.db").exists()
+    for name in ("config_file", "database"):  # the flow has no such parameter: the run fails before it reads anything
+        assert states[name]["state_type"] in ("FAILED", "CRASHED"), states[name]
+    for name in ("dotdot", "symlink"):
+        assert states[name]["state_type"] == "FAILED", states[name]
+        assert "not inside library.roots" in states[name]["state"]["message"]
+    assert states["narrowed"]["state_type"] == "COMPLETED", states["narrowed"]
+    db = sqlite3.connect(served.base / "catalog.db")
+    assert db.execute("SELECT COUNT(*) FROM files WHERE path LIKE ?", [f"{outside}%"]).fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM files WHERE name = 'stolen.jpg'").fetchone()[0] == 0
+    counts = [json.loads(c) for (c,) in db.execute("SELECT counts FROM runs WHERE command = 'run' AND counts IS NOT NULL")]
+    assert any(c["files_seen"] == 1 for c in counts)  # the narrowed run scanned dup/ only
+    # The schedule's terminal: one line per refused run, never a traceback or Prefect's own errors.
+    output = served.log.read_text()
+    assert "Traceback" not in output and "Encountered exception" not in output, output
+    assert "has no password" not in output  # (it has one)
+    assert output.count("not inside library.roots") == 2, output

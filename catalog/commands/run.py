@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
 import click
 
+from catalog import private, quiet
 from catalog.commands import echo_json, load_settings
 
 PREFECT_QUIET = {
@@ -17,13 +20,21 @@ PREFECT_QUIET = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     # The ephemeral server migrates its database on first use; a slow NAS CPU needs time.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    # In the processes Prefect starts (served runs, its server): our lines, not its tracebacks.
+    quiet.HANDLER_SETTING: quiet.HANDLER_CLASS,
 }
 
 
 def prepare_prefect_environment(verbose: bool) -> None:
-    """Quiet, analytics-free Prefect unless the user configured it otherwise."""
+    """Quiet, analytics-free Prefect unless the user configured it otherwise; its home owner-only."""
+    # Folders we create for Prefect are 0700: its database, logs and the results (failed runs'
+    # errors) it writes there stay private whatever mode Prefect gives the files inside.
+    home = prefect_home()
+    private.make_dirs(home)
+    private.make_dirs(Path(os.environ.get("PREFECT_RESULTS_LOCAL_STORAGE_PATH")
+                           or os.environ.get("PREFECT_LOCAL_STORAGE_PATH") or home / "storage").expanduser())
     for name, value in PREFECT_QUIET.items():
-        if name == "PREFECT_LOGGING_LEVEL" and verbose:
+        if name in (quiet.HANDLER_SETTING, "PREFECT_LOGGING_LEVEL") and verbose:
             continue
         os.environ.setdefault(name, value)
     if _ephemeral_schema_current():
@@ -38,8 +49,12 @@ def _ephemeral_stamp() -> Path | None:
         return None  # a real server, or a database we do not manage
     from importlib.metadata import version
 
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    return home / f".catalog-schema-prefect-{version('prefect')}"
+    return prefect_home() / f".catalog-schema-prefect-{version('prefect')}"
+
+
+def prefect_home() -> Path:
+    """Prefect's PREFECT_HOME (its database, results and profiles), as Prefect resolves it."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
 
 
 def _ephemeral_schema_current() -> bool:
@@ -51,7 +66,7 @@ def note_ephemeral_schema(stamp: Path | None) -> None:
     """After a run that migrated the ephemeral database, later runs may skip the check."""
     if stamp and (stamp.parent / "prefect.db").exists() and not stamp.exists():
         try:
-            stamp.touch()
+            private.create_file(stamp)
         except OSError:
             pass
 
@@ -71,32 +86,32 @@ def run(ctx, paths, as_json):
     """
     started = time.perf_counter()
     config = load_settings(ctx)
-    if not paths and not config.library.roots:
+    if paths:  # this run's roots; the flow itself can only narrow them
+        config = dataclasses.replace(config, library=dataclasses.replace(config.library, roots=tuple(paths)))
+    if not config.library.roots:
         from catalog.errors import ConfigError
 
         raise ConfigError("nothing to scan: pass a folder, or set library.roots in the config")
-    from catalog.lock import ensure_free
-
-    ensure_free(config.database)  # refuse at once, not after Prefect has started
-    prepare_prefect_environment(logging.getLogger().level <= logging.INFO)
-    if ctx.obj["db_path"]:
-        os.environ["CATALOG_DB"] = str(config.database)  # the flow reads settings itself
-    server, stamp = None, _ephemeral_stamp()
-    if not os.environ.get("PREFECT_API_URL"):  # ephemeral mode: start its server first
-        from catalog.ephemeral import EphemeralServer
-
-        server = EphemeralServer()
+    from catalog.db import open_db
     from catalog.interrupt import exit_now, is_interrupt, stop_on_signals
+    from catalog.lock import exclusive
 
-    try:
-        with stop_on_signals():
-            summary = _run_flow(server, paths, ctx.obj["config_path"])
-    except BaseException as exc:
-        if not is_interrupt(exc):
-            raise
+    # Held from here to the end of the flow: a second run is refused before Prefect starts.
+    interrupted = False
+    with exclusive(config.database, "run"):
+        open_db(config.database).close()  # a corrupt or unwritable catalogue fails now, not after Prefect starts
+        verbose = logging.getLogger().level <= logging.INFO
+        prepare_prefect_environment(verbose)
+        try:
+            with stop_on_signals():
+                summary = _run_flow(config, verbose)
+        except BaseException as exc:
+            if not is_interrupt(exc):
+                raise
+            interrupted = True  # the lock is released (and marked so) on the way out
+    if interrupted:
         exit_now("interrupted: every answer received is kept; a rerun continues where this one stopped")
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)  # including Prefect's start-up
-    note_ephemeral_schema(stamp)
     if as_json:
         echo_json(summary)
     else:
@@ -117,27 +132,41 @@ def run(ctx, paths, as_json):
         sys.exit(1)
 
 
-def _run_flow(server, paths, config_path) -> dict:
-    """The flow, in ephemeral mode once its temporary server is up, else on PREFECT_API_URL."""
-    try:
-        from flows.catalog_flow import catalog_flow  # imports Prefect while the server starts
+def _run_flow(config, verbose: bool) -> dict:
+    """The flow, in this process, on the ephemeral server or PREFECT_API_URL; failures are one CatalogError."""
+    from catalog.errors import CatalogError
 
+    server, stamp = None, _ephemeral_stamp()
+    if not os.environ.get("PREFECT_API_URL"):  # ephemeral mode: start its server first
+        from catalog.ephemeral import EphemeralServer
+
+        server = EphemeralServer()
+    try:
+        from flows.catalog_flow import nightly_flow  # imports Prefect while the server starts
+
+        if not verbose:
+            quiet.keep_prefect_off()
+        nightly = nightly_flow(config, in_cli=True)  # our caller holds the lock
         if server is not None:
             server.wait_until_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-            os.environ["PREFECT_API_URL"] = server.api_url
-            from prefect.settings import PREFECT_API_URL, temporary_settings
+            os.environ.update(PREFECT_API_URL=server.api_url, PREFECT_API_AUTH_STRING=server.auth_string)
+            from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-            with temporary_settings({PREFECT_API_URL: server.api_url}):
-                summary = catalog_flow(paths=list(paths) or None, config_file=config_path)
+            with temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_API_AUTH_STRING: server.auth_string}):
+                summary = nightly()
         else:
-            summary = catalog_flow(paths=list(paths) or None, config_file=config_path)
-    except RuntimeError as exc:
-        if server is None or "temporary server" not in str(exc):
-            raise
-        from catalog.errors import CatalogError
-
-        raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None
+            summary = nightly()
+    except (CatalogError, sqlite3.Error, OSError):
+        raise  # the CLI says these in one line
+    except Exception as exc:  # details stay in Prefect's logs; the terminal gets one line
+        if server is not None and isinstance(exc, RuntimeError) and "temporary server" in str(exc):
+            raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None
+        raise quiet.prefect_failure(exc, "the run failed") from None
     finally:
         if server is not None:
+            if "prefect.logging.handlers" in sys.modules:  # Prefect's queued logs reach its server first
+                sys.modules["prefect.logging.handlers"].APILogWorker.drain_all(timeout=5)
             server.stop()
+    note_ephemeral_schema(stamp)
     return summary
+
