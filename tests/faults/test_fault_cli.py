@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
@@ -214,9 +215,9 @@ HOSTILE_NAMES = [f"{TITLE}title.jpg", f"{CLEAR}clear.jpg", f"evil{RLO}gpj.exe.jp
 @pytest.fixture
 def hostile_catalogue(tmp_path):
     """File and folder names, tags, descriptions and a run message full of escape sequences."""
-    from catalog.analyze import store_analysis
+    from catalog.analysis_db import store_analysis
     from catalog.analyzers import Analysis
-    from catalog.db import finish_run, open_db, start_run
+    from catalog.db import finish_run, open_db, refresh_search_text, start_run
 
     root = tmp_path / f"lib{TITLE}"
     for i, name in enumerate(HOSTILE_NAMES):
@@ -226,11 +227,16 @@ def hostile_catalogue(tmp_path):
     env = {"CATALOG_DB": str(tmp_path / "c.db")}
     scanned = run_cli("-v", "scan", root, env=env, text=False)
     db = open_db(tmp_path / "c.db")
+    tags = ("beach", f"sun{TITLE}set", f"x{C1_CSI}", f"r{RLO}l", "forged\ncatalog: ok")
     for row in db.query("SELECT DISTINCT photo_id FROM files WHERE status = 'ok'"):
-        store_analysis(db, row["photo_id"], Analysis(
-            provider="imgtags", tags=("beach", f"sun{TITLE}set", f"x{C1_CSI}", f"r{RLO}l", "forged\ncatalog: ok"),
-            description=f"A beach {CLEAR}{CLIPBOARD}", objects=(f"obj{TITLE}",), scene=f"out{C1_CSI}door",
-            mood=f"calm{RLO}", raw={"note": TITLE}))
+        store_analysis(db, row["photo_id"], Analysis(provider="imgtags", tags=("beach",), raw={}))
+        # Storing cleans answers (analyzers/storable.py); a catalogue written by anything else
+        # may still hold raw controls, and printing must be safe on its own.
+        db.execute("UPDATE photos SET tags = ?, description = ?, objects = ?, scene = ?, mood = ?, "
+                   "raw_response = ? WHERE id = ?",
+                   [json.dumps(tags), f"A beach {CLEAR}{CLIPBOARD}", json.dumps([f"obj{TITLE}"]),
+                    f"out{C1_CSI}door", f"calm{RLO}", json.dumps({"note": TITLE}), row["photo_id"]])
+        refresh_search_text(db, [row["photo_id"]])
     finish_run(db, start_run(db, "analyze"), "partial", {"failed": 1}, f"server said {CLEAR}{CLIPBOARD}")
     db.close()
     return root, env, scanned
