@@ -36,8 +36,8 @@ def clean_text(value: Any, limit: int, secrets: Iterable[str] = ()) -> str:
     """Any value as storable text of at most `limit` characters."""
     text = value if isinstance(value, str) else str(value)
     for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
+        if secret and secret.casefold() in text.casefold():  # an echo may change its letter case
+            text = re.sub(re.escape(secret), REDACTED, text, flags=re.IGNORECASE)
     text = _UNSTORABLE.sub(REPLACEMENT, text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

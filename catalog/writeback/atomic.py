@@ -21,6 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from catalog.libfile import NotRegularFile, open_library_file
 from catalog.writeback.tiffifd import WriteBackError
 
 log = logging.getLogger("catalog.writeback")
@@ -56,29 +57,22 @@ def fingerprint(path: str) -> Fingerprint | None:
 
 
 def read_file(path: str, *, limit: int | None = None, what: str = "the file") -> tuple[bytes, Fingerprint]:
-    """Bytes and fingerprint of a regular file, never through a symlink nor blocking on a FIFO."""
+    """Bytes and fingerprint of a regular file, never through a symlink nor blocking on a FIFO
+    (catalog.libfile opens it, as it opens every library file)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
+        f = open_library_file(path, follow_symlinks=False)
+    except NotRegularFile as exc:
         if exc.errno == errno.ELOOP:
             raise WriteBackError(f"{what} is a symbolic link: not read or written through it") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise WriteBackError(f"{what} is not a regular file: left alone")
+        raise WriteBackError(f"{what} is not a regular file: left alone") from None
+    with f:
+        st = os.fstat(f.fileno())
         if limit is not None and st.st_size > limit:
             raise WriteBackError(f"{what} is {st.st_size:,} bytes, over the {limit:,}-byte limit: left alone")
-        chunks, left = [], st.st_size if limit is None else limit + 1
-        while left > 0 and (chunk := os.read(fd, min(left, 1 << 24))):
-            chunks.append(chunk)
-            left -= len(chunk)
-        data = b"".join(chunks)
+        data = f.read() if limit is None else f.read(limit + 1)
         if limit is not None and len(data) > limit:
             raise WriteBackError(f"{what} grew over the {limit:,}-byte limit while read: left alone")
-        return data, Fingerprint.of(os.fstat(fd))
-    finally:
-        os.close(fd)
+        return data, Fingerprint.of(os.fstat(f.fileno()))
 
 
 def atomic_write(path: str, data: bytes, *, mtime_ns: int | None = None,

@@ -63,13 +63,14 @@ def answers_lost(server, db_path: os.PathLike) -> int:
 
 
 def key_places(key: str, *, texts=(), files=()) -> int:
-    """How many of these texts and files contain the key (files: also their -wal/-journal)."""
-    needle = key.encode()
-    found = sum(1 for text in texts if text and key in text)
+    """How many of these texts and files contain the key in any letter case (files: also their
+    -wal/-journal)."""
+    needle = key.lower().encode()  # in any letter case: an echo may change it
+    found = sum(1 for text in texts if text and key.lower() in text.lower())
     for name in files:
         for path in (Path(name), Path(f"{name}-wal"), Path(f"{name}-journal")):
             try:
-                found += needle in path.read_bytes()
+                found += needle in path.read_bytes().lower()
             except OSError:
                 pass
     return found

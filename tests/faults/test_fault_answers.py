@@ -87,6 +87,9 @@ HOSTILE_BODIES = {
     + "[" * 900 + "]" * 900 + '}, "meta": {"tokens_used": 10}}',
     "the key echoed back everywhere": json.dumps(answer(tags=[KEY, f"Bearer {KEY}"], description=f"key={KEY}",
                                                         objects=[KEY], extra={"auth": f"Bearer {KEY}"})),
+    "the key echoed in other letter cases": json.dumps(answer(tags=[KEY.upper(), KEY.title()],
+                                                              description=f"KEY={KEY.upper()}",
+                                                              extra={KEY.upper(): KEY.swapcase()})),
     "markup and script in every field": json.dumps(answer(
         tags=["<script>alert(1)</script>", "javascript:alert(1)"], description="<img src=x onerror=alert(1)>",
         objects=["[x](javascript:alert(1))"], scene="<b>", mood="</td>")),
