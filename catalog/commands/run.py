@@ -14,6 +14,7 @@ import click
 
 from catalog import private, quiet
 from catalog.commands import echo_json, load_settings
+from catalog.terminal import escape
 
 PREFECT_QUIET = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -127,7 +128,7 @@ def run(ctx, paths, as_json):
             f"{s.get('skipped', 0):,} left for later); {s.get('requests', 0):,} requests, "
             f"{s.get('rate_limited', 0):,} rate-limit waits, {s.get('tokens_used', 0):,} tokens.")
         if s.get("message"):
-            click.echo(f"Note: {s['message']}", err=True)
+            click.echo(f"Note: {escape(s['message'])}", err=True)  # may quote a server or a file name
     if summary["status"] != "ok":
         sys.exit(1)
 
