@@ -25,6 +25,7 @@ from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pend
                                  store_analysis, store_failure)
 from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
+from catalog.enrichers.stage import EnricherQueue
 from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, FileUnreadable, Interrupted,
                             StageStopped)
 from catalog.progress import progress_bar
@@ -48,6 +49,7 @@ class AnalyzeSummary:
     upload_bytes: int = 0
     seconds: float = 0.0
     stopped: str | None = None  # why the run stopped early, if it did
+    enriched: int = 0  # photos whose enricher rows were stored
     run_id: int | None = None
 
     def as_dict(self) -> dict:
@@ -100,6 +102,7 @@ class AnalysisRun:
         self.bar = (progress_bar(total=progress_total, unit=" photos", desc="analyse")
                     if progress_total is not None else None)
         self._in_flight: dict[Future, dict] = {}
+        self.enrich = EnricherQueue(db, config)
         self._started = time.perf_counter()
 
     def _requests_sent(self) -> int:
@@ -152,7 +155,7 @@ class AnalysisRun:
     def _keep(self, row: dict, analysis: Analysis, size: int, thumbnail: Thumbnail | None) -> None:
         s = self.summary
         try:
-            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets)
+            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets, source=self.analyzer.name)
         except Exception as exc:  # e.g. the disk is full: record it, keep the answer, keep going
             log.debug("storing the answer for %s failed", row["path"], exc_info=True)
             kept = storable(analysis, self.secrets).raw
@@ -162,11 +165,13 @@ class AnalysisRun:
         s.analysed += 1
         s.tokens_used += storable(analysis).tokens_used
         s.upload_bytes += size
+        self.enrich.submit_missing(row)  # the workers read the file themselves: the API stage goes on
 
     def _drain(self, until: int) -> None:
         while len(self._in_flight) > until:
             for future in wait(list(self._in_flight), return_when=FIRST_COMPLETED).done:
                 self._collect(future)
+            self.enrich.poll()
 
     def _stop_reason(self) -> str | None:
         return self.halted or self.budget_reached()
@@ -203,6 +208,7 @@ class AnalysisRun:
             raise
         except BaseException as exc:  # SIGTERM, SIGINT (or Prefect's TerminationSignal): stop within seconds
             self.summary.stopped = "interrupted"
+            self.enrich.stop()
             stop = getattr(self.analyzer, "stop", None)
             if stop:  # no new request starts, no 429 wait goes on
                 stop(exc if isinstance(exc, Exception) else Interrupted("interrupted"))
@@ -213,8 +219,20 @@ class AnalysisRun:
             pool.shutdown(wait=not self._in_flight and self.summary.stopped != "interrupted",
                           cancel_futures=True)
 
+    def enrich_missing(self, paths=None, limit=None) -> None:
+        """The analysed photos (under `paths`) still missing a configured enricher get it now;
+        returns once every enricher of this run is done."""
+        try:
+            self.enrich.backfill(paths, limit)
+            self.enrich.settle()
+        except BaseException:
+            self.summary.stopped = self.summary.stopped or "interrupted"
+            raise
+
     def finish(self) -> AnalyzeSummary:
         s = self.summary
+        self.enrich.close()
+        s.enriched = self.enrich.stored
         if self.bar is not None:
             self.bar.close()
         if self.stats is not None:
@@ -227,10 +245,33 @@ class AnalysisRun:
         return s
 
 
+def enrich_only(db, config: Config, name: str, *, paths=None, reanalyze=False, limit=None) -> AnalyzeSummary:
+    """One enricher over the analysed photos (`--analyzer places`): those missing its row, or all
+    of them with `reanalyze`; only its rows change."""
+    summary = AnalyzeSummary(analyzer=name, run_id=catalog_db.start_run(db, "analyze"))
+    queue, status, started = EnricherQueue(db, config, (name,)), "failed", time.perf_counter()
+    try:
+        summary.pending = queue.backfill(paths, limit, redo=reanalyze)
+        queue.close()
+        status = "partial" if queue.lost or queue.skipped else "ok"
+    except BaseException:
+        queue.stop()
+        status = "interrupted"
+        raise
+    finally:
+        summary.enriched, summary.seconds = queue.stored, round(time.perf_counter() - started, 3)
+        summary.stopped = next(iter(queue.skipped.values()), None) or queue.resting
+        catalog_db.finish_run(db, summary.run_id, status, summary.as_dict(), summary.stopped)
+    return summary
+
+
 def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, analyzer=None,
-            progress=True, retry_failed=False) -> AnalyzeSummary:
+            progress=True, retry_failed=False, enricher: str | None = None) -> AnalyzeSummary:
     """Analyse pending photos; returns the summary. Raises AuthenticationFailed on a refused key
-    and lets an interrupt through after recording the run as interrupted."""
+    and lets an interrupt through after recording the run as interrupted. `enricher`: run only
+    that enricher (see enrich_only)."""
+    if enricher:
+        return enrich_only(db, config, enricher, paths=paths, reanalyze=reanalyze, limit=limit)
     own_analyzer = analyzer is None
     analyzer = analyzer or make_analyzer(config)
     scope = {"reanalyze": reanalyze, "paths": paths, "limit": limit, "retry_failed": retry_failed}
@@ -241,6 +282,7 @@ def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, anal
     status, message = "failed", None
     try:
         run.process(pending_photos(db, config, **scope))
+        run.enrich_missing(paths, limit)
         status = "partial" if run.summary.failed or run.summary.stopped else "ok"
     except AuthenticationFailed as exc:
         message = str(exc)

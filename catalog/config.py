@@ -3,7 +3,8 @@
 Lookup order for the file: `--config FILE`, then `$CATALOG_CONFIG`, then
 `$XDG_CONFIG_HOME/catalog/config.toml` (default `~/.config/catalog/config.toml`);
 no file at all means the embedded defaults. `$CATALOG_DB` overrides the database
-path. Every key is documented in `config.example.toml`; an unknown key is an
+path, `$CATALOG_ENRICHERS` (names separated by commas, empty for none) the enrichers
+for one run. Every key is documented in `config.example.toml`; an unknown key is an
 error, so a typo never silently falls back to a default, and every value is checked
 here at load (catalog/config_checks.py holds the rules): a bad one stops every
 command at once with exit status 2 instead of failing hours into a run.
@@ -336,6 +337,10 @@ def load_config(explicit: str | os.PathLike | None = None, *,
     if kwargs["analysis"].analyzer not in ("offline", "openai"):
         variable = kwargs["imgtags"].api_key_env
         checks.api_key(os.environ.get(variable) or None, variable)
+    if "CATALOG_ENRICHERS" in os.environ:  # for one run: "places,text"; empty turns them all off
+        names = tuple(n.strip() for n in os.environ["CATALOG_ENRICHERS"].split(",") if n.strip())
+        kwargs["analysis"] = dataclasses.replace(kwargs["analysis"],
+                                                 enrichers=_enrichers(names, "CATALOG_ENRICHERS"))
     if database is not None:
         kwargs["database"] = _database(str(database), "--db", None)
     elif os.environ.get("CATALOG_DB"):

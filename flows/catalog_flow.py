@@ -123,6 +123,7 @@ def catalog_flow(paths: list[str] | None = None, config_file: str | None = None)
                 analyze_batch(key, batch)
                 if run.summary.stopped:
                     break
+            run.enrich_missing()  # analysed photos still missing an enricher (local work only)
             analysed = run.finish()
             summary.update(analysed=analysed.analysed, failed=analysed.failed, skipped=analysed.skipped,
                            tokens_used=analysed.tokens_used, requests=analysed.requests,

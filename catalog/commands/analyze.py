@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
 
+from catalog.analyzers import analyzer_names
 from catalog.commands import echo_json, escape, open_catalogue
+from catalog.enrichers import REGISTRY as ENRICHERS
+
+SOURCES = (*analyzer_names(), *ENRICHERS)
 
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--limit", type=click.IntRange(min=1), help="Analyse at most this many photos.")
 @click.option("--reanalyze", is_flag=True, help="Analyse again even photos that are done.")
-@click.option("--retry-failed", is_flag=True,
+@click.option("--retry-failed", "--failed", "retry_failed", is_flag=True,
               help="Give every failed photo one more try (even permanent failures); done photos are not sent again.")
+@click.option("--analyzer", "source", metavar="NAME", type=click.Choice(SOURCES),
+              help=f"Use this back-end or enricher ({', '.join(SOURCES)}) instead of the configured "
+                   "one; only its own row of each photo is replaced.")
 @click.option("--dry-run", is_flag=True, help="Say what would be sent and what it may cost; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
 @click.pass_context
-def analyze(ctx, paths, limit, reanalyze, retry_failed, dry_run, as_json):
+def analyze(ctx, paths, limit, reanalyze, retry_failed, source, dry_run, as_json):
     """Analyse pending photos (optionally only those under PATHS).
 
     Uses the ImgTags API when an API key is set (IMGTAGS_API_KEY), else the
@@ -29,6 +37,12 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, dry_run, as_json):
     within seconds on SIGTERM or Ctrl-C, keeping every answer received. Exit
     status 1 when some photos failed, 2 when the API refused the key, 130 when
     interrupted.
+
+    Each photo keeps one row per source: the back-end's answer and each
+    enricher's ([analysis] enrichers: places, text, safety, faces), which run
+    on every analysed photo in worker processes. `--analyzer NAME --reanalyze
+    PATHS` (or `--failed`) replaces only NAME's row; an enricher's name runs
+    only that enricher.
     """
     from catalog.analysis_db import DEFAULT_TOKEN_GUESS, average_tokens, count_pending
     from catalog.analyze import analyze as run_analyze
@@ -38,6 +52,10 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, dry_run, as_json):
     from catalog.lock import exclusive
 
     config, db = open_catalogue(ctx, create=False)
+    if source in ENRICHERS:
+        config = dataclasses.replace(config, analysis=dataclasses.replace(config.analysis, enrichers=(source,)))
+    elif source:
+        config = config.using(source)
     if dry_run:
         name = config.analyzer_name()
         count, upload = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit,
@@ -59,7 +77,8 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, dry_run, as_json):
         with stop_on_signals(), exclusive(config.database, "analyze"):
             close_interrupted_runs(db)
             summary = run_analyze(db, config, limit=limit, reanalyze=reanalyze, paths=paths,
-                                  progress=not as_json, retry_failed=retry_failed)
+                                  progress=not as_json, retry_failed=retry_failed,
+                                  enricher=source if source in ENRICHERS else None)
     except Interrupted as exc:
         exit_now(str(exc))
     if as_json:
@@ -68,7 +87,8 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, dry_run, as_json):
         s = summary
         click.echo(f"Analysed {s.analysed:,} of {s.pending:,} pending photos with {s.analyzer} in "
                    f"{s.seconds:.1f} s: {s.failed:,} failed, {s.skipped:,} left for later; "
-                   f"{s.requests:,} requests, {s.rate_limited:,} rate-limit waits, {s.tokens_used:,} tokens.")
+                   f"{s.requests:,} requests, {s.rate_limited:,} rate-limit waits, {s.tokens_used:,} tokens"
+                   + (f"; enrichers added to {s.enriched:,} photos." if s.enriched else "."))
         if s.stopped:
             click.echo(f"Stopped early: {escape(s.stopped)}", err=True)
     if summary.failed:
