@@ -136,3 +136,14 @@ def sources_of(db, photo_id: str) -> list[dict]:
             row[key] = json.loads(row[key]) if row[key] else None
         rows.append(row)
     return rows
+
+
+def provenance(db, photo_id: str) -> list[str]:
+    """catalog:Sources entries for write-back: each source that gave keywords, with its model and date."""
+    entries = []
+    for row in sources_of(db, photo_id):
+        if row["error"] or not row["tags"]:
+            continue
+        made = " ".join(filter(None, [row["provider"], row["model"]])) or row["source"]
+        entries.append(f"{row['source']}; {made}; {row['produced_at']}; {', '.join(row['tags'])}")
+    return entries

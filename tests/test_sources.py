@@ -123,3 +123,62 @@ def test_each_source_is_its_own_row_and_the_merge_reads_them_all(photos, tmp_pat
     conn = connect(tmp_path / "c.db")
     assert [r["id"] for r in search(conn, "arezzo")] == [photo]
     assert search(conn, "town") == []  # the stale back-end tag is gone from search too
+
+
+def exiftool(path) -> dict:
+    out = subprocess.run(["exiftool", "-j", "-G1", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)[0]
+
+
+def listed(value) -> list[str]:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+@pytest.mark.skipif(not shutil.which("exiftool") and os.environ.get("CI") != "true", reason="no exiftool")
+@pytest.mark.parametrize("mode", ["sidecar", "embed"])
+def test_writeback_takes_every_source_and_records_its_provenance(photos, tmp_path, mode):
+    """Keywords from all sources; catalog:Sources says who made them; a better model replaces only
+    its own stale keywords, never the user's."""
+    from catalog.config import WritebackSettings
+    from catalog.writeback.stage import writeback
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    photo_path = library / "DSCN0010.jpg"
+    shutil.copy(photos / "real" / "DSCN0010.jpg", photo_path)
+    user = subprocess.run(["exiftool", "-q", "-overwrite_original", "-XMP-dc:Subject=Family",
+                           "-XMP-dc:Subject=Town", str(photo_path)], capture_output=True, text=True)
+    assert user.returncode == 0, user.stderr
+    db = open_db(tmp_path / "c.db")
+    config = Config(writeback=WritebackSettings(mode=mode))
+    scan(db, config, [library], progress=False)
+    photo = db["files"].get(str(photo_path))["photo_id"]
+    store_analysis(db, photo, Analysis(tags=("hills", "town"), provider="imgtags", model="v1"), source="imgtags")
+    with db.atomic():
+        store_rows(db, [enricher_row(photo, Enrichment("places", provider="reverse_geocode 1.6", model="GeoNames",
+                                                       tags=("arezzo", "italy"), place="Arezzo, Tuscany, Italy"))])
+    target = photo_path if mode == "embed" else library / "DSCN0010.jpg.xmp"
+
+    def written():
+        result = writeback(db, config, progress=False)
+        assert result.skipped == 0, result.changes
+        if mode == "embed":
+            scan(db, config, [library], progress=False)  # the ledger follows our own write
+        facts = exiftool(target)
+        return listed(facts.get("XMP-dc:Subject")), listed(facts.get("XMP-catalog:Sources"))
+
+    subject, provenance = written()
+    assert subject == ["Family", "Town", "hills", "arezzo", "italy"]  # "town" is the user's "Town"
+    first = {r["source"]: r["produced_at"] for r in sources_of(db, photo)}
+    assert provenance == [f"imgtags; imgtags v1; {first['imgtags']}; hills, town",
+                          f"places; reverse_geocode 1.6 GeoNames; {first['places']}; arezzo, italy"]
+    # A better model: its stale keyword goes, the user's stay, the places keywords stay.
+    store_analysis(db, photo, Analysis(tags=("castle", "town"), provider="imgtags", model="v2"), source="imgtags")
+    subject, provenance = written()
+    assert subject == ["Family", "Town", "arezzo", "italy", "castle"]
+    now = {r["source"]: r["produced_at"] for r in sources_of(db, photo)}
+    assert now["imgtags"] > first["imgtags"] and now["places"] == first["places"]
+    assert provenance[0] == f"imgtags; imgtags v2; {now['imgtags']}; castle, town"
+    assert written() == (subject, provenance)  # idempotent
+    db.close()
