@@ -21,7 +21,9 @@ DEFAULT_TOKEN_GUESS = 1250  # the contract's example answer, until we have our o
 
 SELECT_PENDING = """
 SELECT p.id, p.first_seen, p.taken_at, p.camera_make, p.camera_model, p.gps_lat, p.gps_lon, p.orientation,
-       f.path, f.path_bytes, f.size
+       f.path, f.path_bytes, f.size,
+       (SELECT json_group_array(json_array(c.path, c.root)) FROM files c
+         WHERE c.photo_id = p.id AND c.status = 'ok') AS copies
 FROM photos p
 JOIN files f ON f.path = (SELECT path FROM files WHERE photo_id = p.id AND status = 'ok'
                           {scope} ORDER BY path LIMIT 1)

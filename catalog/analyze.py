@@ -26,6 +26,8 @@ from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pend
 from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
 from catalog.enrichers.stage import EnricherQueue
+from catalog.routing import Router
+from catalog.sources import enricher_row, store_rows
 from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, FileUnreadable, Interrupted,
                             StageStopped)
 from catalog.progress import progress_bar
@@ -50,6 +52,7 @@ class AnalyzeSummary:
     seconds: float = 0.0
     stopped: str | None = None  # why the run stopped early, if it did
     enriched: int = 0  # photos whose enricher rows were stored
+    kept_local: int = 0  # photos a cloud back-end never saw: local_only, or rated adult (catalog.routing)
     run_id: int | None = None
 
     def as_dict(self) -> dict:
@@ -61,9 +64,12 @@ def make_analyzer(config: Config):
     return analyzer_factory(config.analyzer_name())(config)
 
 
-def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int, Thumbnail | None]:
+def _prepare_and_analyze(row: dict, analyzer, config: Config, rate=None) -> tuple[Analysis, int, Thumbnail | None]:
     from catalog.prepare import prepare_upload
 
+    if rate is not None:  # the local safety model decides whether this photo may leave the machine
+        analyzer, row["safety"] = rate(row)
+    row["source"] = analyzer.name
     a = config.analysis
     try:
         upload = prepare_upload(catalog_db.fs_path(row), max_upload_bytes=a.max_upload_bytes,
@@ -103,6 +109,7 @@ class AnalysisRun:
                     if progress_total is not None else None)
         self._in_flight: dict[Future, dict] = {}
         self.enrich = EnricherQueue(db, config)
+        self.router = Router(config, analyzer, self.enrich)
         self._started = time.perf_counter()
 
     def _requests_sent(self) -> int:
@@ -155,7 +162,10 @@ class AnalysisRun:
     def _keep(self, row: dict, analysis: Analysis, size: int, thumbnail: Thumbnail | None) -> None:
         s = self.summary
         try:
-            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets, source=self.analyzer.name)
+            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets, source=row["source"])
+            if row.get("safety") is not None:  # rated before the upload: kept, not run again
+                with self.db.atomic():
+                    store_rows(self.db, [enricher_row(row["id"], row["safety"])])
         except Exception as exc:  # e.g. the disk is full: record it, keep the answer, keep going
             log.debug("storing the answer for %s failed", row["path"], exc_info=True)
             kept = storable(analysis, self.secrets).raw
@@ -163,6 +173,7 @@ class AnalysisRun:
                        raw=json.dumps(kept, ensure_ascii=True) if kept is not None else None)
             return
         s.analysed += 1
+        s.kept_local += row["source"] != self.analyzer.name
         s.tokens_used += storable(analysis).tokens_used
         s.upload_bytes += size
         self.enrich.submit_missing(row)  # the workers read the file themselves: the API stage goes on
@@ -196,7 +207,9 @@ class AnalysisRun:
                     self.summary.stopped = self._stop_reason()
                 if self.summary.stopped:
                     return False
-                self._in_flight[pool.submit(_prepare_and_analyze, row, self.analyzer, self.config)] = row
+                analyzer = self.router.choose(row)
+                rate = self.router.rate if self.router.destination(row) == "rated" else None
+                self._in_flight[pool.submit(_prepare_and_analyze, row, analyzer, self.config, rate)] = row
                 self._drain(a.concurrency * 2 - 1)
             self._drain(0)
             self.summary.stopped = self.halted
@@ -296,4 +309,6 @@ def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, anal
         close = getattr(analyzer, "close", None)
         if own_analyzer and close and status != "interrupted":
             close()
+        if status != "interrupted":
+            run.router.close()
     return summary

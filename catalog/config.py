@@ -91,6 +91,10 @@ class AnalysisSettings:
     breaker_failures: int = 5  # server-side failures in a row that stop the stage for this run
     # Offline enrichers run after the back-end, each with its own provenance (catalog.enrichers).
     enrichers: tuple[str, ...] = ("places", "text", "safety", "faces")
+    # Privacy routing: photos under these folders never go to a cloud back-end (catalog.routing).
+    local_only: tuple[str, ...] = ()
+    local_analyzer: str = "offline"  # what analyses them: offline, or openai on this machine
+    upload_if_adult_below: str = ""  # e.g. "LIKELY": the safety model rates a photo first; "" = off
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,12 @@ class Config:
             return "imgtags" if self.api_key() else "offline"
         return self.analysis.analyzer
 
+    def sends_off_machine(self, name: str) -> bool:
+        """Whether back-end `name` sends photos off this machine (imgtags; openai unless on loopback)."""
+        if name == "openai":
+            return not checks.loopback(self.openai_base_url())
+        return name not in ("offline",)
+
     def using(self, name: str) -> Config:
         """These settings with `name` as the analyzer. A back-end with a section of its own
         ([openai]) brings its concurrency and upload edge to the stage; [analysis] keeps the rest."""
@@ -206,6 +216,25 @@ def _enrichers(names: tuple[str, ...], where: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where} lists an enricher twice")
     return names
+
+
+ADULT_LEVELS = ("UNLIKELY", "POSSIBLE", "LIKELY", "VERY_LIKELY")
+
+
+def _check_routing(config: Config) -> None:
+    """[analysis] local_analyzer must keep photos here; upload_if_adult_below must be a level."""
+    a = config.analysis
+    if a.upload_if_adult_below and a.upload_if_adult_below not in ADULT_LEVELS:
+        raise ConfigError(f"analysis.upload_if_adult_below must be one of {', '.join(ADULT_LEVELS)} "
+                          f"(or \"\" for off), not {checks.shown(a.upload_if_adult_below)}")
+    if a.local_only or a.upload_if_adult_below:
+        if a.local_analyzer not in ("offline", "openai"):
+            raise ConfigError('analysis.local_analyzer must be "offline" or "openai" (a server on this '
+                              f"machine), not {checks.shown(a.local_analyzer)}")
+        if config.sends_off_machine(a.local_analyzer):
+            raise ConfigError(f'analysis.local_analyzer = "openai" needs openai.base_url on this machine '
+                              f"(127.0.0.1, localhost), not {config.openai_base_url()}: photos under "
+                              "local_only must not leave it")
 
 
 # Checks for one key's value, beyond its type and bounds (see catalog/config_checks.py).
@@ -348,6 +377,7 @@ def load_config(explicit: str | os.PathLike | None = None, *,
     elif "database" in data:
         kwargs["database"] = _database(data["database"], "database", base)
     config = Config(**kwargs)
+    _check_routing(config)
     if config.analysis.analyzer == "openai":  # missing or malformed: say so now, exit 2
         config.openai_model(), config.openai_base_url()
         checks.api_key(config.openai_api_key(), config.openai.api_key_env)

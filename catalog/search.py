@@ -222,7 +222,7 @@ def connect(path) -> sqlite3.Connection:
 RESULT_COLUMNS = """
     p.id, p.format, p.width, p.height, p.taken_at, p.camera_make, p.camera_model, p.gps_lat,
     p.gps_lon, p.tags, p.description, p.objects, p.dominant_color, p.palette, p.scene, p.mood,
-    {shape} AS shape, p.provider, p.analysis_status,
+    {shape} AS shape, p.place, p.provider, p.analysis_status,
     (SELECT COUNT(*) FROM files f WHERE f.photo_id = p.id AND f.status = 'ok') AS copies,
     (SELECT json_group_array(path) FROM (SELECT path FROM files f WHERE f.photo_id = p.id
         AND f.status = 'ok' ORDER BY path)) AS paths

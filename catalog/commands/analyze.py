@@ -57,21 +57,34 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, source, dry_run, as_json
     elif source:
         config = config.using(source)
     if dry_run:
+        from catalog.analysis_db import pending_photos
+        from catalog.routing import routes
+
         name = config.analyzer_name()
-        count, upload = count_pending(db, config, reanalyze=reanalyze, paths=paths, limit=limit,
-                                      retry_failed=retry_failed)
+        scope = dict(reanalyze=reanalyze, paths=paths, limit=limit, retry_failed=retry_failed)
+        count, upload = count_pending(db, config, **scope)
+        where = routes(config, name, pending_photos(db, config, **scope))
         history = average_tokens(db, name)
         per_photo = history if history is not None else (0 if name == "offline" else DEFAULT_TOKEN_GUESS)
-        data = {"analyzer": name, "would_send": count, "upload_bytes_at_most": upload,
-                "tokens_estimate": round(count * per_photo),
+        data = {"analyzer": name, "would_send": count - where["local"], "upload_bytes_at_most": upload,
+                "kept_local": where["local"], "rated_first": where["rated"],
+                "local_analyzer": config.analysis.local_analyzer if where["local"] or where["rated"] else None,
+                "tokens_estimate": round((count - where["local"]) * per_photo),
                 "tokens_per_photo": round(per_photo, 1),
                 "estimate_from": "history" if history is not None else "default guess"}
         if as_json:
             echo_json(data)
-        else:
-            click.echo(f"Would send {count:,} photos to {name}: at most {upload / 1e6:,.1f} MB of uploads, "
-                       f"about {data['tokens_estimate']:,} tokens ({per_photo:,.0f} per photo, "
-                       f"{data['estimate_from']}). Nothing was sent.")
+            return
+        click.echo(f"Would send {data['would_send']:,} photos to {name}: at most {upload / 1e6:,.1f} MB of "
+                   f"uploads, about {data['tokens_estimate']:,} tokens ({per_photo:,.0f} per photo, "
+                   f"{data['estimate_from']}). Nothing was sent.")
+        if where["local"]:
+            click.echo(f"Would keep {where['local']:,} photos under analysis.local_only on this machine "
+                       f"({data['local_analyzer']}).")
+        if where["rated"]:
+            click.echo(f"The safety model rates those {where['rated']:,} photos first: "
+                       f"{config.analysis.upload_if_adult_below} or above stays on this machine "
+                       f"({data['local_analyzer']}).")
         return
     try:
         with stop_on_signals(), exclusive(config.database, "analyze"):

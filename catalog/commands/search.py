@@ -64,7 +64,7 @@ def search(ctx, query, limit, color, scene, mood, orientation, place, camera, af
     A word that starts with -- goes after a lone --: catalog search -- beach --x
 
     Results come best first (tags weigh most), one line per photo: its path, how
-    many copies exist, and its top tags.
+    many copies exist, its top tags and where it was taken.
     """
     from catalog.search import Filters, connect
     from catalog.search import search as run_search
@@ -83,4 +83,5 @@ def search(ctx, query, limit, color, scene, mood, orientation, place, camera, af
     for r in results:
         copies = f" (+{r['copies'] - 1} copies)" if r["copies"] > 1 else ""
         tags = escape(", ".join(map(str, r["tags"][:6])))
-        click.echo(f"{escape(r['path'])}{copies}" + (f"  [{tags}]" if tags else ""))
+        place = f"  ({escape(r['place'])})" if r["place"] else ""
+        click.echo(f"{escape(r['path'])}{copies}" + (f"  [{tags}]" if tags else "") + place)

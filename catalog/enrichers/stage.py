@@ -72,15 +72,33 @@ class EnricherQueue:
         self.restarts = 0
         self.resting: str | None = None  # why enrichers stopped for this run
 
+    def ensure_pool(self, *extra: str) -> None:
+        """Open the workers now (main thread), also warming `extra` models (the routing's safety)."""
+        if self.pool is None and not self.resting:
+            from catalog.enrichers.run import open_pool
+
+            self.pool = open_pool(dict.fromkeys((*self.names, *extra)))
+
+    def rate(self, row: dict):
+        """The safety enricher's result for one photo, waited for (any thread); None if it cannot run."""
+        from catalog.enrichers.run import run_enrichers
+
+        pool = self.pool
+        if pool is None:
+            return None
+        try:
+            facts = {k: row.get(k) for k in ("gps_lat", "gps_lon", "taken_at")}
+            return pool.submit(run_enrichers, catalog_db.fs_path(row), ["safety"], facts,
+                               max_image_pixels=self.config.scan.max_image_pixels).result()
+        except Exception:  # noqa: BLE001 - a dead worker, a broken pool: not rated, so it stays local
+            return None
+
     def submit(self, row: dict, names=None) -> None:
         """Hand one analysed photo (a row with id, path, path_bytes, gps_lat, gps_lon, taken_at) over."""
         names = tuple(n for n in (self.names if names is None else names) if n in self.names)
         if not names or self.resting:
             return
-        if self.pool is None:
-            from catalog.enrichers.run import open_pool
-
-            self.pool = open_pool(self.names)
+        self.ensure_pool()
         from catalog.enrichers.run import run_enrichers
 
         facts = {k: row.get(k) for k in ("gps_lat", "gps_lon", "taken_at")}
