@@ -67,6 +67,8 @@ def test_enrichers_run_on_every_analysed_photo_and_each_source_is_replaced_alone
     assert after["offline"]["produced_at"] > arezzo["offline"]["produced_at"]
     assert all(after[n] == arezzo[n] for n in REGISTRY)
     # An enricher by name: only its row.
+    dry = catalog("analyze", "--analyzer", "places", "--reanalyze", "--dry-run", library / "DSCN0010.jpg", env=env)
+    assert "Would run the places enricher on 1 analysed photos" in dry.stdout, dry.stdout + dry.stderr
     places = catalog("analyze", "--analyzer", "places", "--reanalyze", library / "DSCN0010.jpg", "--json", env=env)
     assert places.returncode == 0, places.stderr
     assert json.loads(places.stdout)["enriched"] == 1

@@ -56,6 +56,17 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, source, dry_run, as_json
         config = dataclasses.replace(config, analysis=dataclasses.replace(config.analysis, enrichers=(source,)))
     elif source:
         config = config.using(source)
+    if dry_run and source in ENRICHERS:
+        from catalog.enrichers.stage import missing_enrichments
+
+        photos = sum(1 for _ in missing_enrichments(db, [source], paths, redo=reanalyze))
+        photos = min(photos, limit) if limit else photos
+        if as_json:
+            echo_json({"enricher": source, "would_enrich": photos})
+        else:
+            click.echo(f"Would run the {source} enricher on {photos:,} analysed photos, on this machine. "
+                       "Nothing was sent.")
+        return
     if dry_run:
         from catalog.analysis_db import pending_photos
         from catalog.routing import routes
