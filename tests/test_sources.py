@@ -182,3 +182,16 @@ def test_writeback_takes_every_source_and_records_its_provenance(photos, tmp_pat
     assert provenance[0] == f"imgtags; imgtags v2; {now['imgtags']}; castle, town"
     assert written() == (subject, provenance)  # idempotent
     db.close()
+
+
+def test_catalog_enrichers_overrides_the_list_for_one_run(monkeypatch):
+    from catalog.config import load_config
+    from catalog.errors import ConfigError
+
+    monkeypatch.setenv("CATALOG_ENRICHERS", " places, text ")
+    assert load_config().analysis.enrichers == ("places", "text")
+    monkeypatch.setenv("CATALOG_ENRICHERS", "")
+    assert load_config().analysis.enrichers == ()
+    monkeypatch.setenv("CATALOG_ENRICHERS", "places,ocr")
+    with pytest.raises(ConfigError, match="CATALOG_ENRICHERS: unknown 'ocr'"):
+        load_config()

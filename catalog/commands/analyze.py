@@ -42,7 +42,8 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, source, dry_run, as_json
     enricher's ([analysis] enrichers: places, text, safety, faces), which run
     on every analysed photo in worker processes. `--analyzer NAME --reanalyze
     PATHS` (or `--failed`) replaces only NAME's row; an enricher's name runs
-    only that enricher.
+    only that enricher. Photos under [analysis] local_only never go to a cloud
+    back-end (--dry-run says what would go where).
     """
     from catalog.analysis_db import DEFAULT_TOKEN_GUESS, average_tokens, count_pending
     from catalog.analyze import analyze as run_analyze
