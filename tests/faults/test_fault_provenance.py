@@ -52,12 +52,25 @@ def workers_of(pid: int) -> list[int]:
     return found
 
 
+def start_analyze(env: dict) -> subprocess.Popen:
+    """`catalog analyze` in a child process, running while the test watches it."""
+    return subprocess.Popen([sys.executable, "-m", "catalog", "analyze"], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def without(package: str, env: dict) -> subprocess.CompletedProcess:
+    """`catalog analyze` in a child process where `package` cannot be imported (as if not installed)."""
+    script = (f"import runpy, sys\nsys.modules[{package!r}] = None\nsys.argv = ['catalog', 'analyze']\n"
+              "runpy.run_module('catalog', run_name='__main__')\n")
+    return subprocess.run([sys.executable, "-c", script], env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
 def test_enricher_worker_killed_mid_run(photos, tmp_path, figures):
     """An enricher worker SIGKILLed mid-run fails no photo; its photos are enriched again in the same run."""
     lib, env = library(photos, tmp_path)
     db = Path(env["CATALOG_DB"])
-    proc = subprocess.Popen([sys.executable, "-m", "catalog", "analyze"], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    proc = start_analyze(env)
     killed, deadline = None, time.monotonic() + 120
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
         workers = workers_of(proc.pid)
@@ -80,20 +93,12 @@ def test_enricher_worker_killed_mid_run(photos, tmp_path, figures):
                     f"{both} of {len(PHOTOS)} enriched in the same run")
 
 
-MISSING = """
-import runpy, sys
-sys.modules["reverse_geocode"] = None  # as if the package were not installed
-sys.argv = ["catalog", "analyze"]
-runpy.run_module("catalog", run_name="__main__")
-"""
-
 
 def test_missing_enricher_dependency(photos, tmp_path, figures):
     """A missing enricher package is one line per run; the back-end and the other enrichers go on."""
     lib, env = library(photos, tmp_path)
     db = Path(env["CATALOG_DB"])
-    first = subprocess.run([sys.executable, "-c", MISSING], env={**os.environ, **env}, capture_output=True,
-                           text=True, timeout=300, stdin=subprocess.DEVNULL)
+    first = without("reverse_geocode", env)
     figures.crashes = crashes(first)
     assert figures.crashes == 0 and first.returncode == 0, first.stderr
     lines = [x for x in first.stderr.splitlines() if "reverse_geocode" in x]
@@ -121,8 +126,7 @@ def test_sigterm_while_enrichers_run(photos, tmp_path, figures):
     """SIGTERM while enricher workers are busy stops within seconds, keeps every row, leaves no worker."""
     lib, env = library(photos, tmp_path)
     db = Path(env["CATALOG_DB"])
-    proc = subprocess.Popen([sys.executable, "-m", "catalog", "analyze"], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    proc = start_analyze(env)
     workers, deadline = [], time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         workers = workers_of(proc.pid) or workers
@@ -147,13 +151,6 @@ def test_sigterm_while_enrichers_run(photos, tmp_path, figures):
     figures.note = f"stopped in {stopped:.1f} s with {kept} rows kept, 0 workers left; the rerun finished the rest"
 
 
-GATE_WITHOUT_MODEL = """
-import runpy, sys
-sys.modules["nudenet"] = None  # as if the safety model were not installed
-sys.argv = ["catalog", "analyze"]
-runpy.run_module("catalog", run_name="__main__")
-"""
-
 
 def test_safety_gate_without_its_model(photos, tmp_path, figures):
     """upload_if_adult_below with the safety model missing: nothing is uploaded, one line says why."""
@@ -166,8 +163,7 @@ def test_safety_gate_without_its_model(photos, tmp_path, figures):
     with serve_imgtags(key="sk-gate") as server:
         env.update(CATALOG_CONFIG=str(config), IMGTAGS_API_KEY="sk-gate", IMGTAGS_BASE_URL=server.base_url,
                    CATALOG_ENRICHERS="")
-        result = subprocess.run([sys.executable, "-c", GATE_WITHOUT_MODEL], env={**os.environ, **env},
-                                capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        result = without("nudenet", env)
         uploaded = len(server.requests)
     figures.crashes = crashes(result)
     assert figures.crashes == 0 and result.returncode == 0, result.stderr
