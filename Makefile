@@ -32,6 +32,10 @@ run: $(STAMP)
 	@$(BIN)/catalog search sunset
 	@echo '$$ catalog search "paris trip" --color navy'
 	@$(BIN)/catalog search '"paris trip"' --color navy
+	@echo '$$ catalog search rome'
+	@$(BIN)/catalog search rome
+	@echo '$$ catalog search trattoria'
+	@$(BIN)/catalog search trattoria
 	@echo 'Browse it: CATALOG_DB=$(DEMO)/catalog.db $(BIN)/catalog serve   (then open http://127.0.0.1:8001)'
 endif
 

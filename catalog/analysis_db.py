@@ -8,11 +8,10 @@ that is the photo's own spends one of its attempts.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-
 from catalog import db as catalog_db
+from catalog import sources
 from catalog.analyzers import Analysis
-from catalog.analyzers.storable import clean_text, storable
+from catalog.analyzers.storable import clean_text
 from catalog.config import Config
 from catalog.thumbnails import Thumbnail, store_thumbnail
 
@@ -21,8 +20,10 @@ DEFAULT_TOKEN_GUESS = 1250  # the contract's example answer, until we have our o
 
 
 SELECT_PENDING = """
-SELECT p.id, p.first_seen, p.taken_at, p.camera_make, p.camera_model, p.gps_lat, p.orientation,
-       f.path, f.path_bytes, f.size
+SELECT p.id, p.first_seen, p.taken_at, p.camera_make, p.camera_model, p.gps_lat, p.gps_lon, p.orientation,
+       f.path, f.path_bytes, f.size,
+       (SELECT json_group_array(json_array(c.path, c.root)) FROM files c
+         WHERE c.photo_id = p.id AND c.status = 'ok') AS copies
 FROM photos p
 JOIN files f ON f.path = (SELECT path FROM files WHERE photo_id = p.id AND status = 'ok'
                           {scope} ORDER BY path LIMIT 1)
@@ -80,34 +81,28 @@ def count_pending(db, config, *, reanalyze=False, paths=None, limit=None, retry_
     return count, size
 
 
-def average_tokens(db, provider: str) -> float | None:
-    row = db.execute("SELECT AVG(tokens_used), COUNT(*) FROM photos WHERE provider = ? AND "
-                     "analysis_status = 'done'", [provider]).fetchone()
+def average_tokens(db, source: str) -> float | None:
+    row = db.execute("SELECT AVG(tokens_used), COUNT(*) FROM analyses WHERE source = ? AND kind = 'backend'",
+                     [source]).fetchone()
     return row[0] if row[1] else None
 
 
 STORE_DONE = """
 UPDATE photos SET analysis_status = 'done', analysis_error = NULL, analysis_permanent = 0,
-    attempts = attempts + 1, last_attempt_at = :now, analysed_at = :now,
-    tags = :tags, description = :description, objects = :objects, dominant_color = :dominant_color,
-    palette = :palette, scene = :scene, mood = :mood, safe_adult = :safe_adult,
-    safe_violence = :safe_violence, shape = :orientation, provider = :provider, model = :model,
-    tokens_used = :tokens_used, processing_time_ms = :processing_time_ms, raw_response = :raw
+    attempts = attempts + 1, last_attempt_at = :now
 WHERE id = :id
 """
 
 
 def store_analysis(db, photo_id: str, analysis: Analysis, thumbnail: Thumbnail | None = None,
-                   secrets=()) -> None:
-    """Keep an answer, whatever it contains: it is made storable first (see analyzers.storable)."""
-    values = asdict(storable(analysis, secrets))
-    for key in ("tags", "objects", "palette"):
-        values[key] = json.dumps(list(values[key]), ensure_ascii=False)
-    values["raw"] = json.dumps(values["raw"], ensure_ascii=False) if values["raw"] is not None else None
+                   secrets=(), *, source: str | None = None) -> None:
+    """Keep an answer, whatever it contains (made storable first, see analyzers.storable), as the
+    row of its source (the back-end's name); the photo's other sources stay."""
+    row = sources.backend_row(photo_id, source or analysis.provider or "unknown", analysis, secrets)
     with db.atomic():
-        db.execute(STORE_DONE, {**values, "id": photo_id, "now": catalog_db.now()})
-        catalog_db.refresh_search_text(db, [photo_id])
-        catalog_db.store_photo_colors(db, photo_id, values["dominant_color"], json.loads(values["palette"]))
+        db.execute(STORE_DONE, {"id": photo_id, "now": row["produced_at"]})
+        sources.store_rows(db, [row])
+        catalog_db.store_photo_colors(db, photo_id, row["dominant_color"], json.loads(row["palette"]))
         store_thumbnail(db, photo_id, thumbnail)
 
 

@@ -25,6 +25,9 @@ from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pend
                                  store_analysis, store_failure)
 from catalog.analyzers.storable import clean_text, storable
 from catalog.config import Config
+from catalog.enrichers.stage import EnricherQueue
+from catalog.routing import Router
+from catalog.sources import enricher_row, store_rows
 from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, FileUnreadable, Interrupted,
                             StageStopped)
 from catalog.progress import progress_bar
@@ -48,6 +51,8 @@ class AnalyzeSummary:
     upload_bytes: int = 0
     seconds: float = 0.0
     stopped: str | None = None  # why the run stopped early, if it did
+    enriched: int = 0  # photos whose enricher rows were stored
+    kept_local: int = 0  # photos a cloud back-end never saw: local_only, or rated adult (catalog.routing)
     run_id: int | None = None
 
     def as_dict(self) -> dict:
@@ -59,9 +64,12 @@ def make_analyzer(config: Config):
     return analyzer_factory(config.analyzer_name())(config)
 
 
-def _prepare_and_analyze(row: dict, analyzer, config: Config) -> tuple[Analysis, int, Thumbnail | None]:
+def _prepare_and_analyze(row: dict, analyzer, config: Config, rate=None) -> tuple[Analysis, int, Thumbnail | None]:
     from catalog.prepare import prepare_upload
 
+    if rate is not None:  # the local safety model decides whether this photo may leave the machine
+        analyzer, row["safety"] = rate(row)
+    row["source"] = analyzer.name
     a = config.analysis
     try:
         upload = prepare_upload(catalog_db.fs_path(row), max_upload_bytes=a.max_upload_bytes,
@@ -100,6 +108,8 @@ class AnalysisRun:
         self.bar = (progress_bar(total=progress_total, unit=" photos", desc="analyse")
                     if progress_total is not None else None)
         self._in_flight: dict[Future, dict] = {}
+        self.enrich = EnricherQueue(db, config)
+        self.router = Router(config, analyzer, self.enrich)
         self._started = time.perf_counter()
 
     def _requests_sent(self) -> int:
@@ -152,7 +162,10 @@ class AnalysisRun:
     def _keep(self, row: dict, analysis: Analysis, size: int, thumbnail: Thumbnail | None) -> None:
         s = self.summary
         try:
-            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets)
+            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets, source=row["source"])
+            if row.get("safety") is not None:  # rated before the upload: kept, not run again
+                with self.db.atomic():
+                    store_rows(self.db, [enricher_row(row["id"], row["safety"])])
         except Exception as exc:  # e.g. the disk is full: record it, keep the answer, keep going
             log.debug("storing the answer for %s failed", row["path"], exc_info=True)
             kept = storable(analysis, self.secrets).raw
@@ -160,13 +173,16 @@ class AnalysisRun:
                        raw=json.dumps(kept, ensure_ascii=True) if kept is not None else None)
             return
         s.analysed += 1
+        s.kept_local += row["source"] != self.analyzer.name
         s.tokens_used += storable(analysis).tokens_used
         s.upload_bytes += size
+        self.enrich.submit_missing(row)  # the workers read the file themselves: the API stage goes on
 
     def _drain(self, until: int) -> None:
         while len(self._in_flight) > until:
             for future in wait(list(self._in_flight), return_when=FIRST_COMPLETED).done:
                 self._collect(future)
+            self.enrich.poll()
 
     def _stop_reason(self) -> str | None:
         return self.halted or self.budget_reached()
@@ -191,7 +207,9 @@ class AnalysisRun:
                     self.summary.stopped = self._stop_reason()
                 if self.summary.stopped:
                     return False
-                self._in_flight[pool.submit(_prepare_and_analyze, row, self.analyzer, self.config)] = row
+                analyzer = self.router.choose(row)
+                rate = self.router.rate if self.router.destination(row) == "rated" else None
+                self._in_flight[pool.submit(_prepare_and_analyze, row, analyzer, self.config, rate)] = row
                 self._drain(a.concurrency * 2 - 1)
             self._drain(0)
             self.summary.stopped = self.halted
@@ -203,6 +221,7 @@ class AnalysisRun:
             raise
         except BaseException as exc:  # SIGTERM, SIGINT (or Prefect's TerminationSignal): stop within seconds
             self.summary.stopped = "interrupted"
+            self.enrich.stop()
             stop = getattr(self.analyzer, "stop", None)
             if stop:  # no new request starts, no 429 wait goes on
                 stop(exc if isinstance(exc, Exception) else Interrupted("interrupted"))
@@ -213,8 +232,20 @@ class AnalysisRun:
             pool.shutdown(wait=not self._in_flight and self.summary.stopped != "interrupted",
                           cancel_futures=True)
 
+    def enrich_missing(self, paths=None, limit=None) -> None:
+        """The analysed photos (under `paths`) still missing a configured enricher get it now;
+        returns once every enricher of this run is done."""
+        try:
+            self.enrich.backfill(paths, limit)
+            self.enrich.settle()
+        except BaseException:
+            self.summary.stopped = self.summary.stopped or "interrupted"
+            raise
+
     def finish(self) -> AnalyzeSummary:
         s = self.summary
+        self.enrich.close()
+        s.enriched = self.enrich.stored
         if self.bar is not None:
             self.bar.close()
         if self.stats is not None:
@@ -227,10 +258,33 @@ class AnalysisRun:
         return s
 
 
+def enrich_only(db, config: Config, name: str, *, paths=None, reanalyze=False, limit=None) -> AnalyzeSummary:
+    """One enricher over the analysed photos (`--analyzer places`): those missing its row, or all
+    of them with `reanalyze`; only its rows change."""
+    summary = AnalyzeSummary(analyzer=name, run_id=catalog_db.start_run(db, "analyze"))
+    queue, status, started = EnricherQueue(db, config, (name,)), "failed", time.perf_counter()
+    try:
+        summary.pending = queue.backfill(paths, limit, redo=reanalyze)
+        queue.close()
+        status = "partial" if queue.lost or queue.skipped else "ok"
+    except BaseException:
+        queue.stop()
+        status = "interrupted"
+        raise
+    finally:
+        summary.enriched, summary.seconds = queue.stored, round(time.perf_counter() - started, 3)
+        summary.stopped = next(iter(queue.skipped.values()), None) or queue.resting
+        catalog_db.finish_run(db, summary.run_id, status, summary.as_dict(), summary.stopped)
+    return summary
+
+
 def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, analyzer=None,
-            progress=True, retry_failed=False) -> AnalyzeSummary:
+            progress=True, retry_failed=False, enricher: str | None = None) -> AnalyzeSummary:
     """Analyse pending photos; returns the summary. Raises AuthenticationFailed on a refused key
-    and lets an interrupt through after recording the run as interrupted."""
+    and lets an interrupt through after recording the run as interrupted. `enricher`: run only
+    that enricher (see enrich_only)."""
+    if enricher:
+        return enrich_only(db, config, enricher, paths=paths, reanalyze=reanalyze, limit=limit)
     own_analyzer = analyzer is None
     analyzer = analyzer or make_analyzer(config)
     scope = {"reanalyze": reanalyze, "paths": paths, "limit": limit, "retry_failed": retry_failed}
@@ -241,6 +295,7 @@ def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, anal
     status, message = "failed", None
     try:
         run.process(pending_photos(db, config, **scope))
+        run.enrich_missing(paths, limit)
         status = "partial" if run.summary.failed or run.summary.stopped else "ok"
     except AuthenticationFailed as exc:
         message = str(exc)
@@ -254,4 +309,6 @@ def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, anal
         close = getattr(analyzer, "close", None)
         if own_analyzer and close and status != "interrupted":
             close()
+        if status != "interrupted":
+            run.router.close()
     return summary

@@ -3,8 +3,10 @@
 Lookup order for the file: `--config FILE`, then `$CATALOG_CONFIG`, then
 `$XDG_CONFIG_HOME/catalog/config.toml` (default `~/.config/catalog/config.toml`);
 no file at all means the embedded defaults. `$CATALOG_DB` overrides the database
-path; the proxy variables (`$HTTPS_PROXY`, ...) are read here too (catalog/proxies.py).
-Every key is documented in `config.example.toml`; an unknown key is an error, so a typo never silently falls back to a default, and every value is checked
+path, `$CATALOG_ENRICHERS` (names separated by commas, empty for none) the enrichers
+for one run; the proxy variables (`$HTTPS_PROXY`, ...) are read here too (catalog/proxies.py).
+Every key is documented in `config.example.toml`; an unknown key is an error, so a typo
+never silently falls back to a default, and every value is checked
 here at load (catalog/config_checks.py holds the rules): a bad one stops every
 command at once with exit status 2 instead of failing hours into a run.
 """
@@ -91,6 +93,10 @@ class AnalysisSettings:
     breaker_failures: int = 5  # server-side failures in a row that stop the stage for this run
     # Offline enrichers run after the back-end, each with its own provenance (catalog.enrichers).
     enrichers: tuple[str, ...] = ("places", "text", "safety", "faces")
+    # Privacy routing: photos under these folders never go to a cloud back-end (catalog.routing).
+    local_only: tuple[str, ...] = ()
+    local_analyzer: str = "offline"  # what analyses them: offline, or openai on this machine
+    upload_if_adult_below: str = ""  # e.g. "LIKELY": the safety model rates a photo first; "" = off
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,12 @@ class Config:
             return "imgtags" if self.api_key() else "offline"
         return self.analysis.analyzer
 
+    def sends_off_machine(self, name: str) -> bool:
+        """Whether back-end `name` sends photos off this machine (imgtags; openai unless on loopback)."""
+        if name == "openai":
+            return not checks.loopback(self.openai_base_url())
+        return name not in ("offline",)
+
     def using(self, name: str) -> Config:
         """These settings with `name` as the analyzer. A back-end with a section of its own
         ([openai]) brings its concurrency and upload edge to the stage; [analysis] keeps the rest."""
@@ -207,6 +219,25 @@ def _enrichers(names: tuple[str, ...], where: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where} lists an enricher twice")
     return names
+
+
+ADULT_LEVELS = ("UNLIKELY", "POSSIBLE", "LIKELY", "VERY_LIKELY")
+
+
+def _check_routing(config: Config) -> None:
+    """[analysis] local_analyzer must keep photos here; upload_if_adult_below must be a level."""
+    a = config.analysis
+    if a.upload_if_adult_below and a.upload_if_adult_below not in ADULT_LEVELS:
+        raise ConfigError(f"analysis.upload_if_adult_below must be one of {', '.join(ADULT_LEVELS)} "
+                          f"(or \"\" for off), not {checks.shown(a.upload_if_adult_below)}")
+    if a.local_only or a.upload_if_adult_below:
+        if a.local_analyzer not in ("offline", "openai"):
+            raise ConfigError('analysis.local_analyzer must be "offline" or "openai" (a server on this '
+                              f"machine), not {checks.shown(a.local_analyzer)}")
+        if config.sends_off_machine(a.local_analyzer):
+            raise ConfigError(f'analysis.local_analyzer = "openai" needs openai.base_url on this machine '
+                              f"(127.0.0.1, localhost), not {config.openai_base_url()}: photos under "
+                              "local_only must not leave it")
 
 
 # Checks for one key's value, beyond its type and bounds (see catalog/config_checks.py).
@@ -338,6 +369,10 @@ def load_config(explicit: str | os.PathLike | None = None, *,
     if kwargs["analysis"].analyzer not in ("offline", "openai"):
         variable = kwargs["imgtags"].api_key_env
         checks.api_key(os.environ.get(variable) or None, variable)
+    if "CATALOG_ENRICHERS" in os.environ:  # for one run: "places,text"; empty turns them all off
+        names = tuple(n.strip() for n in os.environ["CATALOG_ENRICHERS"].split(",") if n.strip())
+        kwargs["analysis"] = dataclasses.replace(kwargs["analysis"],
+                                                 enrichers=_enrichers(names, "CATALOG_ENRICHERS"))
     if database is not None:
         kwargs["database"] = _database(str(database), "--db", None)
     elif os.environ.get("CATALOG_DB"):
@@ -345,6 +380,7 @@ def load_config(explicit: str | os.PathLike | None = None, *,
     elif "database" in data:
         kwargs["database"] = _database(data["database"], "database", base)
     config = Config(proxies=proxies.from_environment(os.environ), **kwargs)
+    _check_routing(config)
     if config.analysis.analyzer == "openai":  # missing or malformed: say so now, exit 2
         config.openai_model(), config.openai_base_url()
         checks.api_key(config.openai_api_key(), config.openai.api_key_env)

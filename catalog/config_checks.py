@@ -142,6 +142,17 @@ def base_url(url: str, where: str) -> str:
     return url
 
 
+def loopback(url: str) -> bool:
+    """Whether a URL names this machine (localhost, 127.0.0.0/8, ::1): nothing sent there leaves it."""
+    import ipaddress
+
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def api_key(key: str | None, variable: str) -> None:
     """A key an HTTP header can carry (the key itself never appears in the message)."""
     if key is not None and not HEADER_SAFE.fullmatch(key):

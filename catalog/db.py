@@ -325,6 +325,10 @@ def m008_tiff_layout_identity(db: sqlite_utils.Database) -> None:
     )
 
 
+# Every column of `analyses` but photo_id, in table order (carry_analysis copies rows with them).
+ANALYSES_COPY = ("source", "kind", "tags", "description", "objects", "dominant_color", "palette", "scene",
+                 "mood", "safe_adult", "safe_violence", "shape", "place", "city", "region", "country", "text",
+                 "faces", "error", "provider", "model", "produced_at", "tokens_used", "processing_time_ms", "raw")
 # A ledger mtime no file has: the next scan reads the file again whatever its stat says.
 REREAD_MTIME_NS = -1
 # Facts read from the file's header; every other column of `photos` is what analysis made.
@@ -349,6 +353,10 @@ def carry_analysis(db: sqlite_utils.Database, old_id: str, new_id: str, path: st
         """,
         {"old": old_id, "new": new_id},
     )
+    columns = ", ".join(ANALYSES_COPY)
+    db.execute(f"INSERT INTO analyses (photo_id, {columns}) SELECT :new, {columns} FROM analyses "
+               "WHERE photo_id = :old AND NOT EXISTS (SELECT 1 FROM analyses WHERE photo_id = :new)",
+               {"old": old_id, "new": new_id})
     db.execute("INSERT OR IGNORE INTO thumbnails (photo_id, jpeg, width, height) "
                "SELECT ?, jpeg, width, height FROM thumbnails WHERE photo_id = ?", [new_id, old_id])
     db.execute("INSERT OR IGNORE INTO photo_colors (name, photo_id, distance) "
@@ -375,6 +383,78 @@ def m009_writeback_write_ahead(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX writeback_journal_pending ON writeback_journal(status) WHERE status = 'pending'")
 
 
+@migrations()
+def m010_analysis_sources(db: sqlite_utils.Database) -> None:
+    """One row per (photo, source) in `analyses`: what each back-end and enricher said, with its
+    provenance. The analysis columns of `photos` stay, as the merge of a photo's rows (see
+    catalog.sources), so search, Datasette and write-back read one row per photo as before."""
+    db.execute(
+        """
+        CREATE TABLE analyses (
+            photo_id TEXT NOT NULL REFERENCES photos(id),
+            source TEXT NOT NULL,           -- back-end (imgtags, openai, offline) or enricher
+                                            -- (places, text, safety, faces)
+            kind TEXT NOT NULL CHECK (kind IN ('backend', 'enricher')),
+            tags TEXT NOT NULL DEFAULT '[]',  -- JSON array, as this source said them
+            description TEXT,
+            objects TEXT,                   -- JSON array
+            dominant_color TEXT,
+            palette TEXT,                   -- JSON array of #rrggbb
+            scene TEXT,
+            mood TEXT,
+            safe_adult TEXT,                -- the contract's scale; safety's own where it ran
+            safe_violence TEXT,
+            shape TEXT,
+            place TEXT,                     -- places: "Rome, Lazio, Italy"
+            city TEXT,
+            region TEXT,
+            country TEXT,
+            text TEXT,                      -- text: the recognised lines
+            faces INTEGER,                  -- faces: how many
+            error TEXT,                     -- an enricher that cannot read the photo (not retried)
+            provider TEXT,                  -- the service, or the wheel that shipped the model
+            model TEXT,
+            produced_at TEXT NOT NULL,
+            tokens_used INTEGER NOT NULL DEFAULT 0,
+            processing_time_ms INTEGER NOT NULL DEFAULT 0,
+            raw TEXT,                       -- the answer as received (JSON)
+            PRIMARY KEY (photo_id, source)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX analyses_source ON analyses(source)")
+    # Today's results: every done analysis becomes its back-end's row, unchanged.
+    db.execute(
+        """
+        INSERT INTO analyses (photo_id, source, kind, tags, description, objects, dominant_color, palette,
+                              scene, mood, safe_adult, safe_violence, shape, provider, model, produced_at,
+                              tokens_used, processing_time_ms, raw)
+        SELECT id, COALESCE(NULLIF(provider, ''), 'imgtags'), 'backend', COALESCE(tags, '[]'), description,
+               objects, dominant_color, palette, scene, mood, safe_adult, safe_violence, shape, provider,
+               model, COALESCE(analysed_at, last_attempt_at, first_seen), COALESCE(tokens_used, 0),
+               COALESCE(processing_time_ms, 0), raw_response
+        FROM photos WHERE analysis_status = 'done'
+        """
+    )
+    db.execute("ALTER TABLE photos ADD COLUMN place TEXT")  # merged: the first source's place
+    # The search text gains the place names and the recognised text: the FTS table is rebuilt.
+    db.execute("ALTER TABLE photo_text ADD COLUMN place TEXT")
+    db.execute("ALTER TABLE photo_text ADD COLUMN text TEXT")
+    db["photo_text"].disable_fts()
+    db["photo_text"].enable_fts(list(SEARCH_COLUMNS), fts_version="FTS5", create_triggers=True,
+                                tokenize="porter unicode61 remove_diacritics 2")
+    # The gallery gains a place column (for its facet): m005's view with `p.place` after the tags.
+    (view,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'gallery'").fetchone()
+    assert "p.tags,\n" in view, "the gallery view is not m005's"
+    db.execute("DROP VIEW gallery")
+    db.execute(view.replace("p.tags,\n", "p.tags,\n            p.place,\n", 1))
+
+
+# photo_text_fts column order (catalog.search weighs them in this order); `places` holds the
+# folder and file names, `place` the place names the sources found, `text` the recognised text.
+SEARCH_COLUMNS = ("tags", "description", "objects", "scene", "mood", "places", "place", "text")
+
+
 def store_photo_colors(db: sqlite_utils.Database, photo_id: str, dominant, palette) -> None:
     """Refresh a photo's named colours (call inside the writer's transaction)."""
     from catalog.colors import named_matches
@@ -386,18 +466,22 @@ def store_photo_colors(db: sqlite_utils.Database, photo_id: str, dominant, palet
 
 
 REFRESH_TEXT = """
-INSERT INTO photo_text (photo_id, tags, description, objects, scene, mood, places)
+INSERT INTO photo_text (photo_id, tags, description, objects, scene, mood, places, place, text)
 SELECT p.id,
        (SELECT group_concat(value, ' ') FROM json_each(COALESCE(p.tags, '[]'))),
        p.description,
        (SELECT group_concat(value, ' ') FROM json_each(COALESCE(p.objects, '[]'))),
        NULLIF(p.scene, 'unknown'), NULLIF(p.mood, 'unknown'),
        (SELECT group_concat(substr(f.path, length(f.root) + 2), ' ')
-          FROM files f WHERE f.photo_id = p.id AND f.status = 'ok')
+          FROM files f WHERE f.photo_id = p.id AND f.status = 'ok'),
+       (SELECT group_concat(a.place, ' ') FROM analyses a
+         WHERE a.photo_id = p.id AND a.error IS NULL AND a.place != ''),
+       (SELECT group_concat(a.text, ' ') FROM analyses a
+         WHERE a.photo_id = p.id AND a.error IS NULL AND a.text != '')
 FROM photos p WHERE p.id IN (SELECT value FROM json_each(:ids))
 ON CONFLICT(photo_id) DO UPDATE SET tags = excluded.tags, description = excluded.description,
     objects = excluded.objects, scene = excluded.scene, mood = excluded.mood,
-    places = excluded.places
+    places = excluded.places, place = excluded.place, text = excluded.text
 """
 
 

@@ -1,10 +1,12 @@
 """Search: a user's query -> an FTS5 MATCH expression + filters + bm25 ranking.
 
 The query language is small and forgiving: words are AND-ed, "quoted phrases"
-stay together, `-word` excludes, `OR` between two terms offers a choice, and
-`sun*` matches prefixes. Everything else a user types is quoted before it
-reaches FTS5, so `NEAR(`, `"` or SQL fragments are just text. Imports stay light
-(sqlite3 and the colour maths), so `catalog search` starts fast.
+stay together, `-word` excludes, `OR` between two terms offers a choice,
+`sun*` matches prefixes, and `place:rome` (or `place:"new york"`) looks only at
+the place names the sources found (the CLI's `--place` adds that term). Everything
+else a user types is quoted before it reaches FTS5, so `NEAR(`, `"` or SQL
+fragments are just text. Imports stay light (sqlite3 and the colour maths), so
+`catalog search` starts fast.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from dataclasses import dataclass
 from catalog.colors import COLOR_MATCH, HEX, canonical_name, delta_e, hex_to_rgb, parse_color, rgb_to_lab
 from catalog.errors import CatalogError, DatabaseUnusable
 
-# bm25() weights in photo_text_fts column order (tags, description, objects, scene, mood,
-# places): tags count most.
-SEARCH_WEIGHTS = (10.0, 4.0, 5.0, 2.0, 2.0, 3.0)
-TOKEN = re.compile(r'-?"[^"]*"?|\S+')
+# bm25() weights in photo_text_fts column order (catalog.db.SEARCH_COLUMNS: tags, description,
+# objects, scene, mood, places = folder and file names, place = place names, text = recognised
+# text): tags count most.
+SEARCH_WEIGHTS = (10.0, 4.0, 5.0, 2.0, 2.0, 3.0, 6.0, 3.0)
+FIELDS = ("place",)  # `field:term` looks in that column only
+TOKEN = re.compile(r'-?(?:(?:' + "|".join(FIELDS) + r'):)?"[^"]*"?|\S+')
 WORDISH = re.compile(r"\w", re.UNICODE)
 SHAPES = ("landscape", "portrait", "square")
 
@@ -43,6 +47,7 @@ class Filters:
     camera: str | None = None
     after: str | None = None
     before: str | None = None
+    place: str | None = None  # a `place:"..."` term of the query (see to_match)
 
     def any(self) -> bool:
         return any(getattr(self, f) for f in self.__dataclass_fields__)
@@ -64,6 +69,9 @@ def to_match(query: str) -> str | None:
             continue
         negative = raw.startswith("-") and len(raw) > 1
         text = raw[1:] if negative else raw
+        field, colon, rest = text.partition(":")
+        column = f"{field} : " if colon and field in FIELDS and rest else ""
+        text = rest if column else text
         if text.startswith('"'):
             inner = text.strip('"')
             if not WORDISH.search(inner):
@@ -75,6 +83,7 @@ def to_match(query: str) -> str | None:
             if not WORDISH.search(word):
                 continue
             term = _quote(word) + ("*" if prefix else "")
+        term = column + term
         if negative:
             negatives.append(term)
         elif pending_or:
@@ -213,7 +222,7 @@ def connect(path) -> sqlite3.Connection:
 RESULT_COLUMNS = """
     p.id, p.format, p.width, p.height, p.taken_at, p.camera_make, p.camera_model, p.gps_lat,
     p.gps_lon, p.tags, p.description, p.objects, p.dominant_color, p.palette, p.scene, p.mood,
-    {shape} AS shape, p.provider, p.analysis_status,
+    {shape} AS shape, p.place, p.provider, p.analysis_status,
     (SELECT COUNT(*) FROM files f WHERE f.photo_id = p.id AND f.status = 'ok') AS copies,
     (SELECT json_group_array(path) FROM (SELECT path FROM files f WHERE f.photo_id = p.id
         AND f.status = 'ok' ORDER BY path)) AS paths
@@ -222,6 +231,8 @@ RESULT_COLUMNS = """
 
 def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *, limit: int = 20) -> list[dict]:
     """Best matches first; each result a dict with parsed JSON fields."""
+    if filters.place and filters.place.strip():
+        query = f'{query or ""} place:"{filters.place.replace(chr(34), " ").strip()}"'
     match = to_match(query)
     if match is None and not filters.any():
         raise SearchError("nothing to search for: give words or a filter such as --color blue")

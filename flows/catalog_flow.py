@@ -174,6 +174,7 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
                 analyze_batch(key, batch)
                 if run.summary.stopped:
                     break
+            run.enrich_missing()  # analysed photos still missing an enricher (local work only)
             analysed = run.finish()
             summary.update(analysed=analysed.analysed, failed=analysed.failed, skipped=analysed.skipped,
                            tokens_used=analysed.tokens_used, requests=analysed.requests,

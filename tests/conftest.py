@@ -20,6 +20,8 @@ def _clean_env(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    # Enricher workers take seconds to start: only the tests about them turn them on.
+    monkeypatch.setenv("CATALOG_ENRICHERS", "")
 
 
 @pytest.fixture(scope="session")

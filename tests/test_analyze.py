@@ -24,7 +24,7 @@ FAST_HTTP = dict(requests_per_minute=6000, window_seconds=60.0, backoff_base=0.0
 
 
 def settings(**analysis) -> Config:
-    return Config(analysis=AnalysisSettings(**{"requests_per_minute": 6000, **analysis}))
+    return Config(analysis=AnalysisSettings(**{"requests_per_minute": 6000, "enrichers": (), **analysis}))
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from catalog.analyze import analyze
 from catalog.browse.metadata import QUERIES, build_metadata
 from catalog.browse.server import make_datasette
 from catalog.cli import cli
-from catalog.config import Config
+from catalog.config import AnalysisSettings, Config
 from catalog.db import open_db
 from catalog.errors import AnalysisFailed
 from catalog.scan import scan
@@ -41,7 +41,7 @@ from catalog.search import search as catalog_search
 from catalog.thumbnails import make_thumbnail
 
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"
-SHOWN_TABLES = ("gallery", "photos", "files", "runs", "thumbnails")
+SHOWN_TABLES = ("gallery", "photos", "analyses", "files", "runs", "thumbnails")
 
 
 class FailingAnalyzer:
@@ -72,10 +72,11 @@ def build_catalogue(base: Path) -> Path:
             env.delenv("IMGTAGS_API_KEY", raising=False)
             env.delenv("CATALOG_CONFIG", raising=False)
             scan(db, Config(), [library], progress=False)
-            summary = analyze(db, Config(), progress=False)
+            places = Config(analysis=AnalysisSettings(enrichers=("places",)))  # GPS -> place, for its facet
+            summary = analyze(db, places, progress=False)
             assert (summary.analyzer, summary.analysed, summary.failed) == ("offline", 34, 0)
             scan(db, Config(), [library, extra / "refused"], progress=False)
-            assert analyze(db, Config(), analyzer=FailingAnalyzer(), progress=False).failed == 1
+            assert analyze(db, places, analyzer=FailingAnalyzer(), progress=False).failed == 1
             scan(db, Config(), [library, extra / "refused", extra / "waiting"], progress=False)
     finally:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -220,6 +221,8 @@ def test_default_facets(client):
     assert tag_counts["landscape"] >= 20
     assert {v["value"] for v in facets["status"]["results"]} == {"done", "failed", "pending"}
     assert any(v["value"].lower().startswith("nikon") for v in facets["camera"]["results"])
+    places = {v["value"] for v in facets["place"]["results"]}  # the GPS photos, named by the places enricher
+    assert {"Arezzo, Tuscany, Italy", "Madrid, Spain", "Helsinki, Uusimaa, Finland"} <= places
     # Choosing a tag from the facet filters the gallery to it.
     nikon = gallery(client, "&tags__arraycontains=nikon")
     assert nikon and all("nikon" in json.loads(r["tags"]) for r in nikon)

@@ -260,7 +260,8 @@ def test_demo_library_shows_places_text_and_a_face(tmp_path):
 
 # -- settings --------------------------------------------------------------------------------
 
-def test_config_enrichers_validated_against_the_registry(tmp_path):
+def test_config_enrichers_validated_against_the_registry(tmp_path, monkeypatch):
+    monkeypatch.delenv("CATALOG_ENRICHERS")
     assert load_config().analysis.enrichers == tuple(REGISTRY)
     off = tmp_path / "off.toml"
     off.write_text("[analysis]\nenrichers = []\n", encoding="utf-8")

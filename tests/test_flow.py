@@ -35,7 +35,8 @@ def prefect_home(tmp_path_factory):
 
 
 def env_for(tmp_path: Path, prefect_home: Path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "IMGTAGS_", "CATALOG_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "IMGTAGS_", "CATALOG_")) or k == "CATALOG_ENRICHERS"}
     env.update(PREFECT_HOME=str(prefect_home), CATALOG_DB=str(tmp_path / "catalog.db"),
                PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_PROXY="127.0.0.1,localhost")
     env.update(extra)

@@ -219,3 +219,39 @@ def test_named_colour_index_agrees_with_the_exact_distance(catalogue):
         assert by_name == by_hex, name  # same order too: closest first
         with_words = names(search(conn, "beach", Filters(color=name)))
         assert with_words == names(search(conn, "beach", Filters(color=hex_value))), name
+
+
+def test_places_and_recognised_text_are_searched(catalogue, tmp_path):
+    """`place:` and --place look at place names only; recognised text is found like any word."""
+    from catalog.enrichers import Enrichment
+    from catalog.sources import enricher_row, store_rows
+    from catalog.browse.plugin import search_expression
+
+    _, root, db_path = catalogue
+    db = open_db(db_path)
+    cafe, beach = (db["files"].get(str(root / rel))["photo_id"] for rel in (LIBRARY[1][0], LIBRARY[2][0]))
+    with db.atomic():
+        store_rows(db, [
+            enricher_row(cafe, Enrichment("places", tags=("paris", "île-de-france", "france"),
+                                          place="Paris, Île-de-France, France", city="Paris")),
+            enricher_row(cafe, Enrichment("text", tags=("text",), text="CAFÉ DE FLORE\nOuvert 7h")),
+            enricher_row(beach, Enrichment("places", tags=("new york", "united states"),
+                                           place="New York City, New York, United States", city="New York City")),
+        ])
+    db.close()
+    conn = connect(db_path)
+    assert names(search(conn, "flore")) == ["cafe.jpg"]  # recognised text
+    assert names(search(conn, "ile-de-france")) == ["cafe.jpg"]  # accents folded
+    # "paris" is also a folder name; place:paris is only where a source placed the photo.
+    assert set(names(search(conn, "paris"))) == {"cafe.jpg", "eiffel.jpg"}
+    assert names(search(conn, "place:paris")) == ["cafe.jpg"]
+    assert names(search(conn, "", Filters(place="Paris"))) == ["cafe.jpg"]
+    assert names(search(conn, 'place:"new york"')) == ["sunset beach.jpg"]
+    assert names(search(conn, "beach", Filters(place='new "york'))) == ["sunset beach.jpg"]
+    assert set(names(search(conn, "paris -place:paris"))) == {"eiffel.jpg"}
+    assert search(conn, "", Filters(place="rome")) == []
+    assert to_match('place:"new york" -place:rome') == '(place : "new york") NOT place : "rome"'
+    assert to_match("place: x") == '"place:" AND "x"' and to_match("nowhere:x") == '"nowhere:x"'
+    assert search_expression("place:paris") == 'place : "paris"'  # the Datasette search box: one language
+    out = search_cli(db_path, "--place", "paris")
+    assert out.returncode == 0 and out.stdout.startswith(str(root / LIBRARY[1][0])), out.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import logging
 import re
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from catalog import config_checks
 from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage
 from catalog.analyzers.client import HttpAnalyzer
 from catalog.analyzers.storable import REDACTED, clean_int, clean_text
@@ -125,14 +125,9 @@ class OpenAIAnalyzer(HttpAnalyzer):
 
     def _warn_if_key_travels_in_clear(self) -> None:
         parts = urlsplit(self.base_url)
-        host = parts.hostname or ""
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if self._key and parts.scheme == "http" and not loopback:
+        if self._key and parts.scheme == "http" and not config_checks.loopback(self.base_url):
             log.warning("the API key goes unencrypted (http://) to %s; if that server needs no key, "
-                        'set openai.api_key_env = ""', host)
+                        'set openai.api_key_env = ""', parts.hostname or "")
 
     def analyze(self, image: UploadImage) -> Analysis:
         """Send the prepared upload as a data: URL and read the model's JSON, however untidy."""

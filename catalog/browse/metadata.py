@@ -17,6 +17,7 @@ GALLERY_COLUMNS = {
     "year": "The year it was taken.",
     "camera": "Camera make and model from EXIF.",
     "tags": "Tags from the analysis (a JSON list; filter by one with the tags facet).",
+    "place": "Where it was taken: city, region and country, from its GPS position (the places enricher).",
     "description": "A sentence describing the photo, from the analysis.",
     "scene": "Scene as analysed (indoor, outdoor, ...; unknown when the analyzer cannot tell).",
     "mood": "Mood as analysed (unknown when the analyzer cannot tell).",
@@ -52,17 +53,20 @@ PHOTOS_COLUMNS = {
     "analysis_permanent": "1: the failure is permanent and will not be retried.",
     "attempts": "How many times analysis was tried.",
     "last_attempt_at": "When analysis was last tried.",
-    "tags": "Tags from the analysis (JSON list).",
+    "tags": "Tags of every source merged (JSON list): the back-end's first, then the enrichers'.",
+    "place": "City, region and country from the GPS position (the places enricher).",
     "description": "Description from the analysis.",
     "objects": "Objects seen in the photo (JSON list).",
     "dominant_color": "Dominant colour (#rrggbb).",
     "palette": "Main colours (JSON list of #rrggbb).",
     "scene": "Scene as analysed.",
     "mood": "Mood as analysed.",
-    "safe_adult": "Safe-search likelihood of adult content.",
+    "safe_adult": "Safe-search likelihood of adult content (the safety enricher's where the back-end "
+                  "said UNKNOWN).",
     "safe_violence": "Safe-search likelihood of violence.",
     "shape": "landscape, portrait or square, as analysed.",
-    "provider": "Which analyzer produced the analysis (offline, imgtags).",
+    "provider": "Which back-end produced the analysis (offline, imgtags, openai); every source is in "
+                "the analyses table.",
     "model": "The analyzer's model.",
     "tokens_used": "Tokens the analysis cost.",
     "processing_time_ms": "How long the analyzer took, in milliseconds.",
@@ -96,6 +100,35 @@ RUNS_COLUMNS = {
     "status": "running, ok, partial (some files failed), failed or interrupted.",
     "message": "What went wrong or why it stopped early.",
     "counts": "The run's summary (JSON): files seen, new, moved, analysed, tokens, requests, ...",
+}
+
+ANALYSES_COLUMNS = {
+    "photo_id": "The photo analysed.",
+    "source": "Who said it: a back-end (imgtags, openai, offline) or an enricher (places, text, safety, faces).",
+    "kind": "backend or enricher.",
+    "tags": "The tags this source gave (JSON list).",
+    "description": "Its description (back-ends).",
+    "objects": "Objects it saw (JSON list).",
+    "dominant_color": "Dominant colour (#rrggbb).",
+    "palette": "Main colours (JSON list).",
+    "scene": "Scene.",
+    "mood": "Mood.",
+    "safe_adult": "Likelihood of adult content, as this source rated it.",
+    "safe_violence": "Likelihood of violence.",
+    "shape": "landscape, portrait or square.",
+    "place": "City, region and country (places).",
+    "city": "City (places).",
+    "region": "Region: the first-level division (places).",
+    "country": "Country (places).",
+    "text": "Text read in the photo, one line per line (text).",
+    "faces": "How many faces (faces).",
+    "error": "Why this enricher could not read the photo (not tried again).",
+    "provider": "The service, or the package (and version) that shipped the model or data set.",
+    "model": "The model or data set.",
+    "produced_at": "When this source's answer was stored (UTC).",
+    "tokens_used": "Tokens it cost.",
+    "processing_time_ms": "How long it took, in milliseconds.",
+    "raw": "The answer as received (JSON).",
 }
 
 THUMBNAIL_COLUMNS = {
@@ -190,13 +223,14 @@ def build_metadata() -> dict:
                         "title": "Gallery",
                         "description": "One row per photo present in the library, newest first. "
                                        "Search finds words in tags, descriptions, objects, scene, "
-                                       "mood and folder or file names.",
+                                       "mood, places, text seen in the photo and folder or file "
+                                       "names; place:rome looks in place names only.",
                         "columns": GALLERY_COLUMNS,
                         "fts_table": "photo_text_fts",
                         "fts_pk": "rowid",
                         "sort_desc": "taken",
                         "size": 50,
-                        "facets": [{"array": "tags"}, "scene", "mood", "orientation", "camera",
+                        "facets": [{"array": "tags"}, "place", "scene", "mood", "orientation", "camera",
                                    "year", "status"],
                     },
                     "photos": {
@@ -206,6 +240,14 @@ def build_metadata() -> dict:
                         "columns": PHOTOS_COLUMNS,
                         "sort_desc": "first_seen",
                         "facets": ["analysis_status", "format", "shape", "provider"],
+                    },
+                    "analyses": {
+                        "title": "Analyses by source",
+                        "description": "One row per photo and source: what each back-end and enricher "
+                                       "said, with its model and date. The photos' own fields merge them.",
+                        "columns": ANALYSES_COLUMNS,
+                        "sort_desc": "produced_at",
+                        "facets": ["source", "kind", "model"],
                     },
                     "files": {
                         "title": "Files",

@@ -43,13 +43,15 @@ class SearchCommand(click.Command):
 @click.option("--scene", help="Scene as analysed, e.g. outdoor, indoor.")
 @click.option("--mood", help="Mood as analysed, e.g. peaceful.")
 @click.option("--orientation", type=click.Choice(["landscape", "portrait", "square"], case_sensitive=False))
+@click.option("--place", help="A place the photo was taken: city, region or country (from its GPS), e.g. rome.")
 @click.option("--camera", help="Part of the camera make or model, e.g. canon or 'iphone 12'.")
 @click.option("--after", help="Taken on or after the start of this date: 2019, 2019-07 or 2019-07-04.")
 @click.option("--before", help="Taken before the start of this date: 2020, 2020-01 or 2020-01-15.")
 @click.option("--json", "as_json", is_flag=True, help="Print full records as a JSON array.")
 @click.pass_context
-def search(ctx, query, limit, color, scene, mood, orientation, camera, after, before, as_json):
-    """Search the catalogue: tags, descriptions, objects, scene, mood and folder/file names.
+def search(ctx, query, limit, color, scene, mood, orientation, place, camera, after, before, as_json):
+    """Search the catalogue: tags, descriptions, objects, scene, mood, places, text seen in
+    the photos, and folder/file names.
 
     \b
     Words are AND-ed:        catalog search sunset beach
@@ -57,18 +59,19 @@ def search(ctx, query, limit, color, scene, mood, orientation, camera, after, be
     Exclude with -word:      catalog search beach -night
     Either word with OR:     catalog search sunset OR sunrise
     Prefixes with *:         catalog search sun*
+    Only in place names:     catalog search place:rome   (or --place rome)
     Filters only:            catalog search --color orange --after 2019
     A word that starts with -- goes after a lone --: catalog search -- beach --x
 
     Results come best first (tags weigh most), one line per photo: its path, how
-    many copies exist, and its top tags.
+    many copies exist, its top tags and where it was taken.
     """
     from catalog.search import Filters, connect
     from catalog.search import search as run_search
 
     config = load_settings(ctx)
     filters = Filters(color=color, scene=scene, mood=mood, orientation=orientation, camera=camera,
-                      after=after, before=before)
+                      after=after, before=before, place=place)
     conn = connect(config.database)
     results = run_search(conn, " ".join(query), filters, limit=limit)
     if as_json:
@@ -80,4 +83,5 @@ def search(ctx, query, limit, color, scene, mood, orientation, camera, after, be
     for r in results:
         copies = f" (+{r['copies'] - 1} copies)" if r["copies"] > 1 else ""
         tags = escape(", ".join(map(str, r["tags"][:6])))
-        click.echo(f"{escape(r['path'])}{copies}" + (f"  [{tags}]" if tags else ""))
+        place = f"  ({escape(r['place'])})" if r["place"] else ""
+        click.echo(f"{escape(r['path'])}{copies}" + (f"  [{tags}]" if tags else "") + place)

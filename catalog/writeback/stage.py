@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from catalog import db as catalog_db
+from catalog import sources
 from catalog.db import db_text
 from catalog.config import Config
 from catalog.errors import CatalogError
@@ -192,7 +193,7 @@ class Writer:
                 description = None  # the user described this photo: ours goes nowhere
             packet = xmp.merge_xmp(base, add=tags, remove=change.remove, description=description,
                                    replace_description=fields.may_replace(facts.description, plan_state),
-                                   parent=wb.hierarchy_parent)
+                                   parent=wb.hierarchy_parent, sources=row["provenance"])
             change.description = xmp.read_xmp(packet).description != facts.description
             if existing is not None and packet == existing:
                 change.status = "unchanged"
@@ -230,7 +231,7 @@ class Writer:
                 description = None  # the user described this photo somewhere: ours goes nowhere
             packet = xmp.merge_xmp(current.xmp, add=tags, remove=change.remove, description=description,
                                    replace_description=fields.may_replace(facts.description, state),
-                                   parent=self.wb.hierarchy_parent)
+                                   parent=self.wb.hierarchy_parent, sources=row["provenance"])
             iim = None
             if fmt in WITH_IPTC:
                 iim = iptc.merge_iptc(current.iptc, add=tags, remove=change.remove, caption=description,
@@ -276,7 +277,7 @@ class Writer:
             raise CatalogError("verification failed: the image data would change; nothing written")
         written = embed.read_embedded(new, fmt)
         found = set(xmp.read_xmp(written.xmp).subject) if written.xmp else set()
-        if not set(tags) <= found:
+        if not fields.fold(tags) <= fields.fold(found):  # a person's "Town" stands for our "town"
             raise CatalogError("verification failed: the keywords do not read back; nothing written")
 
 
@@ -299,6 +300,7 @@ def writeback(db, config: Config, *, paths=None, mode: str | None = None, dry_ru
             photo = catalog_db.fs_path(row)
             tags = [t for t in json.loads(row["tags"] or "[]") if isinstance(t, str) and t.strip()]
             description = row["description"] or None
+            row["provenance"] = sources.provenance(db, row["photo_id"])  # catalog:Sources
             if mode in ("embed", "both"):
                 writer.embed(row, photo, tags, description)
             if mode in ("sidecar", "both"):

@@ -15,10 +15,14 @@ DC = "http://purl.org/dc/elements/1.1/"
 LR = "http://ns.adobe.com/lightroom/1.0/"
 DIGIKAM = "http://www.digikam.org/ns/1.0/"
 XML = "http://www.w3.org/XML/1998/namespace"
-PREFIXES = {X: "x", RDF: "rdf", DC: "dc", LR: "lr", DIGIKAM: "digiKam"}
+# Our own namespace: catalog:Sources, an rdf:Seq with one entry per source whose keywords we
+# wrote, "source; provider model; date; keyword, keyword" (see catalog.sources.provenance).
+CATALOG = "http://ns.catalog.invalid/provenance/1.0/"
+PREFIXES = {X: "x", RDF: "rdf", DC: "dc", LR: "lr", DIGIKAM: "digiKam", CATALOG: "catalog"}
 
 SUBJECT, DESCRIPTION = f"{{{DC}}}subject", f"{{{DC}}}description"
 HIERARCHICAL, TAGS_LIST = f"{{{LR}}}hierarchicalSubject", f"{{{DIGIKAM}}}TagsList"
+SOURCES = f"{{{CATALOG}}}Sources"
 XMPMETA, XAPMETA = f"{{{X}}}xmpmeta", f"{{{X}}}xapmeta"
 RDF_RDF, DESC, ABOUT, VALUE = (f"{{{RDF}}}{n}" for n in ("RDF", "Description", "about", "value"))
 BAG, SEQ, ALT, LI = (f"{{{RDF}}}{n}" for n in ("Bag", "Seq", "Alt", "li"))
@@ -49,6 +53,7 @@ class XmpFacts:
     hierarchical: tuple[str, ...] = ()
     tags_list: tuple[str, ...] = ()
     description: str | None = None
+    sources: tuple[str, ...] = ()  # catalog:Sources: who made our keywords, with which model, when
 
 
 @dataclass(frozen=True)
@@ -103,13 +108,15 @@ def find_xmp_packet(data: bytes) -> bytes | None:
 def read_xmp(packet: bytes) -> XmpFacts:
     """Keywords and description of a packet (or a whole sidecar); ValueError if it cannot be parsed."""
     pkt = _parse(packet)
-    found = {tag: _find(pkt.descs, tag)[1] for tag in (SUBJECT, HIERARCHICAL, TAGS_LIST, DESCRIPTION)}
+    found = {tag: _find(pkt.descs, tag)[1] for tag in (SUBJECT, HIERARCHICAL, TAGS_LIST, DESCRIPTION, SOURCES)}
     return XmpFacts(tuple(_values(found[SUBJECT])), tuple(_values(found[HIERARCHICAL])),
-                    tuple(_values(found[TAGS_LIST])), _description(found[DESCRIPTION]))
+                    tuple(_values(found[TAGS_LIST])), _description(found[DESCRIPTION]),
+                    tuple(_values(found[SOURCES])))
 
 
 def merge_xmp(existing: bytes | None, *, add: Sequence[str], remove: Sequence[str],
-              description: str | None, replace_description: bool, parent: str = "auto") -> bytes:
+              description: str | None, replace_description: bool, parent: str = "auto",
+              sources: Sequence[str] | None = None) -> bytes:
     """A complete packet: `existing` kept as it was except for our own keywords and the description.
 
     dc:subject keeps its entries in order, loses the `remove` entries (exact match) and gains
@@ -118,8 +125,9 @@ def merge_xmp(existing: bytes | None, *, add: Sequence[str], remove: Sequence[st
     digiKam:TagsList do the same with `parent|k` and `parent/k` (a nested parent is written
     "a|b"; digiKam gets "a/b"), and are created when missing. The description (x-default) is
     set when `replace_description` is true or when the packet has none; otherwise the person's
-    stays. A keyword in both `add` and `remove` is kept. Raises ValueError for a packet we
-    cannot parse: the caller must then leave that file alone.
+    stays. A keyword in both `add` and `remove` is kept. `sources`, when given, replaces
+    catalog:Sources (ours alone). Raises ValueError for a packet we cannot parse: the caller
+    must then leave that file alone.
     """
     parent = _clean(parent)
     if not parent.strip():
@@ -132,6 +140,9 @@ def merge_xmp(existing: bytes | None, *, add: Sequence[str], remove: Sequence[st
         _update_list(pkt, tag, kind, [prefix + k for k in remove], [prefix + k for k in add])
     if description and _clean(description).strip():
         _update_description(pkt, _clean(description), replace_description)
+    old = _values(_find(pkt.descs, SOURCES)[1])
+    if sources is not None and old != [_clean(s) for s in sources]:
+        _update_list(pkt, SOURCES, SEQ, old, [_clean(s) for s in sources])
     out: list[str] = []
     _serialize(pkt.root, pkt.decls, {}, out)
     return HEADER + "".join(out).encode("utf-8") + TRAILER
