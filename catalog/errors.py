@@ -1,4 +1,4 @@
-"""Exceptions with messages a user can act on; the CLI turns them into exit codes."""
+"""Every exception of the catalogue, in one place: messages a user can act on, turned into exit codes by the CLI."""
 
 
 class CatalogError(Exception):
@@ -103,3 +103,37 @@ class DatabaseUnusable(CatalogError):
 
 class FileUnreadable(PreparationFailed):
     """The file could not be read just now (moved, renamed, EACCES, EIO on a NAS): not its fault."""
+
+
+class CatalogueBusy(CatalogError):
+    """Another run is writing this catalogue."""
+
+
+class SearchError(CatalogError):
+    """A query or filter we cannot run; the message says how to fix it."""
+
+    exit_code = 2
+
+
+class EnricherUnavailable(CatalogError):
+    """An enricher's optional dependency is not installed (the `local` install group)."""
+
+
+class WriteBackError(CatalogError):
+    """This photo cannot be written losslessly; nothing was changed."""
+
+
+class ChangedMeanwhile(WriteBackError):
+    """Another program wrote the file between our read and our rename: nothing was written."""
+
+
+class IptcError(CatalogError):
+    """IPTC or Photoshop resource data we cannot rewrite without losing some of it."""
+
+
+class NotRegularFile(OSError):
+    """The path no longer names a regular file (swapped for a FIFO, device, socket, folder)."""
+
+
+class FileChanged(OSError):
+    """The file changed (truncated, grown, rewritten) while it was being read."""

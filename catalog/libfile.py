@@ -16,18 +16,12 @@ import os
 import stat
 from typing import BinaryIO, Iterator
 
+from catalog.errors import FileChanged, NotRegularFile
+
 CHUNK = 4 << 20  # hashing reads: big enough to stream at disk speed, small enough to stay flat
 BLOCK = 64 << 10  # header reads (segment and chunk walks) are served from one cached block
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFDIR: "a folder", stat.S_IFLNK: "a symlink"}
-
-
-class NotRegularFile(OSError):
-    """The path no longer names a regular file (swapped for a FIFO, device, socket, folder)."""
-
-
-class FileChanged(OSError):
-    """The file changed (truncated, grown, rewritten) while it was being read."""
 
 
 def open_library_file(path: str | os.PathLike, *, follow_symlinks: bool = True) -> BinaryIO:

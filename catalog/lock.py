@@ -17,11 +17,7 @@ from pathlib import Path
 
 from catalog import db as catalog_db
 from catalog import private
-from catalog.errors import CatalogError
-
-
-class CatalogueBusy(CatalogError):
-    """Another run is writing this catalogue."""
+from catalog.errors import CatalogError, CatalogueBusy
 
 
 def lock_path(database: Path) -> Path:

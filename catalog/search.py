@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from catalog.colors import COLOR_MATCH, HEX, canonical_name, delta_e, hex_to_rgb, parse_color, rgb_to_lab
-from catalog.errors import CatalogError, DatabaseUnusable
+from catalog.errors import CatalogError, DatabaseUnusable, SearchError
 
 # bm25() weights in photo_text_fts column order (catalog.db.SEARCH_COLUMNS: tags, description,
 # objects, scene, mood, places = folder and file names, place = place names, text = recognised
@@ -30,12 +30,6 @@ FIELDS = ("place",)  # `field:term` looks in that column only
 TOKEN = re.compile(r'-?(?:(?:' + "|".join(FIELDS) + r'):)?"[^"]*"?|\S+')
 WORDISH = re.compile(r"\w", re.UNICODE)
 SHAPES = ("landscape", "portrait", "square")
-
-
-class SearchError(CatalogError):
-    """A query or filter we cannot run; the message says how to fix it."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

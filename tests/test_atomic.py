@@ -7,7 +7,7 @@ import os
 import pytest
 
 from catalog.writeback.atomic import atomic_write, read_file, sweep
-from catalog.writeback.tiffifd import WriteBackError
+from catalog.errors import WriteBackError
 
 
 def test_replaces_and_keeps_permissions(tmp_path):

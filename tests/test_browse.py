@@ -36,7 +36,8 @@ from catalog.config import AnalysisSettings, Config
 from catalog.db import open_db
 from catalog.errors import AnalysisFailed
 from catalog.scan import scan
-from catalog.search import SearchError, connect
+from catalog.errors import SearchError
+from catalog.search import connect
 from catalog.search import search as catalog_search
 from catalog.thumbnails import make_thumbnail
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from catalog.identity import identity_of, sniff
 from catalog.writeback import embed, iptc
-from catalog.writeback.embed import WriteBackError
+from catalog.errors import WriteBackError
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 KEYWORDS = ["sunset", "café", "日本", "beach|sand"]
@@ -316,7 +316,8 @@ def test_exif_with_an_absurd_count_is_refused_without_allocating(tmp_path):
     """A damaged count of billions must not make piexif build a gigantic struct format."""
     import struct
 
-    from catalog.writeback.embed import WriteBackError, read_embedded
+    from catalog.errors import WriteBackError
+    from catalog.writeback.embed import read_embedded
 
     # A minimal EXIF block whose only entry claims 2**31 LONG values.
     tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)

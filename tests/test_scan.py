@@ -335,7 +335,8 @@ def test_a_fifo_swapped_in_after_listing_is_refused_at_once(tmp_path, catalogue,
 
 def test_a_file_shrinking_under_the_reader_raises_file_changed(tmp_path):
     """A pread view over a file truncated after it was opened reports the change, no signal."""
-    from catalog.libfile import FileChanged, FileView
+    from catalog.errors import FileChanged
+    from catalog.libfile import FileView
 
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(1 << 20))

@@ -15,7 +15,8 @@ from catalog.analysis_db import store_analysis
 from catalog.config import Config
 from catalog.db import open_db
 from catalog.scan import scan
-from catalog.search import Filters, SearchError, connect, search, to_match
+from catalog.errors import SearchError
+from catalog.search import Filters, connect, search, to_match
 
 # (relative path, colour, EXIF (make, model, taken), analysis fields)
 LIBRARY = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from catalog.writeback import xmp
-from catalog.writeback.tiffifd import WriteBackError
+from catalog.errors import WriteBackError
 from catalog.writeback.xmp import find_xmp_packet, merge_xmp, read_xmp, sidecar_path, write_sidecar
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"

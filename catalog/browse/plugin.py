@@ -16,7 +16,8 @@ from datasette.utils.asgi import NotFound, Response
 from markupsafe import Markup, escape
 
 from catalog.browse.metadata import DATABASE, build_metadata
-from catalog.search import SearchError, to_match
+from catalog.errors import SearchError
+from catalog.search import to_match
 
 HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 COLOR_COLUMNS = {"color", "dominant_color"}

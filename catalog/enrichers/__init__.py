@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from catalog.errors import CatalogError
+from catalog.errors import EnricherUnavailable
 
 MAX_EDGE = 1000  # long edge of the pixels enrichers get: a 12 MP JPEG decodes at 1/4 scale to this
 INSTALL_HINT = "pip install 'catalog[local]'"
@@ -81,10 +81,6 @@ class EnrichResult:
 
     def by_source(self) -> dict[str, Enrichment]:
         return {e.source: e for e in self.enrichments}
-
-
-class EnricherUnavailable(CatalogError):
-    """An enricher's optional dependency is not installed (the `local` install group)."""
 
 
 def unknown_names(names) -> list[str]:

@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from catalog.enrichers import MAX_EDGE, REGISTRY, Enrichment, EnricherUnavailable, EnrichResult, module
-from catalog.errors import PreparationFailed
+from catalog.enrichers import MAX_EDGE, REGISTRY, Enrichment, EnrichResult, module
+from catalog.errors import EnricherUnavailable, PreparationFailed
 
 DEFAULT_NICENESS = 10  # workers yield the CPU to the API stage and to whatever else runs
 

@@ -21,8 +21,8 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from catalog.libfile import NotRegularFile, open_library_file
-from catalog.writeback.tiffifd import WriteBackError
+from catalog.errors import ChangedMeanwhile, NotRegularFile, WriteBackError
+from catalog.libfile import open_library_file
 
 log = logging.getLogger("catalog.writeback")
 
@@ -42,10 +42,6 @@ class Fingerprint:
 
 
 ABSENT = None  # the expected state of a file that did not exist when it was read
-
-
-class ChangedMeanwhile(WriteBackError):
-    """Another program wrote the file between our read and our rename: nothing was written."""
 
 
 def fingerprint(path: str) -> Fingerprint | None:

@@ -14,10 +14,11 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from catalog.errors import WriteBackError
 from catalog.identity import BrokenImage, payload_ranges
 from catalog.writeback import iptc as iim
 from catalog.writeback import jpeg, png, tiff, webp
-from catalog.writeback.tiffifd import WriteBackError, keyword_changes  # WriteBackError: part of our API
+from catalog.writeback.tiffifd import keyword_changes
 
 FIELDS = {"JPEG": ("xmp", "iptc", "exif"), "PNG": ("xmp", "iptc", "exif"),
           "WEBP": ("xmp", "exif"), "TIFF": ("xmp", "iptc", "exif")}

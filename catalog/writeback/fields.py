@@ -13,7 +13,7 @@ from catalog.errors import CatalogError
 from catalog.identity import sniff
 from catalog.writeback import embed, iptc, xmp
 from catalog.writeback.atomic import read_file
-from catalog.writeback.tiffifd import WriteBackError
+from catalog.errors import WriteBackError
 
 HEAD = 4 << 20  # where a photo's metadata is looked for in sidecar mode (JPEG keeps it in front)
 # What cameras and tools put in a description field by themselves: nobody's words.

@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from catalog.errors import CatalogError
+from catalog.errors import IptcError
 
 UTF8 = b"\x1b%G"  # 1:90 CodedCharacterSet: ISO 2022 escape for UTF-8
 LATIN1 = (b"\x1b.A", b"\x1b-A")  # the escapes some writers use for ISO 8859-1
@@ -20,10 +20,6 @@ IPTC_RESOURCE, DIGEST_RESOURCE = 0x0404, 0x0425
 SIGNATURES = (b"8BIM", b"PHUT", b"AgHg", b"DCSR", b"MeSa")  # ones Photoshop and exiftool accept
 
 Dataset = tuple[int, int, bytes]  # (record, dataset, value)
-
-
-class IptcError(CatalogError):
-    """IPTC or Photoshop resource data we cannot rewrite without losing some of it."""
 
 
 class Resource(NamedTuple):

@@ -16,7 +16,7 @@ import os
 from catalog import db as catalog_db
 from catalog.db import db_text
 from catalog.writeback.atomic import Fingerprint, fingerprint, read_file
-from catalog.writeback.tiffifd import WriteBackError
+from catalog.errors import WriteBackError
 
 
 def state(db, key: str) -> dict | None:

@@ -24,12 +24,11 @@ from catalog import db as catalog_db
 from catalog import sources
 from catalog.db import db_text
 from catalog.config import Config
-from catalog.errors import CatalogError
+from catalog.errors import CatalogError, ChangedMeanwhile, WriteBackError
 from catalog.identity import hash_buffer, sniff
 from catalog.progress import progress_bar
 from catalog.writeback import embed, fields, iptc, journal, xmp
-from catalog.writeback.atomic import ChangedMeanwhile, Fingerprint, atomic_write, inside, read_file, sweep
-from catalog.writeback.tiffifd import WriteBackError
+from catalog.writeback.atomic import Fingerprint, atomic_write, inside, read_file, sweep
 
 log = logging.getLogger("catalog.writeback")
 EMBEDDABLE = ("JPEG", "PNG", "WEBP", "TIFF")

@@ -4,7 +4,7 @@ EXIF is not rewritten by piexif (its load/dump round trip drops tags it does not
 and IFD1 strips, and breaks maker-note offsets): IFD0 alone is rebuilt at the end of the TIFF
 structure, every other byte stays where it was, so all offsets stay valid. piexif only checks
 that the EXIF is sound and gives callers a dict to read. Every container writer (jpeg, png,
-webp, tiff) builds on this module, so the error they all raise lives here too.
+webp, tiff) builds on this module; the WriteBackError they all raise lives in catalog.errors.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import piexif
 
-from catalog.errors import CatalogError
+from catalog.errors import WriteBackError
 from catalog.exifcheck import TYPE_SIZES, check_counts
 
 EXIF_HEAD = b"Exif\x00\x00"
@@ -23,10 +23,6 @@ BYTE, ASCII, LONG, UNDEFINED = 1, 2, 4, 7
 EMPTY_TIFF = b"II*\x00\x08\x00\x00\x00" + b"\x00" * 6  # header + IFD0 with no entries
 
 Change = tuple[int, bytes] | None  # (TIFF type, value bytes), or None: remove the tag
-
-
-class WriteBackError(CatalogError):
-    """This photo cannot be written losslessly; nothing was changed."""
 
 
 def exif_dict(tiff: bytes) -> dict:
