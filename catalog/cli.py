@@ -10,7 +10,6 @@ import traceback
 
 import click
 
-from catalog.commands import COMMANDS
 from catalog.errors import CatalogError, DatabaseUnusable
 from catalog.terminal import EscapingFormatter, escape
 
@@ -62,6 +61,15 @@ class CatalogGroup(click.Group):
             _show_traceback(ctx)
             _fail(f"internal error: {type(exc).__name__}: {exc}; run with -vv to see where", EXIT_INTERNAL)
 
+    def format_commands(self, ctx, formatter):
+        """Each command's short help whole (wrapped, never cut off with "..."): its first sentence."""
+        rows = [(name, command.get_short_help_str(limit=1_000))
+                for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
 
 def _show_traceback(ctx: click.Context) -> None:
     if (ctx.obj or {}).get("verbose", 0) >= 2:
@@ -89,8 +97,27 @@ def cli(ctx, config_path, db_path, verbose):
     ctx.obj = {"config_path": config_path, "db_path": db_path, "verbose": verbose}
 
 
-for command in COMMANDS:
-    cli.add_command(command)
+def _add_commands() -> None:
+    from catalog.commands.analyze import analyze
+    from catalog.commands.analyze_url import analyze_url
+    from catalog.commands.demo import demo
+    from catalog.commands.duplicates import duplicates
+    from catalog.commands.run import run
+    from catalog.commands.runs import runs
+    from catalog.commands.scan import scan
+    from catalog.commands.schedule import schedule
+    from catalog.commands.search import search
+    from catalog.commands.serve import serve
+    from catalog.commands.show import show
+    from catalog.commands.stats import stats
+    from catalog.commands.writeback import writeback
+
+    for command in (run, scan, analyze, search, serve, duplicates, stats, show, runs, schedule, writeback,
+                    analyze_url, demo):
+        cli.add_command(command)
+
+
+_add_commands()
 
 
 def main() -> None:

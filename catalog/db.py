@@ -603,26 +603,3 @@ def path_scope_sql(paths, column: str = "path") -> tuple[str, dict]:
         params.update({f"p{i}": text, f"lo{i}": low, f"hi{i}": high})
     return "AND (" + " OR ".join(clauses) + ")", params
 
-
-def duplicate_groups(db: sqlite_utils.Database):
-    """Photos present at more than one path, biggest waste first (streamed)."""
-    sql = """
-        SELECT photo_id, COUNT(*) AS copies, MAX(size) AS size,
-               json_group_array(path) AS paths
-        FROM (SELECT photo_id, path, size FROM files WHERE status = 'ok' ORDER BY path)
-        GROUP BY photo_id HAVING COUNT(*) > 1
-        ORDER BY (COUNT(*) - 1) * MAX(size) DESC, photo_id
-    """
-    for row in db.query(sql):
-        yield {**row, "paths": json.loads(row["paths"])}
-
-
-def library_counts(db: sqlite_utils.Database) -> dict:
-    """Totals over the present library: distinct photos and the extra copies of them."""
-    row = next(
-        db.query(
-            "SELECT COUNT(DISTINCT photo_id) AS photos, COUNT(*) AS files FROM files "
-            "WHERE status = 'ok'"
-        )
-    )
-    return {"photos": row["photos"], "duplicate_files": row["files"] - row["photos"]}

@@ -26,6 +26,7 @@ from catalog.identity import BrokenImage, Identity, describe_non_image, hash_buf
 from catalog.imagefacts import ImageFacts, read_facts
 from catalog.libfile import identity_stat, open_library_file
 from catalog.progress import progress_bar
+from catalog.queries import library_counts
 from catalog.walk import WalkReport, too_long_message, walk
 
 log = logging.getLogger("catalog.scan")
@@ -388,7 +389,7 @@ def scan(db, config: Config, roots=None, *, progress: bool = True) -> ScanSummar
                     message = str(exc) if message is None else f"{message}; {exc}"
         scanner.detect_moves()
         summary = scanner.summary
-        summary.photos, summary.duplicate_files = catalog_db.library_counts(db).values()
+        summary.photos, summary.duplicate_files = library_counts(db).values()
         summary.unreadable_folders = list(scanner.report.unreadable)
         summary.paths_too_long += scanner.report.too_long
         summary.errors += scanner.report.too_long

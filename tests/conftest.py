@@ -1,4 +1,4 @@
-"""Shared fixtures: copies of the shared test photos, a clean environment, no proxies."""
+"""Shared fixtures: copies of the shared test photos, a fresh catalogue, a clean environment, no proxies."""
 
 from __future__ import annotations
 
@@ -39,3 +39,13 @@ def photos(tmp_path, shared_photos) -> Path:
     for path in dest.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return dest
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A fresh, fully migrated catalogue in tmp_path, closed after the test."""
+    from catalog.db import open_db
+
+    catalogue = open_db(tmp_path / "catalog.db")
+    yield catalogue
+    catalogue.close()

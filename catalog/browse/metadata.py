@@ -7,6 +7,8 @@ its migrations).
 
 from __future__ import annotations
 
+from catalog.queries import DUPLICATE_GROUPS
+
 DATABASE = "catalog"  # the name (and URL) the catalogue always has in Datasette
 
 GALLERY_COLUMNS = {
@@ -147,12 +149,9 @@ QUERIES = {
         "title": "Duplicates",
         "description": "Photos present at more than one path (same image content), most "
                        "wasted space first.",
-        "sql": f"""SELECT {THUMB} AS thumbnail, d.copies, d.bytes_each,
-       (d.copies - 1) * d.bytes_each AS wasted_bytes, d.paths, p.id AS photo_id
-FROM (SELECT photo_id, COUNT(*) AS copies, MAX(size) AS bytes_each,
-             json_group_array(path) AS paths
-      FROM (SELECT photo_id, path, size FROM files WHERE status = 'ok' ORDER BY path)
-      GROUP BY photo_id HAVING COUNT(*) > 1) d
+        "sql": f"""SELECT {THUMB} AS thumbnail, d.copies, d.size AS bytes_each,
+       (d.copies - 1) * d.size AS wasted_bytes, d.paths, p.id AS photo_id
+FROM ({DUPLICATE_GROUPS}) d
 JOIN photos p ON p.id = d.photo_id
 ORDER BY wasted_bytes DESC, p.id""",
     },

@@ -8,13 +8,15 @@ import sys
 import click
 
 from catalog.analyzers import analyzer_names
-from catalog.commands import echo_json, escape, open_catalogue
+from catalog.commands.context import open_catalogue
+from catalog.commands.output import echo_json
 from catalog.enrichers import REGISTRY as ENRICHERS
+from catalog.terminal import escape
 
 SOURCES = (*analyzer_names(), *ENRICHERS)
 
 
-@click.command()
+@click.command(short_help="Analyse the photos not analysed yet (or those under PATHS).")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--limit", type=click.IntRange(min=1), help="Analyse at most this many photos.")
 @click.option("--reanalyze", is_flag=True, help="Analyse again even photos that are done.")

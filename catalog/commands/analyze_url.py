@@ -6,11 +6,12 @@ import dataclasses
 
 import click
 
-from catalog.commands import echo_json, load_settings
+from catalog.commands.context import load_settings
+from catalog.commands.output import echo_json
 from catalog.errors import ConfigError
 
 
-@click.command("analyze-url")
+@click.command("analyze-url", short_help="Analyse one image by URL with ImgTags; nothing is stored.")
 @click.argument("url")
 @click.pass_context
 def analyze_url(ctx, url):

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 
-@click.command()
+@click.command(short_help="Create a small demo library of generated photos in DEST.")
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 def demo(dest):
     """Create a demo library in DEST: generated photos with real EXIF, dated

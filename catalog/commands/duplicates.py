@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import echo_json, escape, human_bytes, open_catalogue
+from catalog.commands.context import open_catalogue
+from catalog.commands.output import echo_json, human_bytes
+from catalog.terminal import escape
 
 
-@click.command()
+@click.command(short_help="List photos held at several paths, most wasted space first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the groups as a JSON array.")
 @click.pass_context
 def duplicates(ctx, as_json):
@@ -16,7 +18,7 @@ def duplicates(ctx, as_json):
     Files count as duplicates when their image content is identical, even if
     their metadata (keywords, EXIF edits) differs.
     """
-    from catalog.db import duplicate_groups
+    from catalog.queries import duplicate_groups
 
     _config, db = open_catalogue(ctx)
     groups = duplicate_groups(db)

@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from catalog import private, quiet
-from catalog.commands import echo_json, load_settings
+from catalog.commands.context import load_settings
+from catalog.commands.output import echo_json
 from catalog.terminal import escape
 
 PREFECT_QUIET = {

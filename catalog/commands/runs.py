@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from catalog.commands import echo_json, escape, open_catalogue
+from catalog.commands.context import open_catalogue
+from catalog.commands.output import echo_json
+from catalog.terminal import escape
 
 
-@click.command()
+@click.command(short_help="List recent runs: when, how they ended, and their counts.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON array.")
 @click.pass_context
 def runs(ctx, limit, as_json):
     """List recent runs (scan, analyze, run): when, how they ended, and their counts."""
+    from catalog.queries import recent_runs
+
     _config, db = open_catalogue(ctx)
-    rows = list(db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit]))
-    for row in rows:
-        row["counts"] = json.loads(row["counts"]) if row["counts"] else {}
+    rows = recent_runs(db, limit)
     if as_json:
         echo_json(rows)
         return

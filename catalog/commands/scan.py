@@ -6,11 +6,13 @@ import sys
 
 import click
 
-from catalog.commands import echo_json, escape, open_catalogue
+from catalog.commands.context import open_catalogue
+from catalog.commands.output import echo_json
 from catalog.errors import ConfigError
+from catalog.terminal import escape
 
 
-@click.command()
+@click.command(short_help="Scan folders into the catalogue, reading new and changed files.")
 @click.argument("paths", nargs=-1, type=click.Path(file_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
 @click.pass_context

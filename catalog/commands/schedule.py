@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from catalog.commands import load_settings
+from catalog.commands.context import load_settings
 from catalog.errors import ConfigError
 
 
@@ -37,7 +37,7 @@ def server_is_open(api_url: str) -> bool:
         return False
 
 
-@click.command()
+@click.command(short_help="Serve the nightly job on a schedule from a Prefect server.")
 @click.option("--cron", help="Cron expression (default: schedule.cron from the config, 0 2 * * *).")
 @click.option("--timezone", "tz", help="IANA time zone for the cron, e.g. Europe/Berlin (default: this machine's).")
 @click.option("--interval", type=click.IntRange(min=1), help="Run every N seconds instead of the cron.")

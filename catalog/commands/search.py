@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import echo_json, escape, load_settings
+from catalog.commands.context import load_settings
+from catalog.commands.output import echo_json
+from catalog.terminal import escape
 
 
 class SearchCommand(click.Command):
@@ -35,8 +37,8 @@ class SearchCommand(click.Command):
 
 
 # No -h here: `-white` must reach the query as an exclusion, not be read as -w -h -i -t -e.
-@click.command(cls=SearchCommand, context_settings={"ignore_unknown_options": True,
-                                                    "help_option_names": ["--help"]})
+@click.command(cls=SearchCommand, short_help="Search photos by words, colour, scene, place, camera or date.",
+               context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]})
 @click.argument("query", nargs=-1)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="How many results.")
 @click.option("--color", help="A colour name (blue, orange, ...) or #rrggbb in the photo's palette.")

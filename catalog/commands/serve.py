@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands import escape, load_settings
+from catalog.commands.context import load_settings
+from catalog.terminal import escape
 
 
 def _host_name(value: str) -> str:
@@ -16,7 +17,7 @@ def _host_name(value: str) -> str:
     return value
 
 
-@click.command()
+@click.command(short_help="Browse the catalogue in your web browser, read-only.")
 @click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
 @click.option("--host", default="127.0.0.1", show_default=True,

@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from catalog.commands import echo_json, escape, open_catalogue
-from catalog.errors import CatalogError
+from catalog.commands.context import open_catalogue
+from catalog.commands.output import echo_json
+from catalog.terminal import escape
 
 
-def lookup(db, path: str) -> dict:
-    from catalog.db import db_text
-
-    text = db_text(os.path.abspath(os.fsdecode(path)))[0]
-    rows = list(db.query("SELECT * FROM files WHERE path = ?", [text]))
-    if not rows:
-        raise CatalogError(f"{path} is not in the catalogue (scan its folder first)")
-    file_row = rows[0]
-    file_row.pop("path_bytes", None)
-    result = {"file": file_row, "photo": None, "copies": [], "sources": []}
-    if file_row["photo_id"]:
-        from catalog.sources import sources_of
-
-        result["sources"] = sources_of(db, file_row["photo_id"])
-        result["photo"] = next(db.query("SELECT * FROM photos WHERE id = ?", [file_row["photo_id"]]), None)
-        result["copies"] = [
-            r["path"] for r in db.query(
-                "SELECT path FROM files WHERE photo_id = ? AND status = 'ok' AND path != ? ORDER BY path",
-                [file_row["photo_id"], text])
-        ]
-    return result
-
-
-@click.command()
+@click.command(short_help="Show everything the catalogue knows about one file.")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the record as a JSON object.")
 @click.pass_context
 def show(ctx, path, as_json):
     """Show the catalogue's record of PATH: file ledger, photo facts, each analysis source with
     its model and date, and other copies."""
+    from catalog.queries import file_record
+
     _config, db = open_catalogue(ctx)
-    data = lookup(db, path)
+    data = file_record(db, path)
     if as_json:
         echo_json(data)
         return

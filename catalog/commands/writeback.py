@@ -6,10 +6,12 @@ import sys
 
 import click
 
-from catalog.commands import echo_json, escape, open_catalogue
+from catalog.commands.context import open_catalogue
+from catalog.commands.output import echo_json
+from catalog.terminal import escape
 
 
-@click.command()
+@click.command(short_help="Write the analysed tags into XMP sidecars or the photos.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--mode", type=click.Choice(["sidecar", "embed", "both"]),
               help="sidecar (default: never touches a photo), embed (lossless, in place), or both.")

@@ -1,0 +1,96 @@
+"""Read-only questions asked of the catalogue: totals, one file's record, recent runs, duplicate groups.
+
+The commands print the answers and the browser shows them; the SQL lives here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from catalog.db import db_text
+from catalog.errors import CatalogError
+
+# One row per photo held at more than one present path: copies, the largest size, the paths
+# in path order. The `duplicates` command and the browser's canned query both build on it.
+DUPLICATE_GROUPS = """SELECT photo_id, COUNT(*) AS copies, MAX(size) AS size,
+       json_group_array(path) AS paths
+FROM (SELECT photo_id, path, size FROM files WHERE status = 'ok' ORDER BY path)
+GROUP BY photo_id HAVING COUNT(*) > 1"""
+
+
+def duplicate_groups(db):
+    """Photos present at more than one path, biggest waste first (streamed)."""
+    for row in db.query(f"{DUPLICATE_GROUPS} ORDER BY (COUNT(*) - 1) * MAX(size) DESC, photo_id"):
+        yield {**row, "paths": json.loads(row["paths"])}
+
+
+def library_counts(db) -> dict:
+    """Totals over the present library: distinct photos and the extra copies of them."""
+    row = next(db.query("SELECT COUNT(DISTINCT photo_id) AS photos, COUNT(*) AS files FROM files "
+                        "WHERE status = 'ok'"))
+    return {"photos": row["photos"], "duplicate_files": row["files"] - row["photos"]}
+
+
+def catalogue_stats(db) -> dict:
+    """What `catalog stats` reports: files, bytes and photos present, by format, errors by kind."""
+
+    def pairs(sql):
+        return {row[0] or "unknown": row[1] for row in db.execute(sql).fetchall()}
+
+    files_ok, bytes_ok = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE status = 'ok'").fetchone()
+    photos = library_counts(db)["photos"]
+    return {
+        "files": files_ok,
+        "bytes": bytes_ok,
+        "photos": photos,
+        "duplicate_files": files_ok - photos,
+        "by_format": pairs(
+            "SELECT p.format, COUNT(DISTINCT p.id) FROM photos p JOIN files f ON f.photo_id = p.id "
+            "WHERE f.status = 'ok' GROUP BY p.format ORDER BY 2 DESC, 1"),
+        "files_by_status": pairs("SELECT status, COUNT(*) FROM files GROUP BY status ORDER BY 1"),
+        "errors_by_kind": pairs(
+            "SELECT error_kind, COUNT(*) FROM files WHERE status = 'error' GROUP BY 1 ORDER BY 2 DESC, 1"),
+        "metadata_warnings": db.execute(
+            "SELECT COUNT(*) FROM photos WHERE exif_error IS NOT NULL").fetchone()[0],
+        "missing": db.execute("SELECT COUNT(*) FROM files WHERE status = 'missing'").fetchone()[0],
+        "errors": [
+            {"path": r[0], "kind": r[1], "error": r[2]}
+            for r in db.execute(
+                "SELECT path, error_kind, error FROM files WHERE status = 'error' ORDER BY path LIMIT 50")
+        ],
+    }
+
+
+def file_record(db, path: str) -> dict:
+    """Everything known about the file at `path`: its ledger row, its photo, sources and other copies.
+
+    Raises CatalogError when the path is not in the catalogue.
+    """
+    text = db_text(os.path.abspath(os.fsdecode(path)))[0]
+    rows = list(db.query("SELECT * FROM files WHERE path = ?", [text]))
+    if not rows:
+        raise CatalogError(f"{path} is not in the catalogue (scan its folder first)")
+    file_row = rows[0]
+    file_row.pop("path_bytes", None)
+    result = {"file": file_row, "photo": None, "copies": [], "sources": []}
+    if file_row["photo_id"]:
+        from catalog.sources import sources_of
+
+        result["sources"] = sources_of(db, file_row["photo_id"])
+        result["photo"] = next(db.query("SELECT * FROM photos WHERE id = ?", [file_row["photo_id"]]), None)
+        result["copies"] = [
+            r["path"] for r in db.query(
+                "SELECT path FROM files WHERE photo_id = ? AND status = 'ok' AND path != ? ORDER BY path",
+                [file_row["photo_id"], text])
+        ]
+    return result
+
+
+def recent_runs(db, limit: int = 20) -> list[dict]:
+    """The last `limit` runs, newest first, each with its counts parsed ({} when none)."""
+    rows = list(db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+    for row in rows:
+        row["counts"] = json.loads(row["counts"]) if row["counts"] else {}
+    return rows
