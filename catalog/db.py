@@ -189,6 +189,8 @@ def m005_thumbnails_and_gallery(db: sqlite_utils.Database) -> None:
         """
     )
     # `rowid` is photo_text.id, so Datasette's search box can use photo_text_fts (fts_pk).
+    # Its `orientation` is the shape rule as of this migration, frozen history: the live rule
+    # is catalog/shape.py, and tests/test_shape.py holds the two to the same answers.
     db.execute(
         """
         CREATE VIEW gallery AS

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from catalog.colors import COLOR_MATCH, HEX, canonical_name, delta_e, hex_to_rgb, parse_color, rgb_to_lab
 from catalog.errors import CatalogError, DatabaseUnusable, SearchError
+from catalog.shape import SHAPES, shape_sql
 
 # bm25() weights in photo_text_fts column order (catalog.db.SEARCH_COLUMNS: tags, description,
 # objects, scene, mood, places = folder and file names, place = place names, text = recognised
@@ -29,7 +30,6 @@ SEARCH_WEIGHTS = (10.0, 4.0, 5.0, 2.0, 2.0, 3.0, 6.0, 3.0)
 FIELDS = ("place",)  # `field:term` looks in that column only
 TOKEN = re.compile(r'-?(?:(?:' + "|".join(FIELDS) + r'):)?"[^"]*"?|\S+')
 WORDISH = re.compile(r"\w", re.UNICODE)
-SHAPES = ("landscape", "portrait", "square")
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,6 @@ def _date_bound(text: str, option: str) -> str:
     raise SearchError(f"{option} takes a date like 2019, 2019-07 or 2019-07-04, not {text!r}")
 
 
-SHAPE_SQL = """COALESCE(NULLIF(p.shape, 'unknown'), CASE
-    WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 100
-         > (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 105 THEN 'landscape'
-    WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 105
-         < (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 100 THEN 'portrait'
-    ELSE 'square' END)"""
-
-
 def _filter_sql(filters: Filters) -> tuple[list[str], dict]:
     where, params = [], {}
     if filters.scene:
@@ -125,7 +117,7 @@ def _filter_sql(filters: Filters) -> tuple[list[str], dict]:
         shape = filters.orientation.strip().lower()
         if shape not in SHAPES:
             raise SearchError(f"--orientation takes one of {', '.join(SHAPES)}, not {filters.orientation!r}")
-        where.append(f"{SHAPE_SQL} = :shape")
+        where.append(f"{shape_sql()} = :shape")
         params["shape"] = shape
     if filters.camera:
         escaped = re.sub(r"([\\%_])", r"\\\1", filters.camera.strip())
@@ -270,7 +262,7 @@ def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *
             if late_color and not _color_passes(row["palette"], row["dominant_color"], params["color"]):
                 continue
             best.append((row["id"], row["score"]))
-        columns = RESULT_COLUMNS.format(shape=SHAPE_SQL)
+        columns = RESULT_COLUMNS.format(shape=shape_sql())
         found = {row["id"]: row for row in conn.execute(
             f"SELECT {columns} FROM photos p WHERE p.id IN (SELECT value FROM json_each(:ids))",
             {"ids": json.dumps([photo_id for photo_id, _ in best])})} if best else {}

@@ -13,6 +13,7 @@ import io
 
 from catalog.analyzers import Analysis, UploadImage
 from catalog.colors import color_name, rgb_to_hex
+from catalog.shape import shape_of
 
 MODEL = "catalog-offline-1"
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
@@ -116,8 +117,7 @@ class OfflineAnalyzer:
     def analyze(self, image: UploadImage) -> Analysis:
         colours = colour_facts(image.data)
         width, height = colours["size"]
-        ratio = width / height if height else 1
-        shape = "square" if 0.95 <= ratio <= 1.05 else ("landscape" if ratio > 1 else "portrait")
+        shape = shape_of(width, height) or "square"  # the upload is upright; a 0-pixel side: nothing to say
         tags = list(colours["names"])
         if colours["saturation"] < 0.08:
             tags.append("black and white")

@@ -10,6 +10,7 @@ from typing import Any
 
 from catalog.analyzers import Analysis
 from catalog.analyzers.imgtags import parse_answer
+from catalog.shape import shape_of
 
 MAX_TAGS = 30  # a small model in a loop can name hundreds; more than this is noise
 MAX_TAG_CHARS = 48  # longer is a sentence, not a tag
@@ -95,7 +96,7 @@ def measured_orientation(data: bytes) -> str | None:
             width, height = im.size
     except Exception:  # not our business here: the server saw the same bytes
         return None
-    return "square" if width == height else "landscape" if width > height else "portrait"
+    return shape_of(width, height)
 
 
 def to_analysis(data: dict, *, image: bytes, model: str, tokens: int, elapsed_ms: int, raw: dict) -> Analysis:

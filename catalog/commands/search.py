@@ -6,6 +6,7 @@ import click
 
 from catalog.commands.context import load_settings
 from catalog.commands.output import echo_json
+from catalog.shape import SHAPES
 from catalog.terminal import escape
 
 
@@ -44,7 +45,7 @@ class SearchCommand(click.Command):
 @click.option("--color", help="A colour name (blue, orange, ...) or #rrggbb in the photo's palette.")
 @click.option("--scene", help="Scene as analysed, e.g. outdoor, indoor.")
 @click.option("--mood", help="Mood as analysed, e.g. peaceful.")
-@click.option("--orientation", type=click.Choice(["landscape", "portrait", "square"], case_sensitive=False))
+@click.option("--orientation", type=click.Choice(SHAPES, case_sensitive=False))
 @click.option("--place", help="A place the photo was taken: city, region or country (from its GPS), e.g. rome.")
 @click.option("--camera", help="Part of the camera make or model, e.g. canon or 'iphone 12'.")
 @click.option("--after", help="Taken on or after the start of this date: 2019, 2019-07 or 2019-07-04.")
