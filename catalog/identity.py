@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import blake3
 
+from catalog.containers import BrokenImage, jpeg_has_length, jpeg_segments
 from catalog.libfile import FileView, open_library_file, read_all
 
 # Up to this size, one read(): it releases the GIL while the kernel copies (with full
@@ -35,14 +36,6 @@ LARGE_FILE = 32 << 20
 _EOI = re.compile(rb"\xff\xd9")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
-
-
-class BrokenImage(Exception):
-    """The container is damaged (truncated, no image data); `kind` names the problem."""
-
-    def __init__(self, message: str, kind: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -97,31 +90,12 @@ JPEG_NO_EOI = "JPEG is truncated: the image data has no end marker"
 
 
 def _jpeg_header(buf) -> tuple[list[tuple[int, int]], int, int]:
-    """The coding segments' ranges, where the first scan starts and where its data starts."""
-    n = len(buf)
-    pos, ranges = 2, []
-    while pos + 4 <= n:
-        if buf[pos] != 0xFF:
-            raise BrokenImage(f"JPEG damaged: no segment marker at byte {pos}", "corrupt")
-        marker = buf[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers
-            pos += 2
-            continue
-        if marker == 0xD9:
-            break
-        length = (buf[pos + 2] << 8) | buf[pos + 3]
-        if marker == 0xDA:
-            return ranges, pos, pos + 2 + length
-        end = pos + 2 + length
-        if end > n:
-            raise BrokenImage("JPEG is truncated inside its header", "truncated")
-        if not (0xE0 <= marker <= 0xEF or marker == 0xFE):
-            ranges.append((pos, end))
-        pos = end
-    raise BrokenImage("JPEG has no image data (truncated before the first scan)", "truncated")
+    """The coding segments' ranges (APPn and comments left out), where the first scan starts
+    and where its data starts."""
+    segments, sos = jpeg_segments(buf)
+    ranges = [(start, end) for marker, start, end in segments
+              if jpeg_has_length(marker) and not (0xE0 <= marker <= 0xEF or marker == 0xFE)]
+    return ranges, sos, sos + 2 + ((buf[sos + 2] << 8) | buf[sos + 3])
 
 
 def _hash_jpeg_view(view: FileView) -> tuple[blake3.blake3, int]:
