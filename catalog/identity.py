@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import blake3
 
-from catalog.containers import BrokenImage, jpeg_has_length, jpeg_segments
+from catalog.containers import (PNG_SIGNATURE, BrokenImage, jpeg_has_length, jpeg_segments, png_chunks,
+                                riff_chunks)
 from catalog.libfile import FileView, open_library_file, read_all
 
 # Up to this size, one read(): it releases the GIL while the kernel copies (with full
@@ -34,7 +35,6 @@ LARGE_FILE = 32 << 20
 # The end-of-image search: re's literal-prefix scan runs ~2.5x faster than bytes.find on
 # JPEG scan data (~2.5 GB/s vs ~0.95 GB/s), and this pass holds the GIL.
 _EOI = re.compile(rb"\xff\xd9")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
 
 
@@ -120,23 +120,14 @@ def _hash_jpeg_view(view: FileView) -> tuple[blake3.blake3, int]:
 
 def _png_ranges(buf) -> list[tuple[int, int]]:
     """Byte ranges of a PNG without its text/EXIF/time chunks; requires IEND."""
-    n = len(buf)
-    pos, ranges = 8, [(0, 8)]
-    while pos + 12 <= n:
-        length = int.from_bytes(buf[pos : pos + 4], "big")
-        ctype = bytes(buf[pos + 4 : pos + 8])
-        end = pos + 12 + length
-        if end > n:
-            break
+    ranges = [(0, 8)]
+    for ctype, start, end in png_chunks(buf):
         if ctype not in PNG_METADATA_CHUNKS:
-            if ranges[-1][1] == pos:
+            if ranges[-1][1] == start:
                 ranges[-1] = (ranges[-1][0], end)  # merge neighbours: fewer hash calls
             else:
-                ranges.append((pos, end))
-        if ctype == b"IEND":
-            return ranges
-        pos = end
-    raise BrokenImage("PNG is truncated: it ends before its IEND chunk", "truncated")
+                ranges.append((start, end))
+    return ranges
 
 
 WEBP_METADATA_CHUNKS = {b"VP8X", b"EXIF", b"XMP ", b"ICCP"}  # VP8X only carries flags + canvas
@@ -144,17 +135,7 @@ WEBP_METADATA_CHUNKS = {b"VP8X", b"EXIF", b"XMP ", b"ICCP"}  # VP8X only carries
 
 def _webp_ranges(buf) -> list[tuple[int, int]]:
     """The image chunks of a WebP (VP8/VP8L/ALPH/ANIM/ANMF), not its EXIF/XMP/ICC."""
-    n = len(buf)
-    riff_end = min(n, 8 + int.from_bytes(buf[4:8], "little"))
-    pos, ranges = 12, []
-    while pos + 8 <= riff_end:
-        ctype = bytes(buf[pos : pos + 4])
-        end = pos + 8 + int.from_bytes(buf[pos + 4 : pos + 8], "little")
-        if end > n:
-            raise BrokenImage("WebP is truncated inside a chunk", "truncated")
-        if ctype not in WEBP_METADATA_CHUNKS:
-            ranges.append((pos, end))
-        pos = end + (end & 1)  # chunks are padded to even sizes
+    ranges = [(start, end) for fourcc, start, end in riff_chunks(buf)[0] if fourcc not in WEBP_METADATA_CHUNKS]
     if not ranges:
         raise BrokenImage("WebP has no image data", "truncated")
     return ranges
