@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # TIFF field types and their sizes in bytes (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE,
@@ -129,14 +130,22 @@ def ifd_offset(buf, order: str, at: int = 4) -> int:
     return struct.unpack(order + "I", raw)[0]
 
 
-def ifd_entries(buf, order: str, offset: int) -> list[tuple[int, int, int, bytes]]:
-    """(tag, type, count, 4-byte value field) of each entry of the directory at `offset`."""
+def iter_ifd(buf, order: str, offset: int) -> Iterator[tuple[int, int, int, bytes]]:
+    """(tag, type, count, 4-byte value field) of each entry of the directory at `offset`, in order;
+    BrokenImage at the first entry the buffer does not hold whole."""
     head = bytes(buf[offset : offset + 2])
-    count = struct.unpack(order + "H", head)[0] if len(head) == 2 else -1
-    table = bytes(buf[offset + 2 : offset + 2 + 12 * count]) if count >= 0 else b""
-    if count < 0 or len(table) < 12 * count:
+    if len(head) < 2:
         raise BrokenImage("TIFF is truncated inside a directory", "truncated")
-    return list(struct.iter_unpack(order + "HHI4s", table))
+    count = struct.unpack(order + "H", head)[0]
+    table = bytes(buf[offset + 2 : offset + 2 + 12 * count])
+    yield from struct.iter_unpack(order + "HHI4s", table[: len(table) - len(table) % 12])
+    if len(table) < 12 * count:
+        raise BrokenImage("TIFF is truncated inside a directory", "truncated")
+
+
+def ifd_entries(buf, order: str, offset: int) -> list[tuple[int, int, int, bytes]]:
+    """All entries of the directory at `offset` (see iter_ifd)."""
+    return list(iter_ifd(buf, order, offset))
 
 
 def ifd_value(buf, order: str, entry: tuple[int, int, int, bytes]) -> bytes:

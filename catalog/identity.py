@@ -10,8 +10,9 @@ metadata chunks are left out, for WebP all but the image chunks; for TIFF the fi
 image's strips or tiles plus the tags that say how to read them (geometry and pixel
 layout), never its descriptive tags. Other formats hash the whole file.
 
-The same walk catches truncated JPEG/PNG/WebP/TIFF files for free, so the scanner can
-record them without decoding any pixels.
+The walks are catalog.containers' (shared with prepare and write-back); the same walk
+catches truncated JPEG/PNG/WebP/TIFF files for free, so the scanner can record them without
+decoding any pixels.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 
 import blake3
 
-from catalog.containers import (PNG_SIGNATURE, BrokenImage, jpeg_has_length, jpeg_segments, png_chunks,
-                                riff_chunks)
+from catalog.containers import (PNG_SIGNATURE, BrokenImage, ifd_entries, ifd_offset, ifd_value,
+                                jpeg_has_length, jpeg_segments, png_chunks, riff_chunks, tiff_order)
 from catalog.libfile import FileView, open_library_file, read_all
 
 # Up to this size, one read(): it releases the GIL while the kernel copies (with full
@@ -142,8 +143,7 @@ def _webp_ranges(buf) -> list[tuple[int, int]]:
 
 
 # Integer TIFF field types: BYTE, SHORT, LONG, SBYTE, UNDEFINED, SSHORT, SLONG, IFD, LONG8.
-TIFF_TYPES = {1: ("B", 1), 3: ("H", 2), 4: ("I", 4), 6: ("b", 1), 7: ("B", 1), 8: ("h", 2),
-              9: ("i", 4), 13: ("I", 4), 16: ("Q", 8)}
+TIFF_INTEGERS = {1: "B", 3: "H", 4: "I", 6: "b", 7: "B", 8: "h", 9: "i", 13: "I", 16: "Q"}
 TIFF_DATA_TAGS = (273, 279, 324, 325)  # strip offsets/byte counts, tile offsets/byte counts
 # How to read the strips: width, height, bits per sample, compression, photometric, samples
 # per pixel, planar configuration, predictor, sample format, tile width/height, colour map,
@@ -156,22 +156,16 @@ _TIFF_SCHEME = b"catalog tiff identity 2\x00"
 
 def _tiff_ifd0(buf) -> dict[int, tuple]:
     """IFD0's integer fields among the data and layout tags; {} when this reader gives up."""
-    order = "<" if bytes(buf[:2]) == b"II" else ">"
+    order = tiff_order(buf)
+    if order is None:
+        return {}  # BigTIFF and friends: the caller hashes the whole file
     try:
-        if struct.unpack(order + "H", buf[2:4])[0] != 42:
-            return {}  # BigTIFF and friends: the caller hashes the whole file
-        ifd = struct.unpack(order + "I", buf[4:8])[0]
-        count = struct.unpack(order + "H", buf[ifd : ifd + 2])[0]
-        entries = buf[ifd + 2 : ifd + 2 + 12 * count]
         tags = {}
-        for i in range(count):
-            tag, kind, num, value = struct.unpack(order + "HHI4s", entries[12 * i : 12 * i + 12])
-            if (tag in TIFF_DATA_TAGS or tag in TIFF_LAYOUT_TAGS) and kind in TIFF_TYPES:
-                code, size = TIFF_TYPES[kind]
-                where = None if num * size <= 4 else struct.unpack(order + "I", value)[0]
-                data = value if where is None else buf[where : where + num * size]
-                tags[tag] = struct.unpack(f"{order}{num}{code}", bytes(data)[: num * size])
-    except struct.error:
+        for entry in ifd_entries(buf, order, ifd_offset(buf, order)):
+            tag, kind, num, _ = entry
+            if (tag in TIFF_DATA_TAGS or tag in TIFF_LAYOUT_TAGS) and kind in TIFF_INTEGERS:
+                tags[tag] = struct.unpack(f"{order}{num}{TIFF_INTEGERS[kind]}", ifd_value(buf, order, entry))
+    except (struct.error, BrokenImage):
         raise BrokenImage("TIFF is truncated inside its header", "truncated") from None
     return tags
 

@@ -15,14 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-import piexif
 import pillow_heif
 from PIL import ExifTags, Image
 
+from catalog import exifcheck
 from catalog.analyzers import UploadImage
 from catalog.config_checks import MIN_EDGE, MIN_UPLOAD_BYTES
 from catalog.containers import BrokenImage, jpeg_has_length, jpeg_image_end, jpeg_segments
-from catalog.exifcheck import check_counts
 from catalog.errors import ConfigError, FileUnreadable, PreparationFailed
 from catalog.libfile import open_library_file, read_all
 
@@ -258,7 +257,7 @@ def _plain_mode(im: Image.Image) -> bool:
 def _clean_jpeg(data: bytes, send_location: bool) -> bytes:
     """Drop location metadata and anything after the image, without touching a pixel.
 
-    GPS leaves the EXIF via piexif; EXIF piexif cannot parse goes whole, as does XMP or other
+    GPS leaves the EXIF via exifcheck (piexif); EXIF piexif cannot parse goes whole, as does XMP or other
     text naming a position (editing XML safely is not worth it for an upload copy). Appended
     data (MPO frames, motion-photo videos, trailers) is cut, and the MPF index with it.
     """
@@ -285,23 +284,11 @@ def _clean_jpeg(data: bytes, send_location: bool) -> bytes:
 
 
 def _exif_without_gps(segment: bytes) -> bytes:
-    """The EXIF APP1 segment without GPS; empty when piexif cannot read or rewrite it.
-
-    The thumbnail goes too: useless in an upload, and piexif cannot rewrite odd ones.
-    """
-    try:
-        check_counts(segment[10:])  # a damaged count must not make piexif allocate gigabytes
-        exif = piexif.load(segment[4:])
-        if not any(tag != 0 for tag in exif["GPS"]):
-            return segment
-        exif["GPS"], exif["1st"], exif["thumbnail"] = {}, {}, None
-        exif["0th"].pop(piexif.ImageIFD.GPSTag, None)
-        payload = piexif.dump(exif)
-    except Exception:  # piexif raises struct.error, TypeError, ValueError... on broken EXIF
+    """The EXIF APP1 segment without GPS (and thumbnail); empty when piexif cannot read or rewrite it."""
+    payload = exifcheck.without_gps(segment[4:])
+    if payload is None or len(payload) + 2 > 0xFFFF:
         return b""
-    if len(payload) + 2 > 0xFFFF:
-        return b""
-    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return segment if payload == segment[4:] else b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
 
 
 def _reencode(im: Image.Image, target: tuple[int, int], orientation: int, limit: int,
