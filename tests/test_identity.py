@@ -9,7 +9,8 @@ import piexif
 import pytest
 from PIL import Image, PngImagePlugin
 
-from catalog.identity import BrokenImage, identity_of, payload_ranges, sniff
+from catalog.containers import BrokenImage
+from catalog.identity import identity_of, payload_ranges, sniff
 
 
 def xp_keywords(text: str) -> bytes:
