@@ -22,6 +22,13 @@ TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4
 # marker nor another FF (fill).
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
+# Per marker byte: 1 for segments with a length that are neither APPn nor COM (the coding
+# tables, frame and scan headers), and 1 for APPn and COM (metadata). Lookups, not
+# comparisons, since identity runs this for every segment of every photo.
+JPEG_METADATA_MARKERS = bytes(1 if 0xE0 <= m <= 0xEF or m == 0xFE else 0 for m in range(256))
+JPEG_TABLE_MARKERS = bytes(0 if JPEG_METADATA_MARKERS[m] or m in (0x01, 0xFF) or 0xD0 <= m <= 0xD9 else 1
+                           for m in range(256))
+
 
 class BrokenImage(Exception):
     """The container is damaged (truncated, no image data); `kind` names the problem."""
@@ -33,7 +40,8 @@ class BrokenImage(Exception):
 
 def jpeg_has_length(marker: int) -> bool:
     """False for a fill byte (FF) and the standalone markers (TEM, RSTn, SOI, EOI)."""
-    return not (marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD9)
+    return bool(JPEG_TABLE_MARKERS[marker] or JPEG_METADATA_MARKERS[marker])
+
 
 
 def jpeg_segments(buf) -> tuple[list[tuple[int, int, int]], int]:
@@ -52,9 +60,12 @@ def jpeg_segments(buf) -> tuple[list[tuple[int, int, int]], int]:
             break
         if marker == 0xDA:
             return segments, pos
-        end = pos + (1 if marker == 0xFF else 2)
-        if jpeg_has_length(marker):
-            end += (buf[pos + 2] << 8) | buf[pos + 3]
+        if marker == 0xFF:
+            end = pos + 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            end = pos + 2
+        else:
+            end = pos + 2 + ((buf[pos + 2] << 8) | buf[pos + 3])
             if end > n:
                 raise BrokenImage("JPEG is truncated inside its header", "truncated")
         segments.append((marker, pos, end))

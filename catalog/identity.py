@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import blake3
 
-from catalog.containers import (PNG_SIGNATURE, BrokenImage, ifd_entries, ifd_offset, ifd_value,
-                                jpeg_has_length, jpeg_segments, png_chunks, riff_chunks, tiff_order)
+from catalog.containers import (JPEG_TABLE_MARKERS, PNG_SIGNATURE, BrokenImage, ifd_entries, ifd_offset,
+                                ifd_value, jpeg_segments, png_chunks, riff_chunks, tiff_order)
 from catalog.libfile import FileView, open_library_file, read_all
 
 # Up to this size, one read(): it releases the GIL while the kernel copies (with full
@@ -94,8 +94,7 @@ def _jpeg_header(buf) -> tuple[list[tuple[int, int]], int, int]:
     """The coding segments' ranges (APPn and comments left out), where the first scan starts
     and where its data starts."""
     segments, sos = jpeg_segments(buf)
-    ranges = [(start, end) for marker, start, end in segments
-              if jpeg_has_length(marker) and not (0xE0 <= marker <= 0xEF or marker == 0xFE)]
+    ranges = [(start, end) for marker, start, end in segments if JPEG_TABLE_MARKERS[marker]]
     return ranges, sos, sos + 2 + ((buf[sos + 2] << 8) | buf[sos + 3])
 
 
