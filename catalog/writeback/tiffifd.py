@@ -2,9 +2,10 @@
 
 EXIF is not rewritten by piexif (its load/dump round trip drops tags it does not know, InteropIFD
 and IFD1 strips, and breaks maker-note offsets): IFD0 alone is rebuilt at the end of the TIFF
-structure, every other byte stays where it was, so all offsets stay valid. piexif (through
-catalog.exifcheck) only checks that the EXIF is sound and gives callers a dict to read. Every container writer (jpeg, png,
-webp, tiff) builds on this module, so the error they all raise lives here too.
+structure, every other byte stays where it was, so all offsets stay valid. piexif (only ever
+through catalog.exifcheck) checks that the EXIF is sound and gives callers a dict to read.
+Every container writer (jpeg, png, webp, tiff) builds on this module, so the error they all
+raise lives here too.
 """
 
 from __future__ import annotations
