@@ -10,8 +10,9 @@ metadata chunks are left out, for WebP all but the image chunks; for TIFF the fi
 image's strips or tiles plus the tags that say how to read them (geometry and pixel
 layout), never its descriptive tags. Other formats hash the whole file.
 
-The same walk catches truncated JPEG/PNG/WebP/TIFF files for free, so the scanner can
-record them without decoding any pixels.
+The walks are catalog.containers' (shared with prepare and write-back); the same walk
+catches truncated JPEG/PNG/WebP/TIFF files for free, so the scanner can record them without
+decoding any pixels.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 import blake3
 
+from catalog.containers import (JPEG_TABLE_MARKERS, PNG_SIGNATURE, BrokenImage, ifd_entries, ifd_offset,
+                                ifd_value, jpeg_segments, png_chunks, riff_chunks, tiff_order)
 from catalog.libfile import FileView, open_library_file, read_all
 
 # Up to this size, one read(): it releases the GIL while the kernel copies (with full
@@ -33,16 +36,7 @@ LARGE_FILE = 32 << 20
 # The end-of-image search: re's literal-prefix scan runs ~2.5x faster than bytes.find on
 # JPEG scan data (~2.5 GB/s vs ~0.95 GB/s), and this pass holds the GIL.
 _EOI = re.compile(rb"\xff\xd9")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_METADATA_CHUNKS = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}
-
-
-class BrokenImage(Exception):
-    """The container is damaged (truncated, no image data); `kind` names the problem."""
-
-    def __init__(self, message: str, kind: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -97,31 +91,11 @@ JPEG_NO_EOI = "JPEG is truncated: the image data has no end marker"
 
 
 def _jpeg_header(buf) -> tuple[list[tuple[int, int]], int, int]:
-    """The coding segments' ranges, where the first scan starts and where its data starts."""
-    n = len(buf)
-    pos, ranges = 2, []
-    while pos + 4 <= n:
-        if buf[pos] != 0xFF:
-            raise BrokenImage(f"JPEG damaged: no segment marker at byte {pos}", "corrupt")
-        marker = buf[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers
-            pos += 2
-            continue
-        if marker == 0xD9:
-            break
-        length = (buf[pos + 2] << 8) | buf[pos + 3]
-        if marker == 0xDA:
-            return ranges, pos, pos + 2 + length
-        end = pos + 2 + length
-        if end > n:
-            raise BrokenImage("JPEG is truncated inside its header", "truncated")
-        if not (0xE0 <= marker <= 0xEF or marker == 0xFE):
-            ranges.append((pos, end))
-        pos = end
-    raise BrokenImage("JPEG has no image data (truncated before the first scan)", "truncated")
+    """The coding segments' ranges (APPn and comments left out), where the first scan starts
+    and where its data starts."""
+    segments, sos = jpeg_segments(buf)
+    ranges = [(start, end) for marker, start, end in segments if JPEG_TABLE_MARKERS[marker]]
+    return ranges, sos, sos + 2 + ((buf[sos + 2] << 8) | buf[sos + 3])
 
 
 def _hash_jpeg_view(view: FileView) -> tuple[blake3.blake3, int]:
@@ -146,23 +120,14 @@ def _hash_jpeg_view(view: FileView) -> tuple[blake3.blake3, int]:
 
 def _png_ranges(buf) -> list[tuple[int, int]]:
     """Byte ranges of a PNG without its text/EXIF/time chunks; requires IEND."""
-    n = len(buf)
-    pos, ranges = 8, [(0, 8)]
-    while pos + 12 <= n:
-        length = int.from_bytes(buf[pos : pos + 4], "big")
-        ctype = bytes(buf[pos + 4 : pos + 8])
-        end = pos + 12 + length
-        if end > n:
-            break
+    ranges = [(0, 8)]
+    for ctype, start, end in png_chunks(buf):
         if ctype not in PNG_METADATA_CHUNKS:
-            if ranges[-1][1] == pos:
+            if ranges[-1][1] == start:
                 ranges[-1] = (ranges[-1][0], end)  # merge neighbours: fewer hash calls
             else:
-                ranges.append((pos, end))
-        if ctype == b"IEND":
-            return ranges
-        pos = end
-    raise BrokenImage("PNG is truncated: it ends before its IEND chunk", "truncated")
+                ranges.append((start, end))
+    return ranges
 
 
 WEBP_METADATA_CHUNKS = {b"VP8X", b"EXIF", b"XMP ", b"ICCP"}  # VP8X only carries flags + canvas
@@ -170,25 +135,14 @@ WEBP_METADATA_CHUNKS = {b"VP8X", b"EXIF", b"XMP ", b"ICCP"}  # VP8X only carries
 
 def _webp_ranges(buf) -> list[tuple[int, int]]:
     """The image chunks of a WebP (VP8/VP8L/ALPH/ANIM/ANMF), not its EXIF/XMP/ICC."""
-    n = len(buf)
-    riff_end = min(n, 8 + int.from_bytes(buf[4:8], "little"))
-    pos, ranges = 12, []
-    while pos + 8 <= riff_end:
-        ctype = bytes(buf[pos : pos + 4])
-        end = pos + 8 + int.from_bytes(buf[pos + 4 : pos + 8], "little")
-        if end > n:
-            raise BrokenImage("WebP is truncated inside a chunk", "truncated")
-        if ctype not in WEBP_METADATA_CHUNKS:
-            ranges.append((pos, end))
-        pos = end + (end & 1)  # chunks are padded to even sizes
+    ranges = [(start, end) for fourcc, start, end in riff_chunks(buf)[0] if fourcc not in WEBP_METADATA_CHUNKS]
     if not ranges:
         raise BrokenImage("WebP has no image data", "truncated")
     return ranges
 
 
 # Integer TIFF field types: BYTE, SHORT, LONG, SBYTE, UNDEFINED, SSHORT, SLONG, IFD, LONG8.
-TIFF_TYPES = {1: ("B", 1), 3: ("H", 2), 4: ("I", 4), 6: ("b", 1), 7: ("B", 1), 8: ("h", 2),
-              9: ("i", 4), 13: ("I", 4), 16: ("Q", 8)}
+TIFF_INTEGERS = {1: "B", 3: "H", 4: "I", 6: "b", 7: "B", 8: "h", 9: "i", 13: "I", 16: "Q"}
 TIFF_DATA_TAGS = (273, 279, 324, 325)  # strip offsets/byte counts, tile offsets/byte counts
 # How to read the strips: width, height, bits per sample, compression, photometric, samples
 # per pixel, planar configuration, predictor, sample format, tile width/height, colour map,
@@ -201,22 +155,16 @@ _TIFF_SCHEME = b"catalog tiff identity 2\x00"
 
 def _tiff_ifd0(buf) -> dict[int, tuple]:
     """IFD0's integer fields among the data and layout tags; {} when this reader gives up."""
-    order = "<" if bytes(buf[:2]) == b"II" else ">"
+    order = tiff_order(buf)
+    if order is None:
+        return {}  # BigTIFF and friends: the caller hashes the whole file
     try:
-        if struct.unpack(order + "H", buf[2:4])[0] != 42:
-            return {}  # BigTIFF and friends: the caller hashes the whole file
-        ifd = struct.unpack(order + "I", buf[4:8])[0]
-        count = struct.unpack(order + "H", buf[ifd : ifd + 2])[0]
-        entries = buf[ifd + 2 : ifd + 2 + 12 * count]
         tags = {}
-        for i in range(count):
-            tag, kind, num, value = struct.unpack(order + "HHI4s", entries[12 * i : 12 * i + 12])
-            if (tag in TIFF_DATA_TAGS or tag in TIFF_LAYOUT_TAGS) and kind in TIFF_TYPES:
-                code, size = TIFF_TYPES[kind]
-                where = None if num * size <= 4 else struct.unpack(order + "I", value)[0]
-                data = value if where is None else buf[where : where + num * size]
-                tags[tag] = struct.unpack(f"{order}{num}{code}", bytes(data)[: num * size])
-    except struct.error:
+        for entry in ifd_entries(buf, order, ifd_offset(buf, order)):
+            tag, kind, num, _ = entry
+            if (tag in TIFF_DATA_TAGS or tag in TIFF_LAYOUT_TAGS) and kind in TIFF_INTEGERS:
+                tags[tag] = struct.unpack(f"{order}{num}{TIFF_INTEGERS[kind]}", ifd_value(buf, order, entry))
+    except (struct.error, BrokenImage):
         raise BrokenImage("TIFF is truncated inside its header", "truncated") from None
     return tags
 

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from catalog.identity import BrokenImage
+from catalog.containers import BrokenImage
 
 try:  # HEIC/HEIF from phones
     import pillow_heif

@@ -15,13 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-import piexif
 import pillow_heif
 from PIL import ExifTags, Image
 
+from catalog import exifcheck
 from catalog.analyzers import UploadImage
 from catalog.config_checks import MIN_EDGE, MIN_UPLOAD_BYTES
-from catalog.exifcheck import check_counts
+from catalog.containers import BrokenImage, jpeg_has_length, jpeg_image_end, jpeg_segments
 from catalog.errors import ConfigError, FileUnreadable, PreparationFailed
 from catalog.libfile import open_library_file, read_all
 
@@ -38,7 +38,6 @@ _TRANSPOSE = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5:
               6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
 _XMP_HEADS = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
 _XMP_GPS = re.compile(rb"GPS(?:Latitude|Longitude)")
-_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # a real marker inside entropy-coded data
 _PILLOW_GLOBALS = threading.Lock()
 # Decoded pixels held at once by all analysis workers together (see DecodeGate): with the
 # image, its copies on the way to an upload and the file's bytes, a process stays under 1 GB.
@@ -210,7 +209,7 @@ def _reason(error: Exception, data: bytes, limit: int) -> str:
             claimed = "more pixels"
         return (f"claims {claimed}, over the limit of {limit:,}; "
                 "refusing to decode a possible decompression bomb")
-    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError)):
+    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError, BrokenImage)):
         return f"truncated or corrupt, cannot decode it ({error})"
     return f"could not prepare it ({type(error).__name__}: {error})"
 
@@ -255,45 +254,16 @@ def _plain_mode(im: Image.Image) -> bool:
     return im.mode in ("1", "L", "LA", "P", "RGB", "RGBA") and ";16" not in rawmode
 
 
-def _jpeg_parts(data: bytes) -> tuple[list[tuple[int, int, int]], int, int]:
-    """Header segments (marker, start, end), where the scans start and where the image ends.
-
-    Following markers, not searching for FFD9, keeps EXIF thumbnails from passing for the end.
-    No end marker means truncated; this stands in for a decode, which conceals damaged data.
-    """
-    segments, pos, scans = [], 2, None
-    while True:
-        if scans is not None:
-            found = _MARKER.search(data, pos)
-            if not found:
-                raise ValueError("JPEG is truncated: no end-of-image marker")
-            pos = found.start()
-        if data[pos:pos + 1] != b"\xff" or pos + 2 > len(data):
-            raise ValueError("JPEG is truncated or its header is broken")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xD9 and scans is not None:
-            return segments, scans, pos + 2
-        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-        if pos + 4 > len(data) or end > len(data):
-            raise ValueError("JPEG is truncated inside a header segment")
-        if marker == 0xDA and scans is None:
-            scans = pos
-        elif scans is None:
-            segments.append((marker, pos, end))
-        pos = end
-
-
 def _clean_jpeg(data: bytes, send_location: bool) -> bytes:
     """Drop location metadata and anything after the image, without touching a pixel.
 
-    GPS leaves the EXIF via piexif; EXIF piexif cannot parse goes whole, as does XMP or other
+    GPS leaves the EXIF via exifcheck (piexif); EXIF piexif cannot parse goes whole, as does XMP or other
     text naming a position (editing XML safely is not worth it for an upload copy). Appended
     data (MPO frames, motion-photo videos, trailers) is cut, and the MPF index with it.
     """
-    segments, scans, end = _jpeg_parts(data)
+    header, scans = jpeg_segments(data)
+    segments = [(m, s, e) for m, s, e in header if jpeg_has_length(m)]
+    end = jpeg_image_end(data, scans)  # no end marker means truncated: a decode would conceal it
     trailer = bool(data[end:].strip(b"\x00\xff"))
     xmp_gps = any(data.startswith(_XMP_HEADS, s + 4) and _XMP_GPS.search(data, s, e)
                   for m, s, e in segments if m == 0xE1)
@@ -314,23 +284,11 @@ def _clean_jpeg(data: bytes, send_location: bool) -> bytes:
 
 
 def _exif_without_gps(segment: bytes) -> bytes:
-    """The EXIF APP1 segment without GPS; empty when piexif cannot read or rewrite it.
-
-    The thumbnail goes too: useless in an upload, and piexif cannot rewrite odd ones.
-    """
-    try:
-        check_counts(segment[10:])  # a damaged count must not make piexif allocate gigabytes
-        exif = piexif.load(segment[4:])
-        if not any(tag != 0 for tag in exif["GPS"]):
-            return segment
-        exif["GPS"], exif["1st"], exif["thumbnail"] = {}, {}, None
-        exif["0th"].pop(piexif.ImageIFD.GPSTag, None)
-        payload = piexif.dump(exif)
-    except Exception:  # piexif raises struct.error, TypeError, ValueError... on broken EXIF
+    """The EXIF APP1 segment without GPS (and thumbnail); empty when piexif cannot read or rewrite it."""
+    payload = exifcheck.without_gps(segment[4:])
+    if payload is None or len(payload) + 2 > 0xFFFF:
         return b""
-    if len(payload) + 2 > 0xFFFF:
-        return b""
-    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return segment if payload == segment[4:] else b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
 
 
 def _reencode(im: Image.Image, target: tuple[int, int], orientation: int, limit: int,

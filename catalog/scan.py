@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass, field, fields
 from catalog import db as catalog_db
 from catalog.db import db_text, prefix_range
 from catalog.config import Config
+from catalog.containers import BrokenImage
 from catalog.errors import FileChanged, NotRegularFile, RootUnavailable
-from catalog.identity import BrokenImage, Identity, describe_non_image, hash_buffer, load, sniff
+from catalog.identity import Identity, describe_non_image, hash_buffer, load, sniff
 from catalog.imagefacts import ImageFacts, read_facts
 from catalog.libfile import identity_stat, open_library_file
 from catalog.progress import progress_bar

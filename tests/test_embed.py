@@ -329,3 +329,16 @@ def test_exif_with_an_absurd_count_is_refused_without_allocating(tmp_path):
     data = data[:2] + b"\xff\xe1" + struct.pack(">H", len(segment) + 2) + segment + data[2:]
     with pytest.raises(WriteBackError, match="claims"):
         read_embedded(data, "JPEG")
+
+
+def test_exif_written_by_piexif_is_written_back(tmp_path):
+    """piexif leaves no zero link after the Exif and GPS directories: the count guard once took that for damage."""
+    import piexif
+
+    original = PHOTOS / "real" / "DSCN0010.jpg"
+    tagged = tmp_path / "piexif.jpg"
+    piexif.insert(piexif.dump(piexif.load(str(original))), str(original), str(tagged))
+    data = tagged.read_bytes()
+    out = embed.write_embedded(data, "JPEG", xmp=None, iptc=None, keywords=["falcon"], description=None)
+    assert embed.read_embedded(out, "JPEG").exif["0th"][piexif.ImageIFD.XPKeywords]
+    assert identity_of(tagged) == identity_of(original)

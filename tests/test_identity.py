@@ -9,7 +9,8 @@ import piexif
 import pytest
 from PIL import Image, PngImagePlugin
 
-from catalog.identity import BrokenImage, identity_of, payload_ranges, sniff
+from catalog.containers import BrokenImage
+from catalog.identity import identity_of, payload_ranges, sniff
 
 
 def xp_keywords(text: str) -> bytes:
@@ -205,3 +206,19 @@ def test_tiff_identity_ignores_defaults_written_out_and_descriptive_tags(tmp_pat
     info[700] = b"<x:xmpmeta>keywords</x:xmpmeta>"
     img.save(tmp_path / "explicit.tif", tiffinfo=info)
     assert identity_of(tmp_path / "plain.tif") == identity_of(tmp_path / "explicit.tif")
+
+
+@pytest.mark.parametrize("name, digest, previous", [
+    ("real/DSCN0010.jpg", "50d3427c866a1c6b26075d2db0934dbfc7e5ddc5eb01e3a0fda82dc13b6a6eb6", None),
+    ("real/iphone_hdr_YES.jpg", "17869bec6f3d8ada62e2f811981970bc06b3e270392fbe1ca4dcc941e7cb121e", None),
+    ("real/Issue_280_dotnet.png", "66ee1ae9282239faa4ce961aabe35d828b2bc1c9b390b07bbe406983085dcc09", None),
+    ("real/denali.webp", "082a130edcc47f12bea54d69d36fdb57eda1688f7b3ae0a011c2af16a5582d77", None),
+    ("edge/rotating-squares.webp", "173a7390adfaee9e2786a1529b1c0fd8487edd114b8e9c415131776f2d31cf16", None),
+    ("real/tifftag-photoshop.tiff", "eaf06e13d6d44920ef8474d4984efaf6c3adb882cb3cc5bdc7fa75a95e3fbeb6",
+     "3a4cdfb08de6d3583f6db13f440423cb9cb629b608b726e4628c0eb9b32c069a"),
+    ("real/hopper.gif", "6f85ea7cb4c6c8c5c1c0f4d1371ebb4ace552ca71a5889679dfbf107aacf9885", None),
+])
+def test_identity_digests_are_pinned(shared_photos, name, digest, previous):
+    """Everything paid for hangs off these digests: a refactor of the walkers must not move one."""
+    found = identity_of(shared_photos / name)
+    assert (found.digest, found.previous) == (digest, previous)

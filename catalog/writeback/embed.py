@@ -1,7 +1,8 @@
 """Keywords and captions written into a photo's own EXIF/IPTC/XMP without re-encoding a pixel, and undone byte for byte.
 
-Every format is edited as a container: JPEG marker segments (jpeg.py), PNG chunks (png.py),
-RIFF chunks (webp.py), TIFF directories (tiff.py; EXIF and TIFF IFD0 edits in tiffifd.py).
+Every format is edited as a container, walked by catalog.containers: JPEG marker segments
+(jpeg.py), PNG chunks (png.py), RIFF chunks (webp.py), TIFF directories (tiff.py; EXIF and
+TIFF IFD0 edits in tiffifd.py).
 Pixel data is never decoded and never moved, so the payload identity (catalog.identity) and
 the decoded image stay the same. This module is the one callers use: it picks the format's
 module, turns damaged metadata into WriteBackError, and takes and restores undo snapshots.
@@ -14,8 +15,9 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from catalog.containers import BrokenImage
 from catalog.errors import WriteBackError
-from catalog.identity import BrokenImage, payload_ranges
+from catalog.identity import payload_ranges
 from catalog.writeback import iptc as iim
 from catalog.writeback import jpeg, png, tiff, webp
 from catalog.writeback.tiffifd import keyword_changes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+from catalog.containers import BrokenImage, jpeg_segments
 from catalog.writeback import iptc as iim
 from catalog.writeback.tiffifd import EMPTY_TIFF, EXIF_HEAD, UNDEFINED, WriteBackError, exif_dict, ifd0, set_ifd0
 
@@ -14,22 +15,11 @@ XMP_MAX = 65502  # the largest standard XMP packet one JPEG APP1 segment holds
 
 def header(data: bytes) -> tuple[list[bytes], int]:
     """The marker segments between SOI and the first scan (whole, verbatim), and where the scan starts."""
-    pos, segments, n = 2, [], len(data)
-    while pos + 4 <= n:
-        if data[pos] != 0xFF:
-            raise WriteBackError(f"JPEG is damaged: no segment marker at byte {pos}")
-        marker = data[pos + 1]
-        if marker == 0xDA:
-            return segments, pos
-        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD9:  # fill byte, standalone
-            if marker == 0xD9:
-                break
-            size = 1 if marker == 0xFF else 2
-        else:
-            size = 2 + struct.unpack_from(">H", data, pos + 2)[0]
-        segments.append(data[pos:pos + size])
-        pos += size
-    raise WriteBackError("JPEG is truncated before its image data; left alone")
+    try:
+        segments, sos = jpeg_segments(data)
+    except BrokenImage as e:
+        raise WriteBackError(f"{e}; left alone") from None
+    return [data[start:end] for _, start, end in segments], sos
 
 
 def _kind(segment: bytes) -> str | None:

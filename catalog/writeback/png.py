@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from catalog.identity import PNG_SIGNATURE
+from catalog.containers import PNG_SIGNATURE, BrokenImage, png_chunks
 from catalog.writeback import iptc as iim
 from catalog.writeback.tiffifd import EMPTY_TIFF, EXIF_HEAD, WriteBackError, exif_dict, set_ifd0
 
@@ -14,16 +14,11 @@ PNG_XMP, PNG_IPTC = b"XML:com.adobe.xmp", b"Raw profile type iptc"
 
 def _png_chunks(data: bytes) -> tuple[list[bytes], int]:
     """Whole chunks (length, type, body, CRC; verbatim) through IEND, and where IEND ends."""
-    pos, chunks = 8, []
-    while pos + 12 <= len(data):
-        end = pos + 12 + struct.unpack_from(">I", data, pos)[0]
-        if end > len(data):
-            break
-        chunks.append(data[pos:end])
-        pos = end
-        if chunks[-1][4:8] == b"IEND":
-            return chunks, pos
-    raise WriteBackError("PNG is truncated: it ends before its IEND chunk; left alone")
+    try:
+        spans = png_chunks(data)
+    except BrokenImage as e:
+        raise WriteBackError(f"{e}; left alone") from None
+    return [data[start:end] for _, start, end in spans], spans[-1][2]
 
 
 def _chunk(ctype: bytes, body: bytes) -> bytes:

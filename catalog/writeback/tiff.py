@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from catalog.containers import ifd_value
 from catalog.writeback import iptc as iim
-from catalog.writeback.tiffifd import (BYTE, LONG, UNDEFINED, Change, exif_dict, ifd0, set_ifd0, tail_is_ifd0,
-                                      value)
+from catalog.writeback.tiffifd import BYTE, LONG, UNDEFINED, Change, exif_dict, ifd0, set_ifd0, tail_is_ifd0
 
 XMP_TAG, IPTC_TAG, PHOTOSHOP_TAG = 700, 33723, 34377
 
@@ -22,7 +22,7 @@ def _tiff_changes(data: bytes, xmp: bytes | None, iptc: bytes | None, base: dict
         changes[IPTC_TAG] = (kind, iptc + b"\x00" * (-len(iptc) % 4) if kind == LONG else iptc)
         if PHOTOSHOP_TAG in current:
             entry = current[PHOTOSHOP_TAG]
-            resources = iim.read_irb(value(data, order, entry))
+            resources = iim.read_irb(ifd_value(data, order, entry))
             ids = {r.resource_id for r in resources}  # the IPTC copy, or just the digest of tag 33723
             if ids & {iim.IPTC_RESOURCE, iim.DIGEST_RESOURCE}:
                 new = iim.replace_iim(resources, iptc, add=iim.IPTC_RESOURCE in ids)
@@ -34,9 +34,9 @@ def _tiff_iptc(data: bytes) -> bytes | None:
     order, _, entries, _ = ifd0(data)
     current = {e[0]: e for e in entries}
     if IPTC_TAG in current:
-        return value(data, order, current[IPTC_TAG])
+        return ifd_value(data, order, current[IPTC_TAG])
     if PHOTOSHOP_TAG in current:
-        return iim.iim_of_irb(value(data, order, current[PHOTOSHOP_TAG]))
+        return iim.iim_of_irb(ifd_value(data, order, current[PHOTOSHOP_TAG]))
     return None
 
 
@@ -48,7 +48,7 @@ def write(data: bytes, xmp, iptc, changes) -> bytes:
 def read(data: bytes) -> tuple[bytes | None, bytes | None, dict]:
     """(XMP packet, raw IIM, piexif dict)."""
     order, _, entries, _ = ifd0(data)
-    xmp = next((value(data, order, e) for e in entries if e[0] == XMP_TAG), None)
+    xmp = next((ifd_value(data, order, e) for e in entries if e[0] == XMP_TAG), None)
     return xmp, _tiff_iptc(data), exif_dict(data)
 
 

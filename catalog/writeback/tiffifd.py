@@ -2,9 +2,10 @@
 
 EXIF is not rewritten by piexif (its load/dump round trip drops tags it does not know, InteropIFD
 and IFD1 strips, and breaks maker-note offsets): IFD0 alone is rebuilt at the end of the TIFF
-structure, every other byte stays where it was, so all offsets stay valid. piexif only checks
-that the EXIF is sound and gives callers a dict to read. Every container writer (jpeg, png,
-webp, tiff) builds on this module; the WriteBackError they all raise lives in catalog.errors.
+structure, every other byte stays where it was, so all offsets stay valid. piexif (only ever
+through catalog.exifcheck) checks that the EXIF is sound and gives callers a dict to read.
+Every container writer (jpeg, png, webp, tiff) builds on this module; the WriteBackError they
+all raise lives in catalog.errors.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-import piexif
 
+from catalog import exifcheck
+from catalog.containers import TYPE_SIZES, BrokenImage, ifd_entries, ifd_offset, ifd_value, tiff_order
 from catalog.errors import WriteBackError
-from catalog.exifcheck import TYPE_SIZES, check_counts
 
-EXIF_HEAD = b"Exif\x00\x00"
+EXIF_HEAD = exifcheck.EXIF_HEAD
 DESCRIPTION, XP_KEYWORDS = 270, 40094
 BYTE, ASCII, LONG, UNDEFINED = 1, 2, 4, 7
 EMPTY_TIFF = b"II*\x00\x08\x00\x00\x00" + b"\x00" * 6  # header + IFD0 with no entries
@@ -27,10 +28,9 @@ Change = tuple[int, bytes] | None  # (TIFF type, value bytes), or None: remove t
 
 def exif_dict(tiff: bytes) -> dict:
     try:
-        check_counts(tiff)
-        return piexif.load(EXIF_HEAD + tiff)
-    except Exception as e:  # piexif raises struct.error, TypeError, ValueError... on broken EXIF
-        raise WriteBackError(f"its EXIF is damaged ({type(e).__name__}: {e}); left alone so nothing of it "
+        return exifcheck.load(tiff)
+    except exifcheck.ExifUnreadable as e:
+        raise WriteBackError(f"its EXIF is damaged ({e}); left alone so nothing of it "
                              "is lost (repair it, e.g. with exiftool, or use a sidecar)") from None
 
 
@@ -49,16 +49,17 @@ def keyword_changes(keywords: Sequence[str], description: str | None) -> dict[in
 
 def ifd0(tiff: bytes) -> tuple[str, int, list[tuple[int, int, int, bytes]], bytes]:
     """Byte order, IFD0's offset, its entries (tag, type, count, 4-byte field), its next-IFD link."""
-    if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+    order = tiff_order(tiff)
+    if order is None:
         raise WriteBackError("not a classic TIFF/EXIF structure (BigTIFF is not supported)")
-    order = "<" if tiff[:1] == b"I" else ">"
     try:
-        off = struct.unpack_from(order + "I", tiff, 4)[0]
-        count = struct.unpack_from(order + "H", tiff, off)[0]
-        entries = [struct.unpack_from(order + "HHI4s", tiff, off + 2 + 12 * i) for i in range(count)]
-        link = struct.unpack_from("4s", tiff, off + 2 + 12 * count)[0]
-    except struct.error:
+        off = ifd_offset(tiff, order)
+        entries = ifd_entries(tiff, order, off)
+    except BrokenImage:
         raise WriteBackError("its TIFF/EXIF directory is truncated; left alone") from None
+    link = tiff[off + 2 + 12 * len(entries):off + 6 + 12 * len(entries)]
+    if len(link) < 4:
+        raise WriteBackError("its TIFF/EXIF directory is truncated; left alone")
     return order, off, entries, link
 
 
@@ -70,11 +71,6 @@ def _span(order: str, entry) -> tuple[int, int] | None:
         return None
     start = struct.unpack(order + "I", field)[0]
     return start, start + size
-
-
-def value(tiff: bytes, order: str, entry) -> bytes:
-    span = _span(order, entry)
-    return tiff[span[0]:span[1]] if span else entry[3][: TYPE_SIZES.get(entry[1], 0) * entry[2]]
 
 
 def tail_is_ifd0(tiff: bytes, order: str, off: int, entries) -> bool:
@@ -98,7 +94,7 @@ def set_ifd0(tiff: bytes, changes: dict[int, Change]) -> bytes:
     order, off, entries, link = ifd0(tiff)
     current = {e[0]: e for e in entries}
     if all((current.get(tag) is None) if ch is None else
-           (tag in current and current[tag][1] == ch[0] and value(tiff, order, current[tag]) == ch[1])
+           (tag in current and current[tag][1] == ch[0] and ifd_value(tiff, order, current[tag]) == ch[1])
            for tag, ch in changes.items()):
         return tiff
     cut = off if tail_is_ifd0(tiff, order, off, entries) else len(tiff)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+from catalog.containers import BrokenImage, riff_chunks
 from catalog.writeback.tiffifd import EMPTY_TIFF, EXIF_HEAD, WriteBackError, exif_dict, set_ifd0
 
 IMAGE_CHUNKS = {b"VP8 ", b"VP8L", b"ALPH", b"ANIM", b"ANMF"}
@@ -13,17 +14,15 @@ def _riff_chunks(data: bytes) -> tuple[list[bytes], int]:
     """Whole chunks (fourcc, size, payload, pad; verbatim) and where the RIFF ends."""
     if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         raise WriteBackError("not a WebP file")
-    riff_end = 8 + struct.unpack_from("<I", data, 4)[0]
+    try:
+        spans, riff_end = riff_chunks(data)
+    except BrokenImage as e:
+        raise WriteBackError(f"{e}; left alone") from None
     if riff_end > len(data):
         raise WriteBackError("WebP is truncated; left alone")
-    pos, chunks = 12, []
-    while pos + 8 <= riff_end:
-        end = pos + 8 + struct.unpack_from("<I", data, pos + 4)[0]
-        if end > riff_end:
-            raise WriteBackError("WebP is truncated inside a chunk; left alone")
-        chunks.append(data[pos:min(end + (end & 1), riff_end)])
-        pos = end + (end & 1)
-    return chunks, riff_end
+    if any(end > riff_end for _, _, end in spans):
+        raise WriteBackError("WebP is truncated inside a chunk; left alone")
+    return [data[start:min(end + (end & 1), riff_end)] for _, start, end in spans], riff_end
 
 
 def _riff(fourcc: bytes, payload: bytes) -> bytes:
