@@ -50,9 +50,11 @@ def _commands():
     from catalog.commands.serve import serve
     from catalog.commands.show import show
     from catalog.commands.stats import stats
+    from catalog.commands.thumbnails import thumbnails
     from catalog.commands.writeback import writeback
 
-    return [run, scan, analyze, search, serve, duplicates, stats, show, runs, schedule, writeback, analyze_url, demo]
+    return [run, scan, analyze, search, serve, duplicates, stats, show, runs, schedule, writeback, analyze_url, demo,
+            thumbnails]
 
 
 COMMANDS = _commands()
