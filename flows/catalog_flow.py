@@ -47,14 +47,21 @@ def _transient(task, task_run, state) -> bool:
     return not isinstance(exc, CatalogError) and getattr(exc, "bought", 0) == 0
 
 
+@contextlib.contextmanager
+def _catalogue(config: Config):
+    """The catalogue, opened for one task and closed after it."""
+    db = catalog_db.open_db(config.database)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
 @task(name="scan library", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
 def scan_library(config: Config, paths: list[str] | None) -> dict:
-    db = catalog_db.open_db(config.database)
-    try:
+    with _catalogue(config) as db:
         return scan(db, config, paths or None, progress=False).as_dict()
-    finally:
-        db.close()
 
 
 @task(name="make thumbnails", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
@@ -63,12 +70,9 @@ def make_thumbnails(config: Config) -> dict:
     """Previews of the photos that have none (the new ones), from the originals: no API call."""
     from catalog.thumbnails import fill_thumbnails
 
-    db = catalog_db.open_db(config.database)
-    try:
+    with _catalogue(config) as db:
         made = fill_thumbnails(db, config, progress=False)
-        return {"thumbnails": made.made, "thumbnails_failed": made.failed}
-    finally:
-        db.close()
+    return {"thumbnails": made.made, "thumbnails_failed": made.failed}
 
 
 # The run travels as a task argument: task arguments stay in this process (Prefect records
@@ -94,12 +98,9 @@ def write_back(config: Config) -> dict:
     """Tags into sidecars/photos (writeback.mode); per-file problems are reported, not fatal."""
     from catalog.writeback.stage import writeback
 
-    db = catalog_db.open_db(config.database)
-    try:
+    with _catalogue(config) as db:
         result = writeback(db, config, progress=False)
-        return {"written_back": result.written, "writeback_skipped": result.skipped}
-    finally:
-        db.close()
+    return {"written_back": result.written, "writeback_skipped": result.skipped}
 
 
 SUMMARY_KEYS = ("files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
