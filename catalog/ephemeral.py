@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,15 +54,23 @@ class EphemeralServer:
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", **PRIVATE_SETTINGS,
                "PREFECT_SERVER_API_AUTH_STRING": self.auth_string}
         env.pop("PREFECT_API_URL", None)
+        self._errors = tempfile.TemporaryFile()  # what it says before failing, for our one-line note
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
              APP, "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, preexec_fn=_start_child if sys.platform == "linux" else None)
+            env=env, stdin=subprocess.DEVNULL, stderr=self._errors,
+            preexec_fn=_start_child if sys.platform == "linux" else None)
 
     def wait_until_ready(self, timeout: float) -> None:
-        """Block until the API answers; RuntimeError with a clear message if it never does."""
-        wait_for_prefect(self.api_url, timeout, self.process, what="Prefect's temporary server")
+        """Block until the API answers; RuntimeError with a clear message (its last error line,
+        if it wrote one) if it never does."""
+        try:
+            wait_for_prefect(self.api_url, timeout, self.process, what="Prefect's temporary server")
+        except RuntimeError as exc:
+            self._errors.seek(0)
+            said = [line.strip() for line in self._errors.read().decode(errors="replace").splitlines() if line.strip()]
+            raise RuntimeError(f"{exc}: {said[-1][:200]}" if said else str(exc)) from None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -71,6 +80,7 @@ class EphemeralServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._errors.close()
 
 
 def wait_for_prefect(api_url: str, timeout: float, process: subprocess.Popen | None = None, *,
