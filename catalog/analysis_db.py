@@ -13,7 +13,6 @@ from catalog import sources
 from catalog.analyzers import Analysis
 from catalog.analyzers.storable import clean_text
 from catalog.config import Config
-from catalog.thumbnails import Thumbnail, store_thumbnail
 
 PAGE = 200
 DEFAULT_TOKEN_GUESS = 1250  # the contract's example answer, until we have our own history
@@ -94,8 +93,7 @@ WHERE id = :id
 """
 
 
-def store_analysis(db, photo_id: str, analysis: Analysis, thumbnail: Thumbnail | None = None,
-                   secrets=(), *, source: str | None = None) -> None:
+def store_analysis(db, photo_id: str, analysis: Analysis, secrets=(), *, source: str | None = None) -> None:
     """Keep an answer, whatever it contains (made storable first, see analyzers.storable), as the
     row of its source (the back-end's name); the photo's other sources stay."""
     row = sources.backend_row(photo_id, source or analysis.provider or "unknown", analysis, secrets)
@@ -103,11 +101,9 @@ def store_analysis(db, photo_id: str, analysis: Analysis, thumbnail: Thumbnail |
         db.execute(STORE_DONE, {"id": photo_id, "now": row["produced_at"]})
         sources.store_rows(db, [row])
         catalog_db.store_photo_colors(db, photo_id, row["dominant_color"], json.loads(row["palette"]))
-        store_thumbnail(db, photo_id, thumbnail)
 
 
-def store_failure(db, photo_id: str, message: str, permanent: bool,
-                  thumbnail: Thumbnail | None = None, *, spends_attempt: bool = True,
+def store_failure(db, photo_id: str, message: str, permanent: bool, *, spends_attempt: bool = True,
                   raw: str | None = None) -> None:
     """Record why a photo failed; only a failure that is the photo's own spends an attempt.
     `raw`: an answer that was paid for but could not be stored as an analysis is kept here."""
@@ -119,4 +115,3 @@ def store_failure(db, photo_id: str, message: str, permanent: bool,
             [clean_text(message, 500), 1 if permanent else 0, 1 if spends_attempt or permanent else 0,
              catalog_db.now(), raw, photo_id],
         )
-        store_thumbnail(db, photo_id, thumbnail)

@@ -31,7 +31,6 @@ from catalog.sources import enricher_row, store_rows
 from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, FileUnreadable, Interrupted,
                             StageStopped)
 from catalog.progress import progress_bar
-from catalog.thumbnails import Thumbnail, make_thumbnail
 
 log = logging.getLogger("catalog.analyze")
 INTERRUPT_GRACE = 3.0  # seconds a stopped run waits for answers already on their way
@@ -64,7 +63,7 @@ def make_analyzer(config: Config):
     return analyzer_factory(config.analyzer_name())(config)
 
 
-def _prepare_and_analyze(row: dict, analyzer, config: Config, rate=None) -> tuple[Analysis, int, Thumbnail | None]:
+def _prepare_and_analyze(row: dict, analyzer, config: Config, rate=None) -> tuple[Analysis, int]:
     from catalog.prepare import prepare_upload
 
     if rate is not None:  # the local safety model decides whether this photo may leave the machine
@@ -80,12 +79,7 @@ def _prepare_and_analyze(row: dict, analyzer, config: Config, rate=None) -> tupl
     facts = {"make": row["camera_make"], "model": row["camera_model"], "taken_at": row["taken_at"],
              "orientation": row["orientation"], "gps_lat": row["gps_lat"]}
     upload = dataclasses.replace(upload, exif={**upload.exif, **{k: v for k, v in facts.items() if v is not None}})
-    thumbnail = make_thumbnail(upload.data)  # from the upright, GPS-free upload: cheap
-    try:
-        return analyzer.analyze(upload), len(upload.data), thumbnail
-    except AnalysisFailed as exc:
-        exc.thumbnail = thumbnail  # stored with the failure: the photo can still be browsed
-        raise
+    return analyzer.analyze(upload), len(upload.data)  # thumbnails are their own stage (catalog.thumbnails)
 
 
 class AnalysisRun:
@@ -129,21 +123,20 @@ class AnalysisRun:
         return clean_text(value, 500, self.secrets)
 
     def _fail(self, row: dict, message: str, *, permanent: bool, spends_attempt: bool = True,
-              thumbnail: Thumbnail | None = None, raw: str | None = None) -> None:
+              raw: str | None = None) -> None:
         self.summary.failed += 1
-        store_failure(self.db, row["id"], self._text(message), permanent, thumbnail,
+        store_failure(self.db, row["id"], self._text(message), permanent,
                       spends_attempt=spends_attempt, raw=raw)
         log.warning("%s: %s", row["path"], self._text(message))
 
     def _collect(self, future: Future) -> None:
         row = self._in_flight.pop(future)
         try:
-            analysis, size, thumbnail = future.result()
+            analysis, size = future.result()
         except AnalysisFailed as exc:
             if exc.status is not None and 200 <= exc.status < 300:
                 self.answers += 1
-            self._fail(row, str(exc), permanent=exc.permanent, spends_attempt=exc.spends_attempt,
-                       thumbnail=getattr(exc, "thumbnail", None))
+            self._fail(row, str(exc), permanent=exc.permanent, spends_attempt=exc.spends_attempt)
         except AuthenticationFailed:
             raise
         except StageStopped as exc:  # quota, outage: nothing marked failed, no attempt spent
@@ -155,14 +148,14 @@ class AnalysisRun:
             self._fail(row, f"unexpected {type(exc).__name__}: {exc}", permanent=False)
         else:
             self.answers += 1
-            self._keep(row, analysis, size, thumbnail)
+            self._keep(row, analysis, size)
         if self.bar is not None:
             self.bar.update()
 
-    def _keep(self, row: dict, analysis: Analysis, size: int, thumbnail: Thumbnail | None) -> None:
+    def _keep(self, row: dict, analysis: Analysis, size: int) -> None:
         s = self.summary
         try:
-            store_analysis(self.db, row["id"], analysis, thumbnail, self.secrets, source=row["source"])
+            store_analysis(self.db, row["id"], analysis, self.secrets, source=row["source"])
             if row.get("safety") is not None:  # rated before the upload: kept, not run again
                 with self.db.atomic():
                     store_rows(self.db, [enricher_row(row["id"], row["safety"])])

@@ -7,6 +7,10 @@ that same server process (same command, same settings, same database in
 PREFECT_HOME) first and pointing PREFECT_API_URL at it runs the two in parallel. It
 dies with us: on exit, and via PR_SET_PDEATHSIG even after a kill -9. It asks for a
 password made for this run (basic auth) and creates its files owner-only.
+
+This copies a recipe Prefect keeps private (its app factory, its PREFECT__SERVER_*
+settings), which a Prefect release may change: `catalog run` then falls back to
+Prefect's own ephemeral mode (slower, but Prefect's to keep working).
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+# Prefect's private launch recipe for its temporary server (prefect/server/api/server.py).
+APP = "prefect.server.api.server:create_app"
+PRIVATE_SETTINGS = {"PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 
 
 def _start_child() -> None:  # runs in the child between fork and exec
@@ -43,18 +51,26 @@ class EphemeralServer:
         prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent
         # Other local users can reach a loopback port too: the API asks for a password made for this run.
         self.auth_string = f"catalog:{secrets.token_urlsafe(24)}"
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-               "PREFECT__SERVER_FINAL": "1", "PREFECT_SERVER_API_AUTH_STRING": self.auth_string}
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", **PRIVATE_SETTINGS,
+               "PREFECT_SERVER_API_AUTH_STRING": self.auth_string}
         env.pop("PREFECT_API_URL", None)
+        self._errors = tempfile.TemporaryFile()  # what it says before failing, for our one-line note
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
-             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             APP, "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdin=subprocess.DEVNULL, preexec_fn=_start_child if sys.platform == "linux" else None)
+            env=env, stdin=subprocess.DEVNULL, stderr=self._errors,
+            preexec_fn=_start_child if sys.platform == "linux" else None)
 
     def wait_until_ready(self, timeout: float) -> None:
-        """Block until the API answers; RuntimeError with a clear message if it never does."""
-        wait_for_prefect(self.api_url, timeout, self.process, what="Prefect's temporary server")
+        """Block until the API answers; RuntimeError with a clear message (its last error line,
+        if it wrote one) if it never does."""
+        try:
+            wait_for_prefect(self.api_url, timeout, self.process, what="Prefect's temporary server")
+        except RuntimeError as exc:
+            self._errors.seek(0)
+            said = [line.strip() for line in self._errors.read().decode(errors="replace").splitlines() if line.strip()]
+            raise RuntimeError(f"{exc}: {said[-1][:200]}" if said else str(exc)) from None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -64,6 +80,7 @@ class EphemeralServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._errors.close()
 
 
 def wait_for_prefect(api_url: str, timeout: float, process: subprocess.Popen | None = None, *,

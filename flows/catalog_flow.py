@@ -1,4 +1,4 @@
-"""The nightly pipeline as a Prefect flow: scan -> analyse in batches -> summary.
+"""The nightly pipeline as a Prefect flow: scan -> thumbnails -> analyse in batches -> summary.
 
 Orchestration only: every step calls a `catalog` stage function. The settings are
 bound when the flow is built (`nightly_flow(config)`), never passed as parameters.
@@ -31,9 +31,6 @@ from catalog.scan import normalise_roots, scan
 
 log = logging.getLogger("catalog.flow")
 
-# One analysis run (one analyzer, so one throttle) per flow run, shared by its batch tasks.
-_RUNS: dict[str, AnalysisRun] = {}
-
 
 class BatchBroke(Exception):
     """An analysis batch stopped on a fault that is not a photo's; says how many answers it bought."""
@@ -50,21 +47,41 @@ def _transient(task, task_run, state) -> bool:
     return not isinstance(exc, CatalogError) and getattr(exc, "bought", 0) == 0
 
 
-@task(name="scan library", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
-      cache_policy=NO_CACHE)
-def scan_library(config: Config, paths: list[str] | None) -> dict:
+@contextlib.contextmanager
+def _catalogue(config: Config):
+    """The catalogue, opened for one task and closed after it."""
     db = catalog_db.open_db(config.database)
     try:
-        return scan(db, config, paths or None, progress=False).as_dict()
+        yield db
     finally:
         db.close()
 
 
+@task(name="scan library", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def scan_library(config: Config, paths: list[str] | None) -> dict:
+    with _catalogue(config) as db:
+        return scan(db, config, paths or None, progress=False).as_dict()
+
+
+@task(name="make thumbnails", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def make_thumbnails(config: Config) -> dict:
+    """Previews of the photos that have none (the new ones), from the originals: no API call."""
+    from catalog.thumbnails import fill_thumbnails
+
+    with _catalogue(config) as db:
+        made = fill_thumbnails(db, config, progress=False)
+    return {"thumbnails": made.made, "thumbnails_failed": made.failed}
+
+
+# The run travels as a task argument: task arguments stay in this process (Prefect records
+# only upstream references for them), unlike flow parameters, which it sends to its API.
 @task(name="analyse batch", retries=2, retry_delay_seconds=[30, 120], retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
-def analyze_batch(run_key: str, photo_ids: list[str]) -> dict:
-    """Analyse these photos; any done meanwhile (a retried batch) are not sent again."""
-    run = _RUNS[run_key]
+def analyze_batch(run: AnalysisRun, photo_ids: list[str]) -> dict:
+    """Analyse these photos (one analysis run, so one throttle and budget, spans the flow run's
+    batches); any done meanwhile (a retried batch) are not sent again."""
     bought = run.answers
     try:
         run.process(rows_by_id(run.db, run.config, photo_ids))
@@ -81,16 +98,13 @@ def write_back(config: Config) -> dict:
     """Tags into sidecars/photos (writeback.mode); per-file problems are reported, not fatal."""
     from catalog.writeback.stage import writeback
 
-    db = catalog_db.open_db(config.database)
-    try:
+    with _catalogue(config) as db:
         result = writeback(db, config, progress=False)
-        return {"written_back": result.written, "writeback_skipped": result.skipped}
-    finally:
-        db.close()
+    return {"written_back": result.written, "writeback_skipped": result.skipped}
 
 
 SUMMARY_KEYS = ("files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
-                "photos", "duplicate_files", "analysed", "failed", "skipped", "tokens_used",
+                "photos", "duplicate_files", "thumbnails", "thumbnails_failed", "analysed", "failed", "skipped", "tokens_used",
                 "requests", "rate_limited", "written_back", "writeback_skipped", "seconds")
 
 
@@ -152,14 +166,14 @@ def nightly_flow(config: Config, *, in_cli: bool = False) -> Flow:
 
 
 def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> dict:
-    """Scan, analyse in batches, write back if configured, and record the summary."""
+    """Scan, make thumbnails, analyse in batches, write back if configured, and record the summary."""
     started = time.perf_counter()
     with exclusive(config.database, "run") if take_lock else contextlib.nullcontext():
         db = catalog_db.open_db(config.database)
         catalog_db.close_interrupted_runs(db)
         run_id = catalog_db.start_run(db, "run")
         summary: dict = {"run_id": run_id, "status": "failed", "message": None}
-        key = f"run-{run_id}"
+        run = None
         try:
             scanned = scan_library(config, paths)
             summary.update({k: scanned[k] for k in SUMMARY_KEYS if k in scanned})
@@ -167,11 +181,12 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
             if roots and len(scanned["failed_roots"]) == len(roots):
                 raise CatalogError("every library root is unavailable, nothing to do: "
                                    + ", ".join(scanned["failed_roots"]))
-            run = _RUNS[key] = AnalysisRun(db, config, make_analyzer(config))
+            summary.update(make_thumbnails(config))  # before analysis: browsable even if it stops early
+            run = AnalysisRun(db, config, make_analyzer(config))
             run.summary.pending = count_pending(db, config)[0]
             ids = (row["id"] for row in pending_photos(db, config))
             for batch in iter(lambda: list(itertools.islice(ids, config.schedule.batch_size)), []):
-                analyze_batch(key, batch)
+                analyze_batch(run, batch)
                 if run.summary.stopped:
                     break
             run.enrich_missing()  # analysed photos still missing an enricher (local work only)
@@ -196,7 +211,6 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
                 summary["message"] = str(exc) or type(exc).__name__
             raise
         finally:
-            run = _RUNS.pop(key, None)
             if run is not None:
                 close = getattr(run.analyzer, "close", None)
                 if close:

@@ -39,7 +39,7 @@ from catalog.scan import scan
 from catalog.errors import SearchError
 from catalog.search import connect
 from catalog.search import search as catalog_search
-from catalog.thumbnails import make_thumbnail
+from catalog.thumbnails import fill_thumbnails, make_thumbnail
 
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"
 SHOWN_TABLES = ("gallery", "photos", "analyses", "files", "runs", "thumbnails")
@@ -78,6 +78,7 @@ def build_catalogue(base: Path) -> Path:
             assert (summary.analyzer, summary.analysed, summary.failed) == ("offline", 34, 0)
             scan(db, Config(), [library, extra / "refused"], progress=False)
             assert analyze(db, places, analyzer=FailingAnalyzer(), progress=False).failed == 1
+            assert fill_thumbnails(db, Config(), progress=False).made == 35  # not yet the waiting one
             scan(db, Config(), [library, extra / "refused", extra / "waiting"], progress=False)
     finally:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -284,7 +285,7 @@ def test_thumbnail_of_odd_input():
     assert make_thumbnail(b"not an image") is None
 
 
-def test_failed_analysis_keeps_its_thumbnail(client):
+def test_failed_analysis_still_has_its_thumbnail(client):
     failed = client.json("/catalog/failed_analyses.json?_shape=objects")["rows"]
     assert len(failed) == 1 and failed[0]["path"].endswith("blue_wall.jpg")
     assert "422" in failed[0]["error"] and failed[0]["permanent"] == 1

@@ -1,7 +1,7 @@
 """The Prefect flow for real: ephemeral runs, a scheduled run on a real server, kill -9, one run at a time.
 
-These start Prefect (seconds each), so there are few of them. The scheduled-run
-test is marked `slow`: CI runs it; `make test PYTEST_ARGS='-m "not slow"'` skips it.
+These start Prefect (seconds each), so there are few of them, each marked `slow`:
+CI runs them; `make test PYTEST_ARGS='-m "not slow"'` skips them.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def catalog(*args, env, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     env = env_for(tmp_path, prefect_home)
     config = tmp_path / "catalog.toml"
@@ -60,6 +61,7 @@ def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     assert (summary["files_seen"], summary["new"], summary["errors"]) == (47, 47, 6)
     assert (summary["photos"], summary["duplicate_files"]) == (40, 1)
     assert (summary["analysed"], summary["failed"], summary["analyzer"]) == (40, 0, "offline")
+    assert (summary["thumbnails"], summary["thumbnails_failed"]) == (40, 0)  # its own stage, no API call
     # Written back after analysis (sidecar mode: the photos themselves are not touched).
     assert summary["written_back"] == 41 and summary["writeback_skipped"] == 0
     assert len(list(photos.rglob("*.xmp"))) == 41
@@ -77,6 +79,7 @@ def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     second = catalog("--config", config, "run", "--json", photos, env=env)
     again = json.loads(second.stdout)
     assert (again["unchanged"], again["new"], again["analysed"], again["written_back"]) == (47, 0, 0, 0)
+    assert again["thumbnails"] == 0
     assert "search" not in again  # a plain summary, nothing else leaks in
     listed = json.loads(catalog("runs", "--json", env=env).stdout)
     assert [r["command"] for r in listed if r["command"] == "run"] == ["run", "run"]
@@ -86,6 +89,27 @@ def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     gone = catalog("run", photos, env=env)
     assert gone.returncode == 1 and "every library root is unavailable" in gone.stderr
     assert db.execute("SELECT COUNT(*) FROM files WHERE status = 'missing'").fetchone()[0] == 0
+
+
+@pytest.mark.slow
+def test_run_falls_back_to_prefects_own_ephemeral_mode(photos, tmp_path):
+    """The quick start-up's copied recipe breaks (as a Prefect release renaming it would): the early
+    server really fails to start, and the run goes on in Prefect's own ephemeral mode."""
+    env = env_for(tmp_path, tmp_path / "prefect-home")
+    broken = ("import catalog.ephemeral as e; e.APP = 'prefect.server.api.server:renamed_create_app'; "
+              "from catalog.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", broken, "run", "--json", photos / "real"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if "quick Prefect start-up failed" in line]
+    assert len(notes) == 1 and "Prefect's own ephemeral mode" in notes[0], result.stderr
+    assert "renamed_create_app" in notes[0]  # the reason, in the note's one line
+    assert "Traceback" not in result.stderr and "ASGI" not in result.stderr.replace(notes[0], "")
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["analysed"], summary["thumbnails"]) == ("ok", 34, 34)
+    # Prefect's own server ran the flow: its database holds the run's artifact.
+    prefect_db = sqlite3.connect(tmp_path / "prefect-home" / "prefect.db")
+    assert prefect_db.execute("SELECT COUNT(*) FROM artifact WHERE key = 'catalog-run-summary'").fetchone()[0] == 1
 
 
 def test_second_run_refused_while_one_is_active(tmp_path, prefect_home, photos):
@@ -116,6 +140,7 @@ def upload_digest(path: Path) -> str:
     return hashlib.sha256(prepare_upload(path).data).hexdigest()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_analysis_then_rerun_pays_nothing_twice(photos, tmp_path, prefect_home):
     library = photos / "real"
     with serve_imgtags(key="ImgKey-7f3Qz9", latency=0.4) as server:

@@ -12,7 +12,7 @@ from catalog.queries import DUPLICATE_GROUPS
 DATABASE = "catalog"  # the name (and URL) the catalogue always has in Datasette
 
 GALLERY_COLUMNS = {
-    "thumbnail": "A small copy of the photo kept in the catalogue (made when it was analysed); "
+    "thumbnail": "A small copy of the photo kept in the catalogue (made from the original, no API call); "
                  "click it for everything known about the photo.",
     "path": "Where the photo is: the first of its paths, in path order.",
     "taken": "When it was taken (EXIF date, the camera's local time).",

@@ -123,7 +123,7 @@ def run(ctx, paths, as_json):
             f"{s.get('files_seen', 0):,} files seen "
             f"({s.get('new', 0):,} new, {s.get('changed', 0):,} changed, {s.get('moved', 0):,} moved, "
             f"{s.get('missing', 0):,} missing, {s.get('errors', 0):,} errors); {s.get('photos', 0):,} photos, "
-            f"{s.get('duplicate_files', 0):,} duplicates.")
+            f"{s.get('duplicate_files', 0):,} duplicates, {s.get('thumbnails', 0):,} thumbnails made.")
         click.echo(
             f"Analysed {s.get('analysed', 0):,} with {s.get('analyzer', '?')} ({s.get('failed', 0):,} failed, "
             f"{s.get('skipped', 0):,} left for later); {s.get('requests', 0):,} requests, "
@@ -139,30 +139,30 @@ def _run_flow(config, verbose: bool) -> dict:
     from catalog.errors import CatalogError
 
     server, stamp = None, _ephemeral_stamp()
-    if not os.environ.get("PREFECT_API_URL"):  # ephemeral mode: start its server first
-        from catalog.ephemeral import EphemeralServer
-
-        server = EphemeralServer()
+    ephemeral = not os.environ.get("PREFECT_API_URL")
+    if ephemeral:  # start its server first
+        server = _start_early_server()
     try:
         from flows.catalog_flow import nightly_flow  # imports Prefect while the server starts
 
         if not verbose:
             quiet.keep_prefect_off()
         nightly = nightly_flow(config, in_cli=True)  # our caller holds the lock
-        if server is not None:
-            server.wait_until_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
-            os.environ.update(PREFECT_API_URL=server.api_url, PREFECT_API_AUTH_STRING=server.auth_string)
-            from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+        from prefect.settings import (PREFECT_API_AUTH_STRING, PREFECT_API_DATABASE_MIGRATE_ON_START,
+                                      PREFECT_API_URL, temporary_settings)
 
+        if server is not None and _early_server_ready(server):
+            os.environ.update(PREFECT_API_URL=server.api_url, PREFECT_API_AUTH_STRING=server.auth_string)
             with temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_API_AUTH_STRING: server.auth_string}):
+                summary = nightly()
+        elif ephemeral:  # the quick start-up failed: Prefect's own mode, migrating as Prefect sees fit
+            with temporary_settings({PREFECT_API_DATABASE_MIGRATE_ON_START: True}):
                 summary = nightly()
         else:
             summary = nightly()
     except (CatalogError, sqlite3.Error, OSError):
         raise  # the CLI says these in one line
     except Exception as exc:  # details stay in Prefect's logs; the terminal gets one line
-        if server is not None and isinstance(exc, RuntimeError) and "temporary server" in str(exc):
-            raise CatalogError(f"{exc}; try again, or run `prefect server start` and set PREFECT_API_URL") from None
         raise quiet.prefect_failure(exc, "the run failed") from None
     finally:
         if server is not None:
@@ -172,3 +172,30 @@ def _run_flow(config, verbose: bool) -> dict:
     note_ephemeral_schema(stamp)
     return summary
 
+
+def _start_early_server():
+    """Prefect's temporary server, started our quicker way (catalog.ephemeral); None if that fails."""
+    from catalog.ephemeral import EphemeralServer
+
+    try:
+        return EphemeralServer()
+    except Exception as exc:  # e.g. Prefect moved the module the recipe names
+        _fall_back(exc)
+        return None
+
+
+def _early_server_ready(server) -> bool:
+    """Whether the early server answers; if not (a Prefect release changed what it copies, or it
+    did not come up in time), it is stopped and the run goes on in Prefect's own ephemeral mode."""
+    try:
+        server.wait_until_ready(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+        return True
+    except RuntimeError as exc:
+        server.stop()
+        _fall_back(exc)
+        return False
+
+
+def _fall_back(exc: Exception) -> None:
+    click.echo(f"Note: the quick Prefect start-up failed ({escape(str(exc))}); "
+               "using Prefect's own ephemeral mode instead.", err=True)

@@ -165,7 +165,8 @@ def test_fault_every_root_gone_is_one_error_line(tmp_path, env, figures):
 
 
 def test_fault_refused_key_is_one_line(photos, env, figures):
-    """The API refuses the key: exit 2, one line, no Prefect traceback, the key printed nowhere."""
+    """The API refuses the key: exit 2, one line, no Prefect traceback, the key printed nowhere,
+    and the photos browsable all the same (thumbnails are made before analysis, at no cost)."""
     with serve_imgtags(key="the-right-key") as server:
         result = run_cli("run", photos / "real", env={**env, "IMGTAGS_API_KEY": "ImgKey-wrong-9Zq",
                                                       "IMGTAGS_BASE_URL": server.base_url})
@@ -173,4 +174,6 @@ def test_fault_refused_key_is_one_line(photos, env, figures):
     figures.crashes = crashes(result)
     figures.key_found = key_places("ImgKey-wrong-9Zq", texts=[result.stdout, result.stderr])
     assert figures.key_found == 0
+    with sqlite3.connect(env["CATALOG_DB"]) as db:
+        assert db.execute("SELECT COUNT(*) FROM thumbnails").fetchone()[0] == 34
     figures.note = f"exit 2: {result.stderr.strip()[:90]}"
