@@ -40,6 +40,7 @@ run: $(STAMP)
 endif
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Every benchmark against its real peer (about 20 minutes; figures go to docs/benchmarks.md).

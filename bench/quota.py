@@ -146,7 +146,6 @@ def main(argv=None) -> int:
         scanned = scan(db, config, [str(lib)], progress=False)
         say(f"{count} photos ({size / count / 1024:.1f} KiB each) scanned in {scanned.seconds:.1f} s; "
             f"analysing for {duration:g} s against {args.limit}/{args.window:g} s, {args.latency:g} s latency")
-        a = config.analysis
         with serve_imgtags(key=KEY, latency=args.latency, rate_limit=args.limit, rate_window=args.window) as server:
             started = time.monotonic()
             analyzer = TimedImgTags(api_key=KEY, base_url=server.base_url, deadline=started + duration)

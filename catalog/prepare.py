@@ -47,7 +47,7 @@ BAND_BYTES = 32 << 20
 TRIM_AFTER = 64 << 20  # after a decode this large, freed memory goes back to the system
 try:
     _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _LIBC.malloc_trim  # glibc only
+    _LIBC.malloc_trim  # noqa: B018 - glibc only: AttributeError elsewhere
 except (OSError, AttributeError):
     _LIBC = None
 

@@ -32,7 +32,7 @@ def test_sql_and_gallery_agree_with_shape_of(db):
                             "photo_id": photo_id, "first_seen": stamp, "last_seen": stamp})
     rows = db.query(f"SELECT p.id, {shape_sql()} AS shape, g.orientation AS gallery "
                     "FROM photos p JOIN gallery g ON g.photo_id = p.id ORDER BY p.id")
-    for (i, case), row in zip(enumerate(cases), rows, strict=True):
+    for case, row in zip(cases, rows, strict=True):
         (width, height), orientation, *analysed = case
         expected = analysed[0] if analysed else shape_of(width, height, orientation)
         assert row["shape"] == row["gallery"] == expected, case

@@ -19,7 +19,7 @@ from catalog.config import Config
 from catalog.db import open_db
 from catalog.enrichers import Enrichment
 from catalog.scan import scan
-from catalog.search import Filters, connect, search
+from catalog.search import connect, search
 from catalog.sources import enricher_row, sources_of, store_rows
 
 REPO = Path(__file__).resolve().parents[1]

@@ -234,6 +234,7 @@ def test_signal_stops_analyze_within_seconds_keeping_answers(case, sig, figures)
     figures.note = f"exit 130 in {took:.1f} s; rerun paid for nothing twice"
 
 
+@pytest.mark.slow
 def test_catalog_run_buys_each_photo_once_whatever_the_answers(case, figures):
     """`catalog run` (Prefect) over hostile answers and a refusing database buys each photo once."""
     server, env, library, db_path = case
@@ -253,6 +254,7 @@ def test_catalog_run_buys_each_photo_once_whatever_the_answers(case, figures):
     figures.note = f"{N} photos, {sum(charged(server).values())} answers bought (was 10 for 4)"
 
 
+@pytest.mark.slow
 def test_sigterm_stops_catalog_run_within_seconds(case, figures):
     """SIGTERM during `catalog run`'s analysis: out in seconds, answers kept, run marked interrupted."""
     server, env, library, db_path = case

@@ -75,6 +75,7 @@ def finish(started: list[tuple[subprocess.Popen, float]]) -> list[tuple[subproce
     return results
 
 
+@pytest.mark.slow
 def test_fault_two_runs_started_together(photos, env, figures):
     """Two `catalog run` started in the same instant: one runs, the other is refused before Prefect starts."""
     [(bare, _, bare_cpu)] = finish([start(["--version"], env)])  # Python and the CLI, doing nothing
@@ -97,6 +98,7 @@ def test_fault_two_runs_started_together(photos, env, figures):
                     f"({max(own_work, 0):.2f} s beyond a bare CLI start); the other ran in {winner_wall:.1f} s")
 
 
+@pytest.mark.slow
 def test_fault_catalogue_and_prefect_files_are_private(photos, tmp_path, env, prefect_home, figures):
     """The database, its -wal/-shm, its lock and Prefect's home (database, results) are owner-only."""
     if not prefect_home.exists():  # run alone: let a run create Prefect's home (in order, the first case did)
@@ -155,6 +157,7 @@ def test_fault_corrupt_catalogue_is_one_line(photos, env, figures):
     figures.note = f"one line in {took:.2f} s"
 
 
+@pytest.mark.slow
 def test_fault_every_root_gone_is_one_error_line(tmp_path, env, figures):
     """Every root unavailable (an unmounted share): one error line, no Prefect logs or tracebacks."""
     result = run_cli("run", tmp_path / "unmounted", env=env)
@@ -164,6 +167,7 @@ def test_fault_every_root_gone_is_one_error_line(tmp_path, env, figures):
     figures.note = f"{len(result.stderr.splitlines())} stderr lines (the root's reason, then the error)"
 
 
+@pytest.mark.slow
 def test_fault_refused_key_is_one_line(photos, env, figures):
     """The API refuses the key: exit 2, one line, no Prefect traceback, the key printed nowhere,
     and the photos browsable all the same (thumbnails are made before analysis, at no cost)."""

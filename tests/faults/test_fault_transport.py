@@ -48,7 +48,7 @@ def run(server_or_url, images, *, threads: int = 1, **settings):
         except StageStopped as exc:
             outcomes[type(exc).__name__] += 1
             messages.append(str(exc))
-        except Exception as exc:  # noqa: BLE001: what the case counts as a crash
+        except Exception as exc:  # noqa: BLE001 - what the case counts as a crash
             crashes += 1
             messages.append(f"{type(exc).__name__}: {exc}")
 
