@@ -79,8 +79,8 @@ def prepare_upload(path: str | Path, *, max_upload_bytes: int = 10_000_000,
 def _prepare(path: Path, data: bytes, max_upload_bytes: int, send_location: bool,
              max_edge: int | None, max_image_pixels: int) -> UploadImage:
     try:
-        with _pixel_limit(max_image_pixels):
-            im = _open(data)
+        with pixel_limit(max_image_pixels):
+            im = open_image(data)
             exif = _exif(im)
             facts = _facts(exif)
             orientation = facts.get("orientation", 1)
@@ -104,7 +104,7 @@ def _prepare(path: Path, data: bytes, max_upload_bytes: int, send_location: bool
         gps = exif.get_ifd(_GPS) if send_location and _has_location(exif) else None
         out, fmt = _reencode(im, target, orientation, max_upload_bytes, gps)
     except Exception as e:  # one bad photo must never stop a batch with a surprise type
-        raise PreparationFailed(f"{path}: {_reason(e, data, max_image_pixels)}") from e
+        raise PreparationFailed(f"{path}: {failure_reason(e, data, max_image_pixels)}") from e
     return UploadImage(out, SENDABLE[fmt], path.stem + SUFFIX[fmt], facts)
 
 
@@ -156,7 +156,7 @@ def _decode_cost(f, max_edge: int | None) -> int:
     """The decoded size of the image in `f`, from its header alone (0 when it has none we read)."""
     Image.init()
     try:
-        with _pixel_limit(None):
+        with pixel_limit(None):
             im = Image.open(f, formats=[x for x in INPUT_FORMATS if x in Image.OPEN])
         scale = min(1.0, (max_edge or math.inf) / max(im.size))
         shrink = 1
@@ -168,7 +168,7 @@ def _decode_cost(f, max_edge: int | None) -> int:
 
 
 @contextmanager
-def _pixel_limit(limit: int | None) -> Iterator[None]:
+def pixel_limit(limit: int | None) -> Iterator[None]:
     """Pillow's bomb limit is a module global: set ours under a lock, restore it after.
 
     Pillow warns above the limit and raises above twice it: here both mean "refuse".
@@ -185,7 +185,7 @@ def _pixel_limit(limit: int | None) -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _open(data: bytes) -> Image.Image:
+def open_image(data: bytes) -> Image.Image:
     """Sniff the real format from the content (never the extension) and read the header."""
     Image.init()  # registers every plugin once; until then Image.OPEN holds only a few
     formats = [f for f in INPUT_FORMATS if f in Image.OPEN]
@@ -196,13 +196,13 @@ def _open(data: bytes) -> Image.Image:
                                 f"we read {', '.join(formats)}") from e
 
 
-def _reason(error: Exception, data: bytes, limit: int) -> str:
+def failure_reason(error: Exception, data: bytes, limit: int) -> str:
     """Say what is wrong with the file in words a user can act on."""
     if isinstance(error, PreparationFailed):
         return str(error)
     if isinstance(error, Image.DecompressionBombError):
         try:  # name the size the header claims, read with the limit switched off
-            with _pixel_limit(None):
+            with pixel_limit(None):
                 w, h = Image.open(io.BytesIO(data)).size
             claimed = f"{w}x{h} = {w * h:,} pixels"
         except Exception:  # the size is a courtesy in the message, not a requirement
@@ -298,7 +298,7 @@ def _reencode(im: Image.Image, target: tuple[int, int], orientation: int, limit:
     No EXIF is kept but GPS when asked for; the ICC profile is, if it fits the colour space.
     """
     icc = im.info.get("icc_profile")
-    img, fmt = _web_mode(im)
+    img, fmt = web_mode(im)
     if img.size != target:
         img = _resize(img, target)
     if orientation in _TRANSPOSE:  # as ImageOps.exif_transpose would, but on the smaller image
@@ -313,7 +313,7 @@ def _reencode(im: Image.Image, target: tuple[int, int], orientation: int, limit:
     return _fit(img, fmt, limit, options), fmt
 
 
-def _web_mode(im: Image.Image) -> tuple[Image.Image, str]:
+def web_mode(im: Image.Image) -> tuple[Image.Image, str]:
     """8-bit L or RGB for JPEG; RGBA/LA kept for PNG only when some pixel is see-through."""
     img: Image.Image = im
     if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grey: scale, don't clip

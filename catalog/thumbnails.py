@@ -56,10 +56,10 @@ def make_thumbnail(source: bytes | BinaryIO, edge: int = EDGE, *,
     None if unreadable. A thumbnail is a convenience: it never fails anything else."""
     from PIL import Image, ImageOps  # here, not at import: the CLI stays light to import
 
-    from catalog.prepare import DECODE_GATE, _pixel_limit, decoded_bytes
+    from catalog.prepare import DECODE_GATE, pixel_limit, decoded_bytes
 
     try:
-        with _pixel_limit(max_image_pixels), \
+        with pixel_limit(max_image_pixels), \
                 Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             scale = min(1.0, edge / max(im.size))
             # JPEG: decode at 1/2, 1/4 or 1/8 scale. The box keeps the photo's aspect ratio:

@@ -28,24 +28,24 @@ def load_image(data: bytes, *, max_edge: int = MAX_EDGE, max_image_pixels: int =
     """Upright RGB pixels, at most `max_edge` on the long side; PreparationFailed, one line, if unreadable."""
     from PIL import Image, ImageOps
 
-    from catalog.prepare import _open, _pixel_limit, _reason, _web_mode
+    from catalog.prepare import open_image, pixel_limit, failure_reason, web_mode
     from catalog.thumbnails import _flatten
 
     try:
-        with _pixel_limit(max_image_pixels):
-            im = _open(data)
+        with pixel_limit(max_image_pixels):
+            im = open_image(data)
             scale = min(1.0, max_edge / max(im.size))
             target = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
             # JPEG decodes at 1/2, 1/4 or 1/8 scale; the box keeps the photo's aspect ratio.
             im.draft("RGB", target)
             im = ImageOps.exif_transpose(im)
             im.thumbnail((max_edge, max_edge), Image.Resampling.BILINEAR, reducing_gap=2.0)
-            img, _ = _web_mode(im)
+            img, _ = web_mode(im)
             return _flatten(img).convert("RGB")
     except PreparationFailed:
         raise
     except Exception as e:  # any decoder error is this photo's problem, said in one line
-        raise PreparationFailed(_reason(e, data, max_image_pixels)) from e
+        raise PreparationFailed(failure_reason(e, data, max_image_pixels)) from e
 
 
 def read_facts(data: bytes, max_image_pixels: int = 178_956_970) -> dict[str, Any]:
