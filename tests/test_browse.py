@@ -506,7 +506,7 @@ def test_serve_upgrades_an_older_catalogue_first(tmp_path):
     import sqlite_utils
 
     from catalog.browse.server import ensure_schema
-    from catalog.db import migrations
+    from catalog.schema import migrations
 
     path = tmp_path / "old.db"
     old = sqlite_utils.Database(path)

@@ -48,7 +48,8 @@ def ensure_schema(path: Path) -> None:
     """Refuse a missing catalogue; bring an older one up to date before serving it."""
     import sqlite_utils
 
-    from catalog.db import migrations, open_db
+    from catalog.db import open_db
+    from catalog.schema import migrations
 
     if not path.is_file():
         raise CatalogError(f"no catalogue at {path} yet: run `catalog scan` first")

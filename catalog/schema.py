@@ -1,0 +1,408 @@
+"""The schema: numbered migrations, each with its commented DDL, applied by `db.open_db`.
+
+Nobody else issues CREATE TABLE. A migration is history: once released it is never edited,
+only followed by a new one (sqlite-utils records which ones a database has had).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from catalog.db import REREAD_MTIME_NS, SEARCH_COLUMNS, db_text, store_photo_colors
+
+migrations = Migrations("catalog")
+
+
+@migrations()
+def m001_ledger(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE photos (
+            id TEXT PRIMARY KEY,            -- blake3 of the image payload (not its metadata)
+            format TEXT,
+            width INTEGER,
+            height INTEGER,
+            orientation INTEGER,            -- EXIF 1-8
+            taken_at TEXT,                  -- ISO 8601, camera local time
+            camera_make TEXT,
+            camera_model TEXT,
+            gps_lat REAL,
+            gps_lon REAL,
+            exif_error TEXT,                -- metadata we could not read; the photo is still fine
+            first_seen TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE files (
+            path TEXT PRIMARY KEY,
+            path_bytes BLOB,                -- exact name bytes when not valid UTF-8
+            root TEXT NOT NULL,
+            folder TEXT NOT NULL,
+            name TEXT NOT NULL,
+            photo_id TEXT REFERENCES photos(id),
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'missing', 'moved')),
+            error TEXT,
+            error_kind TEXT,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            missing_since TEXT,
+            moved_to TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX files_folder ON files(folder)")
+    db.execute("CREATE INDEX files_photo ON files(photo_id)")
+    db.execute("CREATE INDEX files_root_status ON files(root, status)")
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,           -- running / ok / partial / failed
+            message TEXT,
+            counts TEXT                     -- JSON summary
+        )
+        """
+    )
+
+
+@migrations()
+def m002_analysis_and_search(db: sqlite_utils.Database) -> None:
+    """Analysis results live on the photo (one per identity); search text in its own table."""
+    for column, kind in [
+        ("analysis_status", "TEXT"),      # NULL/pending, done, failed
+        ("analysis_error", "TEXT"),
+        ("analysis_permanent", "INTEGER DEFAULT 0"),  # 1: never retried (e.g. HTTP 422)
+        ("attempts", "INTEGER DEFAULT 0"),
+        ("last_attempt_at", "TEXT"),
+        ("tags", "TEXT"),                 # JSON array
+        ("description", "TEXT"),
+        ("objects", "TEXT"),              # JSON array
+        ("dominant_color", "TEXT"),
+        ("palette", "TEXT"),              # JSON array of #rrggbb
+        ("scene", "TEXT"),
+        ("mood", "TEXT"),
+        ("safe_adult", "TEXT"),
+        ("safe_violence", "TEXT"),
+        ("shape", "TEXT"),                # landscape / portrait / square, as analysed
+        ("provider", "TEXT"),
+        ("model", "TEXT"),
+        ("tokens_used", "INTEGER"),
+        ("processing_time_ms", "INTEGER"),
+        ("analysed_at", "TEXT"),
+        ("raw_response", "TEXT"),         # the provider's answer, JSON
+    ]:
+        db.execute(f"ALTER TABLE photos ADD COLUMN {column} {kind}")
+    db.execute("CREATE INDEX photos_analysis_status ON photos(analysis_status)")
+    db.execute("CREATE INDEX photos_first_seen ON photos(first_seen, id)")  # paging pending work
+    db.execute("CREATE INDEX files_status_photo ON files(status, photo_id)")  # library counts
+    # An INTEGER PRIMARY KEY keeps FTS rowids stable across VACUUM (photos.id is text).
+    db.execute(
+        """
+        CREATE TABLE photo_text (
+            id INTEGER PRIMARY KEY,
+            photo_id TEXT NOT NULL UNIQUE REFERENCES photos(id),
+            tags TEXT, description TEXT, objects TEXT, scene TEXT, mood TEXT,
+            places TEXT                     -- folder and file names, relative to their root
+        )
+        """
+    )
+    db["photo_text"].enable_fts(
+        ["tags", "description", "objects", "scene", "mood", "places"],
+        fts_version="FTS5",
+        create_triggers=True,
+        tokenize="porter unicode61 remove_diacritics 2",
+    )
+
+
+@migrations()
+def m004_writeback(db: sqlite_utils.Database) -> None:
+    """What we wrote into which file (so only our own stale tags are ever removed), and a
+    journal of every change (so `writeback --undo RUN` restores the previous metadata)."""
+    db.execute(
+        """
+        CREATE TABLE writeback_state (
+            target TEXT PRIMARY KEY,        -- the file written: the photo (embed) or its sidecar
+            path TEXT NOT NULL,             -- the photo (files.path)
+            kind TEXT NOT NULL CHECK (kind IN ('embed', 'sidecar')),
+            photo_id TEXT,
+            keywords TEXT NOT NULL,         -- JSON array: the keywords we wrote
+            description TEXT,               -- the description we wrote (NULL: we kept the user's)
+            written_at TEXT NOT NULL,
+            run_id INTEGER
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE writeback_journal (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            target TEXT NOT NULL,
+            target_bytes BLOB,              -- exact name bytes when not valid UTF-8
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            format TEXT,
+            existed INTEGER NOT NULL,       -- was there a file (sidecar) before?
+            snapshot BLOB,                  -- embed: the metadata to restore; sidecar: its old bytes
+            previous_state TEXT,            -- JSON of the writeback_state row before
+            mtime_ns_before INTEGER,
+            size_after INTEGER,
+            mtime_ns_after INTEGER,
+            undone_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX writeback_journal_run ON writeback_journal(run_id)")
+
+
+@migrations()
+def m005_thumbnails_and_gallery(db: sqlite_utils.Database) -> None:
+    """Thumbnails kept in the database (browsing works while the NAS sleeps) and `gallery`,
+    the view Datasette shows: one readable row per photo present in the library."""
+    db.execute(
+        """
+        CREATE TABLE thumbnails (
+            photo_id TEXT PRIMARY KEY REFERENCES photos(id),
+            jpeg BLOB NOT NULL,             -- about 256 px on the long edge, upright
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL
+        )
+        """
+    )
+    # `rowid` is photo_text.id, so Datasette's search box can use photo_text_fts (fts_pk).
+    # Its `orientation` is the shape rule as of this migration, frozen history: the live rule
+    # is catalog/shape.py, and tests/test_shape.py holds the two to the same answers.
+    db.execute(
+        """
+        CREATE VIEW gallery AS
+        SELECT
+            CASE WHEN EXISTS (SELECT 1 FROM thumbnails th WHERE th.photo_id = p.id)
+                 THEN p.id END AS thumbnail,
+            (SELECT f.path FROM files f WHERE f.photo_id = p.id AND f.status = 'ok'
+              ORDER BY f.path LIMIT 1) AS path,
+            p.taken_at AS taken,
+            substr(p.taken_at, 1, 4) AS year,
+            CASE WHEN NULLIF(trim(p.camera_model), '') IS NULL THEN NULLIF(trim(p.camera_make), '')
+                 WHEN NULLIF(trim(p.camera_make), '') IS NULL
+                      OR instr(lower(trim(p.camera_model)), lower(substr(trim(p.camera_make), 1,
+                               instr(trim(p.camera_make) || ' ', ' ') - 1))) = 1
+                 THEN trim(p.camera_model)
+                 ELSE trim(p.camera_make) || ' ' || trim(p.camera_model) END AS camera,
+            p.tags,
+            p.description,
+            p.scene,
+            p.mood,
+            COALESCE(NULLIF(p.shape, 'unknown'), CASE
+                WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 100
+                     > (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 105
+                THEN 'landscape'
+                WHEN (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.height ELSE p.width END) * 105
+                     < (CASE WHEN p.orientation BETWEEN 5 AND 8 THEN p.width ELSE p.height END) * 100
+                THEN 'portrait'
+                WHEN p.width IS NOT NULL THEN 'square' END) AS orientation,
+            NULLIF(p.dominant_color, 'unknown') AS color,
+            p.gps_lat AS latitude,
+            p.gps_lon AS longitude,
+            COALESCE(p.analysis_status, 'pending') AS status,
+            (SELECT COUNT(*) FROM files f WHERE f.photo_id = p.id AND f.status = 'ok') AS copies,
+            p.format,
+            p.width,
+            p.height,
+            p.first_seen AS added,
+            p.id AS photo_id,
+            t.id AS rowid
+        FROM photos p
+        LEFT JOIN photo_text t ON t.photo_id = p.id
+        WHERE EXISTS (SELECT 1 FROM files f WHERE f.photo_id = p.id AND f.status = 'ok')
+        """
+    )
+
+
+@migrations()
+def m006_photo_colors(db: sqlite_utils.Database) -> None:
+    """Named colours near each photo's palette, so a colour search is an index look-up."""
+    db.execute(
+        """
+        CREATE TABLE photo_colors (
+            name TEXT NOT NULL,             -- a colour of the search vocabulary (catalog.colors)
+            photo_id TEXT NOT NULL REFERENCES photos(id),
+            distance REAL NOT NULL,         -- CIEDE2000 from the nearest palette colour
+            PRIMARY KEY (name, photo_id)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX photo_colors_rank ON photo_colors(name, distance)")
+    db.execute("CREATE INDEX photo_colors_photo ON photo_colors(photo_id)")
+    for row in db.query("SELECT id, dominant_color, palette FROM photos WHERE palette IS NOT NULL"):
+        store_photo_colors(db, row["id"], row["dominant_color"], json.loads(row["palette"] or "[]"))
+
+
+@migrations()
+def m007_unambiguous_paths(db: sqlite_utils.Database) -> None:
+    """Path text names one path: a literal backslash is now stored doubled (see db_text).
+
+    Before, the name `x\\xff.jpg` (a real backslash) and the bytes `x<FF>.jpg` had the same
+    text and so one `files` row. Only rows holding a backslash change; each one's true path
+    is its `path_bytes` (not UTF-8) or else its text, which was the path itself.
+    """
+    # SELECT rowid, path, path_bytes, root FROM files WHERE instr(path, '\') > 0;
+    # then per row, in two passes so no new key meets an old one on the way:
+    #   UPDATE files SET path = char(0) || rowid WHERE rowid = :rowid;    -- every row first
+    #   UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder,
+    #                    name = :name WHERE rowid = :rowid;               -- then every row
+    #   UPDATE files SET moved_to = :new WHERE rowid = :rowid;            -- row by row
+    # and the same re-encoding for writeback_state (target, path) and writeback_journal
+    # (target, target_bytes, path).
+    renamed: dict[str, str] = {}
+    rows = db.execute("SELECT rowid, path, path_bytes, root FROM files WHERE instr(path, '\\') > 0").fetchall()
+    updates = []
+    for rowid, text, raw, root in rows:
+        true = os.fsencode(os.fsdecode(raw) if raw else text)
+        depth = root.count("/") + 1  # escaping never adds a "/": the root is that many parts
+        parts = {"path": true, "root": b"/".join(true.split(b"/")[:depth]) if root != "/" else b"/",
+                 "folder": os.path.dirname(true), "name": os.path.basename(true)}
+        new = {k: db_text(os.fsdecode(v))[0] for k, v in parts.items()}
+        renamed[text] = new["path"]
+        updates.append({**new, "raw": db_text(os.fsdecode(true))[1], "rowid": rowid})
+        db.execute("UPDATE files SET path = char(0) || rowid WHERE rowid = ?", [rowid])
+    db.conn.executemany("UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder, "
+                        "name = :name WHERE rowid = :rowid", updates)
+
+    def moved(text: str, raw: bytes | None = None) -> str:
+        return renamed.get(text) or db_text(os.fsdecode(raw) if raw else text)[0]
+
+    for rowid, target in db.execute("SELECT rowid, moved_to FROM files WHERE instr(moved_to, '\\') > 0").fetchall():
+        db.execute("UPDATE files SET moved_to = ? WHERE rowid = ?", [moved(target), rowid])
+
+    journal = db.execute("SELECT rowid, target, target_bytes, path FROM writeback_journal "
+                         "WHERE instr(target, '\\') > 0 OR instr(path, '\\') > 0").fetchall()
+    exact = {target: raw for _, target, raw, _ in journal if raw}
+    for rowid, target, raw, path in journal:
+        new_target, new_raw = db_text(os.fsdecode(raw) if raw else target)
+        db.execute("UPDATE writeback_journal SET target = ?, target_bytes = ?, path = ? WHERE rowid = ?",
+                   [new_target, new_raw, moved(path), rowid])
+    state = db.execute("SELECT rowid, target, path FROM writeback_state "
+                       "WHERE instr(target, '\\') > 0 OR instr(path, '\\') > 0").fetchall()
+    for rowid, _, _ in state:
+        db.execute("UPDATE writeback_state SET target = char(0) || rowid WHERE rowid = ?", [rowid])
+    for rowid, target, path in state:
+        db.execute("UPDATE writeback_state SET target = ?, path = ? WHERE rowid = ?",
+                   [moved(target, exact.get(target)), moved(path), rowid])
+
+
+@migrations()
+def m008_tiff_layout_identity(db: sqlite_utils.Database) -> None:
+    """TIFF identity now covers the image's geometry and pixel layout, not only its strips.
+
+    No file is read here (the share may be asleep): every ledger row of a TIFF photo gets
+    the mtime no file has, so the next scan reads it again. The scan then finds that the
+    file's identity under the old scheme (`Identity.previous`) is the photo it pointed at
+    and copies what was paid for onto the new identity (`carry_analysis`).
+    """
+    db.execute(
+        f"""
+        UPDATE files SET mtime_ns = {REREAD_MTIME_NS}   -- read again by the next scan
+        WHERE status != 'moved'
+          AND photo_id IN (SELECT id FROM photos WHERE format = 'TIFF')
+        """
+    )
+
+
+@migrations()
+def m009_writeback_write_ahead(db: sqlite_utils.Database) -> None:
+    """The write-back journal is written ahead of the rename: a row says what the file will be
+    once replaced, so a kill at any moment leaves something `--undo` can judge and restore."""
+    for ddl in (
+        # pending: journalled, the rename may or may not have happened; done: written and
+        # verified (only then are the keywords claimed in writeback_state)
+        "ALTER TABLE writeback_journal ADD COLUMN status TEXT NOT NULL DEFAULT 'done'",
+        "ALTER TABLE writeback_journal ADD COLUMN size_before INTEGER",  # NULL: no file before
+        "ALTER TABLE writeback_journal ADD COLUMN sha256_after TEXT",  # the new bytes' digest
+        "ALTER TABLE writeback_journal ADD COLUMN claim TEXT",  # JSON writeback_state row, once done
+        "ALTER TABLE writeback_journal ADD COLUMN real_target BLOB",  # the file written for a symlink
+    ):
+        db.execute(ddl)
+    db.execute("UPDATE writeback_journal SET status = 'pending' WHERE size_after IS NULL")
+    db.execute("CREATE INDEX writeback_journal_pending ON writeback_journal(status) WHERE status = 'pending'")
+
+
+@migrations()
+def m010_analysis_sources(db: sqlite_utils.Database) -> None:
+    """One row per (photo, source) in `analyses`: what each back-end and enricher said, with its
+    provenance. The analysis columns of `photos` stay, as the merge of a photo's rows (see
+    catalog.sources), so search, Datasette and write-back read one row per photo as before."""
+    db.execute(
+        """
+        CREATE TABLE analyses (
+            photo_id TEXT NOT NULL REFERENCES photos(id),
+            source TEXT NOT NULL,           -- back-end (imgtags, openai, offline) or enricher
+                                            -- (places, text, safety, faces)
+            kind TEXT NOT NULL CHECK (kind IN ('backend', 'enricher')),
+            tags TEXT NOT NULL DEFAULT '[]',  -- JSON array, as this source said them
+            description TEXT,
+            objects TEXT,                   -- JSON array
+            dominant_color TEXT,
+            palette TEXT,                   -- JSON array of #rrggbb
+            scene TEXT,
+            mood TEXT,
+            safe_adult TEXT,                -- the contract's scale; safety's own where it ran
+            safe_violence TEXT,
+            shape TEXT,
+            place TEXT,                     -- places: "Rome, Lazio, Italy"
+            city TEXT,
+            region TEXT,
+            country TEXT,
+            text TEXT,                      -- text: the recognised lines
+            faces INTEGER,                  -- faces: how many
+            error TEXT,                     -- an enricher that cannot read the photo (not retried)
+            provider TEXT,                  -- the service, or the wheel that shipped the model
+            model TEXT,
+            produced_at TEXT NOT NULL,
+            tokens_used INTEGER NOT NULL DEFAULT 0,
+            processing_time_ms INTEGER NOT NULL DEFAULT 0,
+            raw TEXT,                       -- the answer as received (JSON)
+            PRIMARY KEY (photo_id, source)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX analyses_source ON analyses(source)")
+    # Today's results: every done analysis becomes its back-end's row, unchanged.
+    db.execute(
+        """
+        INSERT INTO analyses (photo_id, source, kind, tags, description, objects, dominant_color, palette,
+                              scene, mood, safe_adult, safe_violence, shape, provider, model, produced_at,
+                              tokens_used, processing_time_ms, raw)
+        SELECT id, COALESCE(NULLIF(provider, ''), 'imgtags'), 'backend', COALESCE(tags, '[]'), description,
+               objects, dominant_color, palette, scene, mood, safe_adult, safe_violence, shape, provider,
+               model, COALESCE(analysed_at, last_attempt_at, first_seen), COALESCE(tokens_used, 0),
+               COALESCE(processing_time_ms, 0), raw_response
+        FROM photos WHERE analysis_status = 'done'
+        """
+    )
+    db.execute("ALTER TABLE photos ADD COLUMN place TEXT")  # merged: the first source's place
+    # The search text gains the place names and the recognised text: the FTS table is rebuilt.
+    db.execute("ALTER TABLE photo_text ADD COLUMN place TEXT")
+    db.execute("ALTER TABLE photo_text ADD COLUMN text TEXT")
+    db["photo_text"].disable_fts()
+    db["photo_text"].enable_fts(list(SEARCH_COLUMNS), fts_version="FTS5", create_triggers=True,
+                                tokenize="porter unicode61 remove_diacritics 2")
+    # The gallery gains a place column (for its facet): m005's view with `p.place` after the tags.
+    (view,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'gallery'").fetchone()
+    assert "p.tags,\n" in view, "the gallery view is not m005's"
+    db.execute("DROP VIEW gallery")
+    db.execute(view.replace("p.tags,\n", "p.tags,\n            p.place,\n", 1))
+
+
+# photo_text_fts column order (catalog.search weighs them in this order); `places` holds the
+# folder and file names, `place` the place names the sources found, `text` the recognised text.
