@@ -56,7 +56,7 @@ def make_thumbnail(source: bytes | BinaryIO, edge: int = EDGE, *,
     None if unreadable. A thumbnail is a convenience: it never fails anything else."""
     from PIL import Image, ImageOps  # here, not at import: the CLI stays light to import
 
-    from catalog.prepare import DECODE_GATE, pixel_limit, decoded_bytes
+    from catalog.decoding import DECODE_GATE, decoded_bytes, pixel_limit
 
     try:
         with pixel_limit(max_image_pixels), \

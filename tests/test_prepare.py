@@ -337,13 +337,13 @@ def test_a_fifo_in_place_of_a_photo_is_refused_at_once(tmp_path):
 
 def test_a_large_image_is_resized_in_bands_without_a_seam(monkeypatch, shared_photos):
     """Banded resizing (used from 48 MP on to save memory) looks like one resize, band edges included."""
-    from catalog import prepare
+    from catalog import decoding
 
     photo = Image.open(shared_photos / "real/el_torcal_rocks.jpg").convert("RGB")
-    monkeypatch.setattr(prepare, "BANDED_RESIZE_PIXELS", 0)
-    monkeypatch.setattr(prepare, "BAND_BYTES", photo.width * 4 * 10)  # bands of a few rows
+    monkeypatch.setattr(decoding, "BANDED_RESIZE_PIXELS", 0)
+    monkeypatch.setattr(decoding, "BAND_BYTES", photo.width * 4 * 10)  # bands of a few rows
     for size in [(photo.width // 3, photo.height // 3), (photo.width * 7 // 10, photo.height * 7 // 10)]:
-        banded = prepare._resize(photo, size)
+        banded = decoding.resize(photo, size)
         whole = photo.resize(size, Image.Resampling.LANCZOS)
         difference = ImageChops.difference(banded, whole)
         assert max(high for _, high in difference.getextrema()) <= 2
@@ -355,7 +355,7 @@ def test_the_decode_gate_lets_a_big_image_run_alone():
     import threading
     import time
 
-    from catalog.prepare import DecodeGate
+    from catalog.decoding import DecodeGate
 
     gate, inside, most = DecodeGate(100), [], []
     lock = threading.Lock()

@@ -28,7 +28,8 @@ def load_image(data: bytes, *, max_edge: int = MAX_EDGE, max_image_pixels: int =
     """Upright RGB pixels, at most `max_edge` on the long side; PreparationFailed, one line, if unreadable."""
     from PIL import Image, ImageOps
 
-    from catalog.prepare import open_image, pixel_limit, failure_reason, web_mode
+    from catalog.decoding import failure_reason, open_image, pixel_limit
+    from catalog.prepare import web_mode
     from catalog.thumbnails import _flatten
 
     try:
