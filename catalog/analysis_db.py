@@ -93,14 +93,15 @@ WHERE id = :id
 """
 
 
-def store_analysis(db, photo_id: str, analysis: Analysis, secrets=(), *, source: str | None = None) -> None:
+def store_analysis(db, photo_id: str, analysis: Analysis, secrets=(), *, source: str | None = None) -> dict:
     """Keep an answer, whatever it contains (made storable first, see analyzers.storable), as the
-    row of its source (the back-end's name); the photo's other sources stay."""
+    row of its source (the back-end's name); the photo's other sources stay. Returns that row."""
     row = sources.backend_row(photo_id, source or analysis.provider or "unknown", analysis, secrets)
     with db.atomic():
         db.execute(STORE_DONE, {"id": photo_id, "now": row["produced_at"]})
         sources.store_rows(db, [row])
         catalog_db.store_photo_colors(db, photo_id, row["dominant_color"], json.loads(row["palette"]))
+    return row
 
 
 def store_failure(db, photo_id: str, message: str, permanent: bool, *, spends_attempt: bool = True,

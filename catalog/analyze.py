@@ -155,7 +155,7 @@ class AnalysisRun:
     def _keep(self, row: dict, analysis: Analysis, size: int) -> None:
         s = self.summary
         try:
-            store_analysis(self.db, row["id"], analysis, self.secrets, source=row["source"])
+            stored = store_analysis(self.db, row["id"], analysis, self.secrets, source=row["source"])
             if row.get("safety") is not None:  # rated before the upload: kept, not run again
                 with self.db.atomic():
                     store_rows(self.db, [enricher_row(row["id"], row["safety"])])
@@ -167,7 +167,7 @@ class AnalysisRun:
             return
         s.analysed += 1
         s.kept_local += row["source"] != self.analyzer.name
-        s.tokens_used += storable(analysis).tokens_used
+        s.tokens_used += stored["tokens_used"]  # as stored: clamped, never a second cleaning pass
         s.upload_bytes += size
         self.enrich.submit_missing(row)  # the workers read the file themselves: the API stage goes on
 
