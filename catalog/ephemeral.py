@@ -58,7 +58,7 @@ class EphemeralServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
              APP, "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"],
+             "--log-level", "error", "--lifespan", "on", "--timeout-graceful-shutdown", "1"],
             env=env, stdin=subprocess.DEVNULL, stderr=self._errors,
             preexec_fn=_start_child if sys.platform == "linux" else None)
 

@@ -215,7 +215,7 @@ def test_signal_stops_analyze_within_seconds_keeping_answers(case, sig, figures)
     deadline = time.monotonic() + 30
     while sum(1 for r in server.requests if r.paid) < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    server.latency = 30  # the rest hang: a stop must not wait for them
+    server.latency = 120  # the rest hang: a stop must not wait for them
     time.sleep(1.5)
     sent = time.monotonic()
     proc.send_signal(sig)
@@ -224,7 +224,8 @@ def test_signal_stops_analyze_within_seconds_keeping_answers(case, sig, figures)
     figures.crashes = int("Traceback" in err or proc.returncode < 0)
     figures.answers_lost = answers_lost(server, db_path)
     figures.key_found = key_places(KEY, texts=[out, err], files=[db_path])
-    assert proc.returncode == 130 and took < 6, (proc.returncode, took, err)
+    # out long before the hung answers (120 s); the bound leaves room for a loaded 2-core CI
+    assert proc.returncode == 130 and took < 15, (proc.returncode, took, err)
     assert figures.crashes == 0 and figures.answers_lost == 0 and figures.key_found == 0
     status = rows(db_path, "SELECT status FROM runs ORDER BY id DESC LIMIT 1")[0][0]
     assert status == "interrupted"
@@ -259,7 +260,7 @@ def test_sigterm_stops_catalog_run_within_seconds(case, figures):
     """SIGTERM during `catalog run`'s analysis: out in seconds, answers kept, run marked interrupted."""
     server, env, library, db_path = case
     Path(env["CATALOG_CONFIG"]).write_text("[analysis]\nrequests_per_minute = 6000\nconcurrency = 1\n")
-    server.latency = 30  # every answer hangs: the run is waiting on the network when stopped
+    server.latency = 120  # every answer hangs: the run is waiting on the network when stopped
     proc = subprocess.Popen([sys.executable, "-m", "catalog", "run", str(library)], env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -271,7 +272,8 @@ def test_sigterm_stops_catalog_run_within_seconds(case, figures):
     out, err = proc.communicate(timeout=60)
     took = time.monotonic() - sent
     figures.crashes = int("Traceback" in err or proc.returncode < 0)
-    assert proc.returncode == 130 and took < 8, (proc.returncode, took, err[-2000:])
+    # out long before the hung answers (120 s); measured 3.6 s here, the bound leaves room for a loaded CI
+    assert proc.returncode == 130 and took < 20, (proc.returncode, took, err[-2000:])
     status = rows(db_path, "SELECT status FROM runs WHERE command = 'run' ORDER BY id DESC LIMIT 1")[0][0]
     assert status == "interrupted" and figures.crashes == 0
     figures.note = f"exit 130 in {took:.1f} s, run recorded as interrupted"
