@@ -1,0 +1,67 @@
+"""One file read for the scan: its identity and header facts, or a readable error, never an exception."""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from catalog.containers import BrokenImage
+from catalog.errors import FileChanged, NotRegularFile
+from catalog.identity import Identity, describe_non_image, hash_buffer, load, sniff
+from catalog.imagefacts import ImageFacts, read_facts
+from catalog.libfile import identity_stat, open_library_file
+from catalog.walk import too_long_message
+
+
+@dataclass(frozen=True)
+class Inspection:
+    identity: Identity | None = None
+    facts: ImageFacts | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    reread: bool = False  # the next scan must read the file again, whatever its stat says
+
+
+def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = True) -> Inspection:
+    """Identity and facts of one file, or a readable error. Never raises for bad input.
+
+    The file must stay the same (size, mtime, inode) from open to the last read: one
+    that changes underneath (truncated, still being copied in) is reported as changed,
+    and its ledger row makes the next scan read it again.
+    """
+    try:
+        with open_library_file(path, follow_symlinks=follow_symlinks) as f:
+            before = identity_stat(f)
+            size = before[0]
+            if size == 0:
+                return Inspection(error="empty file (0 bytes)", error_kind="empty")
+            try:
+                buf = load(f, size)
+                head = bytes(buf[:32])
+                fmt = sniff(head)
+                if fmt is None:
+                    return Inspection(error=f"not an image: {describe_non_image(head)}",
+                                      error_kind="not_an_image")
+                identity = hash_buffer(fmt, buf)
+                del buf
+                f.seek(0)
+                facts = read_facts(f, max_image_pixels=max_image_pixels)
+            except BrokenImage:
+                if identity_stat(f) != before:
+                    raise FileChanged(errno.EIO, "changed") from None
+                raise
+            if identity_stat(f) != before:
+                raise FileChanged(errno.EIO, "changed")
+        return Inspection(identity=identity, facts=facts)
+    except BrokenImage as exc:
+        return Inspection(error=str(exc), error_kind=exc.kind)
+    except FileChanged:
+        return Inspection(error="the file changed while it was read (still being written?); "
+                                "it will be read again by the next scan",
+                          error_kind="changed_while_reading", reread=True)
+    except NotRegularFile as exc:
+        return Inspection(error=exc.strerror, error_kind="not_a_file")
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return Inspection(error=too_long_message(path), error_kind="path_too_long")
+        return Inspection(error=f"cannot read file: {exc.strerror or exc}", error_kind="unreadable")
