@@ -48,7 +48,7 @@ from PIL import Image  # noqa: E402
 from catalog import db as catalog_db  # noqa: E402
 from catalog.analyze import analyze  # noqa: E402
 from catalog.analyzers.imgtags import ImgTagsAnalyzer  # noqa: E402
-from catalog.config import AnalysisSettings, Config  # noqa: E402
+from catalog.settings import AnalysisSettings, Config  # noqa: E402
 from catalog.errors import AnalysisFailed  # noqa: E402
 from catalog.scan import scan  # noqa: E402
 from common import (MEASURE_HEAD, add_common_options, bullets, command_line, exit_status,  # noqa: E402

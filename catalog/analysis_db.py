@@ -12,7 +12,7 @@ from catalog import db as catalog_db
 from catalog import sources
 from catalog.analyzers import Analysis
 from catalog.analyzers.storable import clean_text
-from catalog.config import Config
+from catalog.settings import Config
 
 PAGE = 200
 DEFAULT_TOKEN_GUESS = 1250  # the contract's example answer, until we have our own history

@@ -24,7 +24,7 @@ from catalog.analyzers import Analysis, analyzer_factory
 from catalog.analysis_db import (DEFAULT_TOKEN_GUESS, average_tokens, count_pending, pending_photos,
                                  store_analysis, store_failure)
 from catalog.analyzers.storable import clean_text, storable
-from catalog.config import Config
+from catalog.settings import Config
 from catalog.enrichers.stage import EnricherQueue
 from catalog.routing import Router
 from catalog.sources import enricher_row, store_rows

@@ -1,8 +1,8 @@
 """The rules every setting passes at load: its type, its bounds, and values that would only fail later.
 
-Only catalog/config.py calls these. A number setting gets its bounds from LIMITS; one
-without a line there still has to be finite and fit in 32 bits, so nothing can overflow
-SQLite, a thread pool or a sleep.
+Only the settings (catalog/config.py, catalog/settings.py) call these. A number setting
+gets its bounds from LIMITS; one without a line there still has to be finite and fit in
+32 bits, so nothing can overflow SQLite, a thread pool or a sleep.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from catalog import db as catalog_db
 from catalog.db import db_text, prefix_range
-from catalog.config import Config
+from catalog.settings import Config
 from catalog.errors import RootUnavailable
 from catalog.inspection import Inspection, inspect_file
 from catalog.ledger import (BATCH_ROWS, LedgerBatch, catalogued_count, folder_ledger, mark_moves,

@@ -14,7 +14,7 @@ from PIL import Image
 
 from catalog.analyze import analyze, make_analyzer
 from catalog.analyzers.imgtags import ImgTagsAnalyzer
-from catalog.config import AnalysisSettings, Config
+from catalog.settings import AnalysisSettings, Config
 from catalog.db import open_db
 from catalog.errors import AuthenticationFailed
 from catalog.scan import scan

@@ -32,7 +32,7 @@ from catalog.analyze import analyze
 from catalog.browse.metadata import QUERIES, build_metadata
 from catalog.browse.server import make_datasette
 from catalog.cli import cli
-from catalog.config import AnalysisSettings, Config
+from catalog.settings import AnalysisSettings, Config
 from catalog.db import open_db
 from catalog.errors import AnalysisFailed
 from catalog.scan import scan

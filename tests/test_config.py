@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from catalog.config import DEFAULT_EXCLUDE, load_config
+from catalog.settings import DEFAULT_EXCLUDE
+from catalog.config import load_config
 from catalog.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
@@ -59,7 +60,7 @@ def test_example_config_is_valid_and_complete(tmp_path):
     """config.example.toml loads, and documents every setting the code knows."""
     import dataclasses
 
-    from catalog.config import SECTIONS
+    from catalog.settings import SECTIONS
 
     config = load_config(EXAMPLE)
     data = tomllib.loads(EXAMPLE.read_text())

@@ -15,7 +15,7 @@ from PIL import Image, PngImagePlugin
 
 from catalog.analyzers import LIKELIHOODS, Analysis, UploadImage, analyzer_factory
 from catalog.analyzers.imgtags import ImgTagsAnalyzer
-from catalog.config import AnalysisSettings, Config
+from catalog.settings import AnalysisSettings, Config
 from catalog.errors import AnalysisFailed, AuthenticationFailed, QuotaExhausted, ServiceDown
 
 KEY = "sk-test-4c3b2a1900ffee"

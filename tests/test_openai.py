@@ -21,7 +21,8 @@ from catalog.analyzers import REGISTRY, UploadImage, analyzer_names, register
 from catalog.analyzers.openai import RESPONSE_FORMAT, OpenAIAnalyzer
 from catalog.analyzers.storable import storable
 from catalog.analyzers.untidy import MAX_TAGS, find_json
-from catalog.config import AnalysisSettings, Config, load_config
+from catalog.settings import AnalysisSettings, Config
+from catalog.config import load_config
 from catalog.db import open_db
 from catalog.errors import AnalysisFailed, AuthenticationFailed, ConfigError, QuotaExhausted
 from catalog.scan import scan

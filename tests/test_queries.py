@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog.browse.metadata import QUERIES
-from catalog.config import Config
+from catalog.settings import Config
 from catalog.errors import CatalogError
 from catalog.queries import catalogue_stats, duplicate_groups, file_record, library_counts, recent_runs
 from catalog.scan import scan

@@ -10,7 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
-from catalog.config import Config, LibrarySettings
+from catalog.settings import Config, LibrarySettings
 from catalog.db import open_db, text_path
 from catalog.identity import identity_of
 from catalog.scan import scan

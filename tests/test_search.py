@@ -12,7 +12,7 @@ from PIL import Image
 
 from catalog.analyzers import Analysis
 from catalog.analysis_db import store_analysis
-from catalog.config import Config
+from catalog.settings import Config
 from catalog.db import open_db
 from catalog.scan import scan
 from catalog.errors import SearchError

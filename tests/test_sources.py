@@ -15,7 +15,7 @@ import pytest
 
 from catalog.analysis_db import store_analysis
 from catalog.analyzers import Analysis
-from catalog.config import Config
+from catalog.settings import Config
 from catalog.db import open_db
 from catalog.enrichers import Enrichment
 from catalog.scan import scan
@@ -140,7 +140,7 @@ def listed(value) -> list[str]:
 def test_writeback_takes_every_source_and_records_its_provenance(photos, tmp_path, mode):
     """Keywords from all sources; catalog:Sources says who made them; a better model replaces only
     its own stale keywords, never the user's."""
-    from catalog.config import WritebackSettings
+    from catalog.settings import WritebackSettings
     from catalog.writeback.stage import writeback
 
     library = tmp_path / "lib"

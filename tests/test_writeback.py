@@ -14,7 +14,7 @@ from PIL import Image
 
 from catalog.analyzers import Analysis
 from catalog.analysis_db import store_analysis
-from catalog.config import Config, WritebackSettings
+from catalog.settings import Config, WritebackSettings
 from catalog.db import open_db
 from catalog.identity import identity_of
 from catalog.scan import scan
@@ -408,7 +408,7 @@ def xmp_with(keywords) -> bytes:
 def test_symlinked_photos_keep_their_links_and_nothing_outside_the_roots_is_written(photos, tmp_path):
     """follow_symlinks: a link to a photo in the library is written through (the link stays); a
     link or a linked folder leading outside the roots gets nothing, neither embed nor sidecar."""
-    from catalog.config import LibrarySettings
+    from catalog.settings import LibrarySettings
 
     lib, outside = tmp_path / "lib", tmp_path / "outside"
     (lib / "originals").mkdir(parents=True)

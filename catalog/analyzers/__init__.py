@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from catalog.errors import ConfigError
 
 if TYPE_CHECKING:
-    from catalog.config import Config
+    from catalog.settings import Config
 
 LIKELIHOODS = ("UNKNOWN", "VERY_UNLIKELY", "UNLIKELY", "POSSIBLE", "LIKELY", "VERY_LIKELY")
 

@@ -14,7 +14,7 @@ from catalog.errors import AnalysisFailed, AuthenticationFailed, ConfigError
 from catalog.http import HttpStats, UnreadableAnswer
 
 if TYPE_CHECKING:
-    from catalog.config import Config
+    from catalog.settings import Config
 
 DEFAULT_BASE_URL = "https://www.imgtags.com/api/v1"
 MAX_UPLOAD_BYTES = 10_000_000  # the contract says 10MB; stay under either reading of it

@@ -22,7 +22,7 @@ from catalog.errors import AnalysisFailed, AuthenticationFailed, QuotaExhausted
 from catalog.http import HttpStats, UnreadableAnswer
 
 if TYPE_CHECKING:
-    from catalog.config import Config
+    from catalog.settings import Config
 
 log = logging.getLogger(__name__)
 

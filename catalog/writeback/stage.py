@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from catalog import db as catalog_db
 from catalog import sources
 from catalog.db import db_text
-from catalog.config import Config
+from catalog.settings import Config
 from catalog.errors import CatalogError, ChangedMeanwhile, WriteBackError
 from catalog.identity import hash_buffer, sniff
 from catalog.progress import progress_bar

@@ -24,7 +24,7 @@ from audit import crashes, run_cli
 SWAP_TO_FIFO = textwrap.dedent("""
     import os, sys, time
     import catalog.scan as scan_module
-    from catalog.config import Config
+    from catalog.settings import Config
     from catalog.db import open_db
 
     root, db_path = sys.argv[1], sys.argv[2]
@@ -166,7 +166,7 @@ def _big_png(path: Path, side: int) -> None:
 PREPARE_FOUR = textwrap.dedent("""
     import resource, sys, time
     from concurrent.futures import ThreadPoolExecutor
-    from catalog.config import Config
+    from catalog.settings import Config
     from catalog.prepare import prepare_upload
 
     a = Config().analysis

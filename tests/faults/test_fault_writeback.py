@@ -18,7 +18,7 @@ import pytest
 from audit import crashes, run_cli
 from catalog.analyze import store_analysis
 from catalog.analyzers import Analysis
-from catalog.config import Config, WritebackSettings
+from catalog.settings import Config, WritebackSettings
 from catalog.db import close_interrupted_runs, open_db
 from catalog.scan import scan
 from catalog.writeback import xmp
@@ -59,7 +59,7 @@ def files(root: Path) -> dict[Path, bytes]:
 
 CHILD = """
 import os, signal, sys
-from catalog.config import Config, WritebackSettings
+from catalog.settings import Config, WritebackSettings
 from catalog.db import open_db
 from catalog.writeback.stage import writeback
 db = open_db(sys.argv[1])
