@@ -32,7 +32,7 @@ OURS = ("XMP", "IPTC:Keywords", "IPTC:Caption-Abstract", "IPTC:CodedCharacterSet
 
 
 def packet(keywords: list[str], description: str | None) -> bytes:
-    """A minimal XMP packet (the real merge lives in catalog.writeback.xmp; not tested here)."""
+    """A minimal XMP packet (the real merge lives in catalog.writeback.xmp_merge; not tested here)."""
     li = "".join(f"<rdf:li>{k}</rdf:li>" for k in keywords)
     alt = (f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{description}</rdf:li></rdf:Alt>'
            "</dc:description>" if description else "")

@@ -400,7 +400,7 @@ def test_a_symlinked_sidecar_is_never_read_or_written_through(library, tmp_path)
 
 
 def xmp_with(keywords) -> bytes:
-    from catalog.writeback.xmp import merge_xmp
+    from catalog.writeback.xmp_merge import merge_xmp
 
     return merge_xmp(None, add=keywords, remove=[], description=None, replace_description=False)
 

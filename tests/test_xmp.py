@@ -14,7 +14,9 @@ import pytest
 
 from catalog.writeback import xmp
 from catalog.errors import WriteBackError
-from catalog.writeback.xmp import find_xmp_packet, merge_xmp, read_xmp, sidecar_path, write_sidecar
+from catalog.writeback.sidecar import sidecar_path, write_sidecar
+from catalog.writeback.xmp import find_xmp_packet, read_xmp
+from catalog.writeback.xmp_merge import merge_xmp
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"
 OURS = ("XMP-dc:Subject", "XMP-lr:HierarchicalSubject", "XMP-digiKam:TagsList")
@@ -316,7 +318,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(xmp.os, "fsync", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space"):
         write_sidecar(str(target), b"new")
     assert target.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["IMG.JPG.xmp", "other.xmp"]

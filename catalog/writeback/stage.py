@@ -27,8 +27,9 @@ from catalog.settings import Config
 from catalog.errors import CatalogError, ChangedMeanwhile, WriteBackError
 from catalog.identity import hash_buffer, sniff
 from catalog.progress import progress_bar
-from catalog.writeback import embed, fields, iptc, journal, xmp
+from catalog.writeback import embed, fields, iptc, journal, xmp, xmp_merge
 from catalog.writeback.atomic import Fingerprint, atomic_write, inside, read_file, sweep
+from catalog.writeback.sidecar import sidecar_path, write_sidecar
 
 log = logging.getLogger("catalog.writeback")
 EMBEDDABLE = ("JPEG", "PNG", "WEBP", "TIFF")
@@ -154,7 +155,7 @@ class Writer:
 
         try:
             if kind == "sidecar":
-                xmp.write_sidecar(real, new, expect=before, before_rename=ahead)
+                write_sidecar(real, new, expect=before, before_rename=ahead)
             else:
                 atomic_write(real, new, expect=before, before_rename=ahead)
         except BaseException as exc:  # the file says whether the write landed (a signal may come late)
@@ -190,9 +191,9 @@ class Writer:
             ours = {description, *(s["description"] for s in (state, embed_state) if s)}
             if fields.users_description([facts.description, *photo_descriptions], ours):
                 description = None  # the user described this photo: ours goes nowhere
-            packet = xmp.merge_xmp(base, add=tags, remove=change.remove, description=description,
-                                   replace_description=fields.may_replace(facts.description, plan_state),
-                                   parent=wb.hierarchy_parent, sources=row["provenance"])
+            packet = xmp_merge.merge_xmp(base, add=tags, remove=change.remove, description=description,
+                                         replace_description=fields.may_replace(facts.description, plan_state),
+                                         parent=wb.hierarchy_parent, sources=row["provenance"])
             change.description = xmp.read_xmp(packet).description != facts.description
             if existing is not None and packet == existing:
                 change.status = "unchanged"
@@ -228,9 +229,9 @@ class Writer:
             ours = {description, *(s["description"] for s in (state, self._sidecar_state(row, photo)) if s)}
             if fields.users_description([*found, self._sidecar_description(row, photo)], ours):
                 description = None  # the user described this photo somewhere: ours goes nowhere
-            packet = xmp.merge_xmp(current.xmp, add=tags, remove=change.remove, description=description,
-                                   replace_description=fields.may_replace(facts.description, state),
-                                   parent=self.wb.hierarchy_parent, sources=row["provenance"])
+            packet = xmp_merge.merge_xmp(current.xmp, add=tags, remove=change.remove, description=description,
+                                         replace_description=fields.may_replace(facts.description, state),
+                                         parent=self.wb.hierarchy_parent, sources=row["provenance"])
             iim = None
             if fmt in WITH_IPTC:
                 iim = iptc.merge_iptc(current.iptc, add=tags, remove=change.remove, caption=description,
@@ -253,8 +254,8 @@ class Writer:
         self._record(change)
 
     def _sidecar_of(self, row, photo: str) -> str:
-        return xmp.sidecar_path(photo, style=self.wb.sidecar_name, sidecar_dir=self.wb.sidecar_dir or None,
-                                root=catalog_db.fs_path({"path": row["root"]}))
+        return sidecar_path(photo, style=self.wb.sidecar_name, sidecar_dir=self.wb.sidecar_dir or None,
+                            root=catalog_db.fs_path({"path": row["root"]}))
 
     def _sidecar_description(self, row, photo: str) -> str | None:
         """The description in the photo's sidecar, if it has one we can read."""

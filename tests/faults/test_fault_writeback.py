@@ -21,7 +21,7 @@ from catalog.analyzers import Analysis
 from catalog.settings import Config, WritebackSettings
 from catalog.db import close_interrupted_runs, open_db
 from catalog.scan import scan
-from catalog.writeback import xmp
+from catalog.writeback import xmp, xmp_merge
 from catalog.writeback.stage import writeback
 from catalog.writeback.undo import undo
 
@@ -183,7 +183,7 @@ def test_full_disk_then_a_later_run_keeps_the_users_keywords(shared_photos, tmp_
         filler.unlink()
         for name in NAMES[:3]:  # the photographer's own "sunset", as Lightroom would add it
             photo = root / name
-            packet = xmp.merge_xmp(xmp.find_xmp_packet(photo.read_bytes()), add=["sunset"], remove=[],
+            packet = xmp_merge.merge_xmp(xmp.find_xmp_packet(photo.read_bytes()), add=["sunset"], remove=[],
                                    description=None, replace_description=False)
             (root / f"{name}.xmp").write_bytes(packet)
         expected = {p: user_keywords(p.read_bytes()) for p in root.glob("*.xmp")}
@@ -230,7 +230,7 @@ def test_hostile_sidecars_are_skipped_and_the_run_finishes(library, tmp_path, fi
     with open(root / "denali.webp.xmp", "wb") as f:
         f.truncate(300 << 20)
     private = tmp_path / "private.xmp"
-    private.write_bytes(xmp.merge_xmp(None, add=["private-keyword"], remove=[], description=None,
+    private.write_bytes(xmp_merge.merge_xmp(None, add=["private-keyword"], remove=[], description=None,
                                       replace_description=False))
     (root / "BlueSquare.jpg.xmp").symlink_to(private)
     theirs = private.read_bytes()
