@@ -264,7 +264,7 @@ def main(argv=None) -> int:
         load = load_average()
         section = f"""{SECTION}
 
-Measured {today} by `bench/analyze.py`: `catalog.enrichers.run_enrichers` with all four enrichers
+Measured {today} by `bench/analyze.py`: `catalog.enrichers.run.run_enrichers` with all four enrichers
 (places, text, safety, faces) on generated 12 MP JPEGs: it reads the file, decodes it at reduced
 size (`draft`: 1/4 scale, at most 1000 px), and runs each enricher on those pixels, each model
 with one thread. Beside it, a plain Pillow decode of the same file at full size. Then the same

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from catalog.config import load_config
-from catalog.enrichers import REGISTRY, EnrichResult, run_enrichers, unavailable
+from catalog.enrichers import REGISTRY, EnrichResult, unavailable
+from catalog.enrichers.run import run_enrichers
 from catalog.errors import ConfigError
 
 pytestmark = pytest.mark.skipif(bool(unavailable(REGISTRY)), reason="; ".join(unavailable(REGISTRY).values()))
@@ -204,7 +205,7 @@ def test_bytes_in_results_picklable_and_upright(photos, orientation):
 
 
 def test_pool_workers_give_the_same_answers(photos):
-    from catalog.enrichers import open_pool
+    from catalog.enrichers.run import open_pool
 
     path = str(photos / "real" / "hopper.gif")
     with open_pool(["faces", "places"], workers=1) as pool:
@@ -231,7 +232,7 @@ def test_nothing_is_fetched_from_the_network(photos):
         def refuse(*a, **k): raise OSError("network use refused by the test")
         socket.socket.connect = refuse
         socket.create_connection = refuse
-        from catalog.enrichers import run_enrichers
+        from catalog.enrichers.run import run_enrichers
         r = run_enrichers({str(photos / "real" / "DSCN0010.jpg")!r}, {ALL!r})
         assert not r.errors, r.errors
         print(sorted(e.source for e in r.enrichments))

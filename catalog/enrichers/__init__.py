@@ -143,11 +143,3 @@ def distribution(name: str) -> str:
         return f"{name} {version(name)}"
     except PackageNotFoundError:
         return name
-
-
-def __getattr__(attr: str):  # run_enrichers and open_pool live in .run; re-exported lazily
-    if attr in ("run_enrichers", "open_pool", "load_image", "warm"):
-        from catalog.enrichers import run
-
-        return getattr(run, attr)
-    raise AttributeError(attr)
