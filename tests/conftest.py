@@ -1,12 +1,17 @@
-"""Shared fixtures: copies of the shared test photos, a fresh catalogue, a clean environment, no proxies."""
+"""Shared fixtures: copies of the shared test photos, a fresh catalogue, a clean environment, no proxies,
+the catalogue's code from an older commit, exiftool and the `catalog` command."""
 
 from __future__ import annotations
 
+import io
 import shutil
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 
 
@@ -49,3 +54,18 @@ def db(tmp_path):
     catalogue = open_db(tmp_path / "catalog.db")
     yield catalogue
     catalogue.close()
+
+
+@pytest.fixture
+def old_code(tmp_path):
+    """`old_code(COMMIT)`: the `catalog` package as it was at that commit, from git (a PYTHONPATH)."""
+
+    def extract(commit: str) -> Path:
+        archive = subprocess.run(["git", "archive", commit, "catalog"], cwd=REPO, capture_output=True)
+        if archive.returncode != 0:
+            pytest.skip(f"commit {commit[:10]} is not in this clone: {archive.stderr.decode().strip()}")
+        tree = tmp_path / f"code-{commit[:10]}"
+        tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tree, filter="data")
+        return tree
+
+    return extract
