@@ -11,11 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import sqlite_utils
+
 import catalog.schema
+from catalog import db as catalog_db
 from catalog.colors import named_matches
 from catalog.config import Config
 from catalog.db import open_db
 from catalog.scan import scan
+from catalog.schema import migrations
 
 BEFORE_COLORS = "ee46eedb9539981d6deb4d632c941eb22c8d17e3"  # main before m006 and m007 (last: m005)
 FILES = ("path", "path_bytes", "root", "folder", "name", "photo_id", "status")
@@ -73,3 +78,29 @@ def test_a_catalogue_from_before_m006_and_m007_comes_out_as_todays(photos, tmp_p
         names = {r[0] for r in conn.execute("SELECT name FROM files")}
     assert names == {"DSCN0010.jpg", "a\\\\xff.jpg", "b\\xff.jpg"}  # one text per path (db_text)
     today.close()
+
+
+def test_colours_are_derived_with_m006_or_not_at_all(tmp_path, monkeypatch):
+    """A failure while deriving photo_colors leaves m006 pending, nothing half-made; the next open completes it."""
+    path = tmp_path / "c.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m006_photo_colors")  # a catalogue as m005 left it
+    old["photos"].insert({"id": "p1", "first_seen": "2026-01-01", "analysis_status": "done",
+                          "dominant_color": "#d32f2f", "palette": '["#d32f2f", "#1976d2"]'})
+    old.close()
+
+    def interrupted(db):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(catalog_db.DERIVED, "m006_photo_colors", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_db(path)
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        applied = {r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")}
+    assert "photo_colors" not in tables and "m006_photo_colors" not in applied and "analyses" not in tables
+    monkeypatch.undo()
+    db = open_db(path)
+    found = set(db.execute("SELECT name, distance FROM photo_colors").fetchall())
+    assert found == set(named_matches(["#d32f2f", "#d32f2f", "#1976d2"])) and {"red", "blue"} <= dict(found).keys()
+    db.close()
