@@ -20,6 +20,7 @@ import sqlite_utils
 
 from catalog import private
 from catalog.errors import CatalogError, DatabaseUnusable
+from catalog.schema import migrations
 
 # Every column of `analyses` but photo_id, in table order (carry_analysis copies rows with them).
 ANALYSES_COPY = ("source", "kind", "tags", "description", "objects", "dominant_color", "palette", "scene",
@@ -74,6 +75,16 @@ def store_photo_colors(db: sqlite_utils.Database, photo_id: str, dominant, palet
                         [(name, photo_id, d) for name, d in named_matches(swatches)])
 
 
+def fill_photo_colors(db: sqlite_utils.Database) -> None:
+    """Named colours for every analysed photo, by today's rule (after m006 made the table)."""
+    for row in db.query("SELECT id, dominant_color, palette FROM photos WHERE palette IS NOT NULL"):
+        store_photo_colors(db, row["id"], row["dominant_color"], json.loads(row["palette"] or "[]"))
+
+
+# Data a schema-only migration leaves to today's code, derived in the transaction that applies it.
+DERIVED = {"m006_photo_colors": fill_photo_colors}
+
+
 REFRESH_TEXT = """
 INSERT INTO photo_text (photo_id, tags, description, objects, scene, mood, places, place, text)
 SELECT p.id,
@@ -126,9 +137,15 @@ def open_db(path: str | os.PathLike, *, create: bool = True) -> sqlite_utils.Dat
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA cache_size=-65536")  # 64 MiB: upserts keyed on random hashes need it
-        from catalog.schema import migrations  # here: the schema builds on this module
-
-        migrations.apply(db)
+        pending = {m.name for m in migrations.pending(db)}
+        if pending & DERIVED.keys():  # only then one transaction: a migration may need to run outside
+            with db.atomic():
+                migrations.apply(db)
+                for name, derive in DERIVED.items():
+                    if name in pending:
+                        derive(db)
+        else:
+            migrations.apply(db)
     except sqlite3.DatabaseError as exc:
         raise DatabaseUnusable.explain(path, exc) from None
     except OSError as exc:

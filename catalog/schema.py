@@ -1,18 +1,18 @@
 """The schema: numbered migrations, each with its commented DDL, applied by `db.open_db`.
 
 Nobody else issues CREATE TABLE. A migration is history: once released it is never edited,
-only followed by a new one (sqlite-utils records which ones a database has had).
+only followed by a new one (sqlite-utils records which ones a database has had). So it never
+calls application code, which may change later: it carries a frozen copy of the rule it needs
+(m007), or it only shapes the schema and today's code derives the data (m006, see
+`db.DERIVED`). Nothing here imports from catalog.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 import sqlite_utils
 from sqlite_utils import Migrations
-
-from catalog.db import REREAD_MTIME_NS, SEARCH_COLUMNS, db_text, store_photo_colors
 
 migrations = Migrations("catalog")
 
@@ -125,6 +125,11 @@ def m002_analysis_and_search(db: sqlite_utils.Database) -> None:
     )
 
 
+# There is no m003, and no catalogue misses one: the write-back groundwork (c4b2e22) named its
+# migration m004 directly after m002, and no m003 was ever released. sqlite-utils records
+# migrations by name, so the gap stays: renumbering would make every catalogue apply m004 again.
+
+
 @migrations()
 def m004_writeback(db: sqlite_utils.Database) -> None:
     """What we wrote into which file (so only our own stale tags are ever removed), and a
@@ -231,7 +236,11 @@ def m005_thumbnails_and_gallery(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m006_photo_colors(db: sqlite_utils.Database) -> None:
-    """Named colours near each photo's palette, so a colour search is an index look-up."""
+    """Named colours near each photo's palette, so a colour search is an index look-up.
+
+    Schema only: the rows are derived from the palettes by today's colour rule, which
+    `db.open_db` runs in the same transaction (`db.DERIVED`), as analysis does for new photos.
+    """
     db.execute(
         """
         CREATE TABLE photo_colors (
@@ -244,8 +253,18 @@ def m006_photo_colors(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX photo_colors_rank ON photo_colors(name, distance)")
     db.execute("CREATE INDEX photo_colors_photo ON photo_colors(photo_id)")
-    for row in db.query("SELECT id, dominant_color, palette FROM photos WHERE palette IS NOT NULL"):
-        store_photo_colors(db, row["id"], row["dominant_color"], json.loads(row["palette"] or "[]"))
+
+
+def _m007_text(path: str) -> tuple[str, bytes | None]:
+    """`db.db_text` as m007 shipped it (frozen: the encoding this migration converts to)."""
+    if "\\" not in path:
+        try:
+            path.encode("utf-8")
+            return path, None
+        except UnicodeEncodeError:
+            pass
+    raw = os.fsencode(path)
+    return raw.replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace"), raw
 
 
 @migrations()
@@ -272,15 +291,15 @@ def m007_unambiguous_paths(db: sqlite_utils.Database) -> None:
         depth = root.count("/") + 1  # escaping never adds a "/": the root is that many parts
         parts = {"path": true, "root": b"/".join(true.split(b"/")[:depth]) if root != "/" else b"/",
                  "folder": os.path.dirname(true), "name": os.path.basename(true)}
-        new = {k: db_text(os.fsdecode(v))[0] for k, v in parts.items()}
+        new = {k: _m007_text(os.fsdecode(v))[0] for k, v in parts.items()}
         renamed[text] = new["path"]
-        updates.append({**new, "raw": db_text(os.fsdecode(true))[1], "rowid": rowid})
+        updates.append({**new, "raw": _m007_text(os.fsdecode(true))[1], "rowid": rowid})
         db.execute("UPDATE files SET path = char(0) || rowid WHERE rowid = ?", [rowid])
     db.conn.executemany("UPDATE files SET path = :path, path_bytes = :raw, root = :root, folder = :folder, "
                         "name = :name WHERE rowid = :rowid", updates)
 
     def moved(text: str, raw: bytes | None = None) -> str:
-        return renamed.get(text) or db_text(os.fsdecode(raw) if raw else text)[0]
+        return renamed.get(text) or _m007_text(os.fsdecode(raw) if raw else text)[0]
 
     for rowid, target in db.execute("SELECT rowid, moved_to FROM files WHERE instr(moved_to, '\\') > 0").fetchall():
         db.execute("UPDATE files SET moved_to = ? WHERE rowid = ?", [moved(target), rowid])
@@ -289,7 +308,7 @@ def m007_unambiguous_paths(db: sqlite_utils.Database) -> None:
                          "WHERE instr(target, '\\') > 0 OR instr(path, '\\') > 0").fetchall()
     exact = {target: raw for _, target, raw, _ in journal if raw}
     for rowid, target, raw, path in journal:
-        new_target, new_raw = db_text(os.fsdecode(raw) if raw else target)
+        new_target, new_raw = _m007_text(os.fsdecode(raw) if raw else target)
         db.execute("UPDATE writeback_journal SET target = ?, target_bytes = ?, path = ? WHERE rowid = ?",
                    [new_target, new_raw, moved(path), rowid])
     state = db.execute("SELECT rowid, target, path FROM writeback_state "
@@ -311,8 +330,8 @@ def m008_tiff_layout_identity(db: sqlite_utils.Database) -> None:
     and copies what was paid for onto the new identity (`carry_analysis`).
     """
     db.execute(
-        f"""
-        UPDATE files SET mtime_ns = {REREAD_MTIME_NS}   -- read again by the next scan
+        """
+        UPDATE files SET mtime_ns = -1   -- no file has it (db.REREAD_MTIME_NS): read again by the next scan
         WHERE status != 'moved'
           AND photo_id IN (SELECT id FROM photos WHERE format = 'TIFF')
         """
@@ -395,8 +414,9 @@ def m010_analysis_sources(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE photo_text ADD COLUMN place TEXT")
     db.execute("ALTER TABLE photo_text ADD COLUMN text TEXT")
     db["photo_text"].disable_fts()
-    db["photo_text"].enable_fts(list(SEARCH_COLUMNS), fts_version="FTS5", create_triggers=True,
-                                tokenize="porter unicode61 remove_diacritics 2")
+    db["photo_text"].enable_fts(  # db.SEARCH_COLUMNS as of this migration
+        ["tags", "description", "objects", "scene", "mood", "places", "place", "text"],
+        fts_version="FTS5", create_triggers=True, tokenize="porter unicode61 remove_diacritics 2")
     # The gallery gains a place column (for its facet): m005's view with `p.place` after the tags.
     (view,) = db.execute("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = 'gallery'").fetchone()
     assert "p.tags,\n" in view, "the gallery view is not m005's"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,6 @@ from PIL import Image
 from catalog.analyze import analyze, make_analyzer
 from catalog.analyzers.imgtags import ImgTagsAnalyzer
 from catalog.settings import AnalysisSettings, Config
-from catalog.db import open_db
 from catalog.errors import AuthenticationFailed
 from catalog.scan import scan
 
@@ -30,13 +26,6 @@ def settings(**analysis) -> Config:
 def real_library(photos):
     """Only the real photos (34 unique + 1 duplicate)."""
     return photos / "real"
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_db(tmp_path / "catalog.db")
-    yield database
-    database.close()
 
 
 def photo_of(db, path: Path) -> dict:
@@ -180,28 +169,23 @@ def test_budget_stops_cleanly(real_library, db, server):
     assert summary.tokens_used <= budget + biggest  # overshoot by at most the photo in flight
 
 
-def run_cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "catalog", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=300)
-
-
-def test_cli_dry_run_sends_nothing_and_bad_key_exits_2(real_library, tmp_path, server):
+def test_cli_dry_run_sends_nothing_and_bad_key_exits_2(real_library, tmp_path, server, run_catalog):
     env = {"CATALOG_DB": str(tmp_path / "c.db"), "IMGTAGS_BASE_URL": server.base_url,
            "IMGTAGS_API_KEY": "wrong-key-789"}
-    assert run_cli("scan", real_library, env=env).returncode == 0
-    dry = run_cli("analyze", "--dry-run", "--json", env=env)
+    assert run_catalog("scan", real_library, env=env).returncode == 0
+    dry = run_catalog("analyze", "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
     data = json.loads(dry.stdout)
     assert data["would_send"] == 34 and data["analyzer"] == "imgtags" and data["tokens_estimate"] == 34 * 1250
     assert len(server.requests) == 0
-    bad = run_cli("-vv", "analyze", env=env)
+    bad = run_catalog("-vv", "analyze", env=env)
     assert bad.returncode == 2 and "refused the API key" in bad.stderr
     assert "wrong-key-789" not in bad.stderr + bad.stdout and "Traceback" not in bad.stderr
     env["IMGTAGS_API_KEY"] = "test-key-123"
-    good = run_cli("-vv", "analyze", "--json", "--limit", "3", env=env)
+    good = run_catalog("-vv", "analyze", "--json", "--limit", "3", env=env)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["analysed"] == 3 and "test-key-123" not in good.stderr
-    dry = json.loads(run_cli("analyze", "--dry-run", "--json", env=env).stdout)
+    dry = json.loads(run_catalog("analyze", "--dry-run", "--json", env=env).stdout)
     assert dry["would_send"] == 31 and dry["estimate_from"] == "history"
 
 

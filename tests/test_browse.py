@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,12 +21,15 @@ import subprocess
 import sys
 import time
 import tomllib
+import types
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
+from datasette import hookimpl
+from datasette.plugins import pm
 from PIL import Image
 
 from catalog.analyze import analyze
@@ -412,6 +416,45 @@ def test_post_is_refused_cleanly(client):
         response = client.run(client.ds.client.post(path, data={"x": "1"}))
         assert response.status_code == 405, path
         assert response.headers["allow"] == "GET, HEAD" and "read-only" in response.text
+
+
+def failing_page_plugin() -> types.ModuleType:
+    """A plugin with a page that fails as a bug would, holding a local the console must never show."""
+
+    async def broken():
+        private_local = "LOCAL-VALUE-9f3a"  # noqa: F841 (what rich's show_locals would print)
+        raise RuntimeError("kaboom in the page")
+
+    plugin = types.ModuleType("failing_page")
+    plugin.register_routes = hookimpl(lambda: [(r"^/-/broken$", broken)])
+    return plugin
+
+
+def test_a_failing_page_shows_no_traceback_or_locals_anywhere(catalogue, capfd, caplog):
+    """A bug: a plain 500 page and one log line; a 404 and a bad query: Datasette's page, a quiet console."""
+    plugin = failing_page_plugin()
+    pm.register(plugin, name="test-failing-page")
+    client = Client(catalogue, allow_sql=True)
+    try:
+        capfd.readouterr()
+        with caplog.at_level(logging.WARNING, logger="catalog.browse"):
+            broken = client.get("/-/broken")
+            missing = client.get("/catalog/no_such_table")
+            missing_json = client.get("/catalog/no_such_table.json")
+            bad_sql = client.get("/catalog.json?sql=select+nonsense+from")
+    finally:
+        client.close()
+        pm.unregister(plugin)
+    console = capfd.readouterr()
+    assert broken.status_code == 500 and "Internal error" in broken.text
+    assert "kaboom" not in broken.text and "LOCAL-VALUE" not in broken.text
+    assert missing.status_code == 404 and "Table not found" in missing.text and "<h1>" in missing.text
+    assert missing_json.status_code == 404 and missing_json.json()["ok"] is False
+    assert bad_sql.status_code == 400 and bad_sql.json()["error"] == "incomplete input"
+    for text in (console.out, console.err, caplog.text):
+        assert "Traceback" not in text and "LOCAL-VALUE" not in text and "locals" not in text, text
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line == "internal error on GET /-/broken: RuntimeError: kaboom in the page"
 
 
 def _script_hash(script: str) -> str:

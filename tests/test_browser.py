@@ -1,22 +1,17 @@
 """`catalog serve` in a real browser: headless Chromium (Debian's) driven by Playwright.
 
-Outside CI these tests skip when Chromium is missing; under CI (CI=true) they fail instead,
-so a runner without a browser cannot pass the browser checks by skipping them.
+Outside CI these tests skip when Chromium is missing; under CI (CI=true) they fail instead
+(conftest.py's `chromium`), so a runner without a browser cannot pass them by skipping.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from test_browse import build_catalogue, catalog_serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
-IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 # Each `javascript:` link would mark the page if it ran; spellings a browser still runs.
 MARK = "document.title='pwned';window.__pwned=(window.__pwned||0)+1;void 0"
 CRAFTED_LINKS = [f"javascript:{MARK}", f"  JaVaScRiPt:{MARK}", f"java\tscript:{MARK}"]
@@ -24,28 +19,6 @@ CRAFTED_LINKS = [f"javascript:{MARK}", f"  JaVaScRiPt:{MARK}", f"java\tscript:{M
 WATCH_VIOLATIONS = """window.__violations = [];
 document.addEventListener('securitypolicyviolation',
     e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"""
-
-
-@pytest.fixture
-def chromium():
-    """Debian's Chromium under Playwright: skipped outside CI when missing, a failure in CI."""
-    missing = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = "playwright is not installed (pip install -e '.[test]')"
-    if missing is None and not CHROMIUM.exists():
-        missing = f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)"
-    if missing:
-        if IN_CI:
-            pytest.fail(f"CI: {missing}")
-        pytest.skip(missing)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import shutil
 import struct
 import subprocess
@@ -21,9 +19,6 @@ from catalog.errors import WriteBackError
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos"
 KEYWORDS = ["sunset", "café", "日本", "beach|sand"]
 DESCRIPTION = "Un café à Paris"
-EXIFTOOL = shutil.which("exiftool")
-needs_exiftool = pytest.mark.skipif(EXIFTOOL is None and os.environ.get("CI") != "true",
-                                    reason="exiftool not installed (CI installs it)")
 # What we change; everything else exiftool reports must come back with the same value.
 OURS = ("XMP", "IPTC:Keywords", "IPTC:Caption-Abstract", "IPTC:CodedCharacterSet", "IPTC:ApplicationRecordVersion",
         "IFD0:XPKeywords", "IFD0:ImageDescription", "Photoshop:IPTCDigest", "File:", "System:", "ExifTool:",
@@ -55,15 +50,9 @@ def write(data: bytes, fmt: str, keywords=KEYWORDS, description=DESCRIPTION, rem
                                 description=description)
 
 
-def exiftool_json(*paths: Path) -> dict[str, dict]:
-    out = subprocess.run([EXIFTOOL, "-j", "-G1", "-a", "-struct", "-charset", "iptc=UTF8", *map(str, paths)],
-                         capture_output=True, check=True).stdout
-    return {r["SourceFile"]: r for r in json.loads(out.decode("utf-8", "replace"), strict=False)}
-
-
-def warnings(*paths: Path) -> dict[str, set[str]]:
+def warnings(exiftool, *paths: Path) -> dict[str, set[str]]:
     """exiftool -validate's warnings per file (one exiftool run for all)."""
-    out = subprocess.run([EXIFTOOL, "-validate", "-warning", "-a", "-s3", *map(str, paths), "/dev/null"],
+    out = subprocess.run([exiftool.path, "-validate", "-warning", "-a", "-s3", *map(str, paths), "/dev/null"],
                          capture_output=True, text=True).stdout  # /dev/null: always several, so headers
     found: dict[str, set[str]] = {}
     for line in out.splitlines():
@@ -74,16 +63,12 @@ def warnings(*paths: Path) -> dict[str, set[str]]:
     return found
 
 
-def as_list(value) -> list:
-    return value if isinstance(value, list) else [] if value is None else [value]
-
-
 def real_photos():
+    """Every real photo with a lossless embedded writer (HEIF and GIF get a sidecar: test_writeback.py)."""
     for path in sorted(p for p in (PHOTOS / "real").rglob("*") if p.is_file()):
         fmt = sniff(path.read_bytes()[:32])
-        marks = () if fmt in embed.FIELDS else pytest.mark.skip(
-            reason=f"{fmt}: no lossless embedded writer, the stage writes a sidecar instead")
-        yield pytest.param(path, fmt, id=path.name, marks=marks)
+        if fmt in embed.FIELDS:
+            yield pytest.param(path, fmt, id=path.name)
 
 
 REAL = list(real_photos())
@@ -91,25 +76,29 @@ REAL = list(real_photos())
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    """Every embeddable real photo: an untouched copy and a written copy, read by exiftool once."""
+    """Every embeddable real photo: an untouched copy and a written copy."""
     root = tmp_path_factory.mktemp("embed")
     (root / "before").mkdir(), (root / "after").mkdir()
     pairs = {}
     for param in REAL:
         path, fmt = param.values
-        if fmt not in embed.FIELDS:
-            continue
         before, after = root / "before" / path.name, root / "after" / path.name
         shutil.copy(path, before)
         after.write_bytes(write(before.read_bytes(), fmt))
         pairs[path.name] = before, after
-    paths = [p for pair in pairs.values() for p in pair]
-    return pairs, exiftool_json(*paths) if EXIFTOOL else {}, warnings(*paths) if EXIFTOOL else {}
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def read_back(written, exiftool):
+    """exiftool's reading of every copy, written or not, and its -validate warnings (one run each)."""
+    paths = [p for pair in written.values() for p in pair]
+    return exiftool.read(*paths, options=("-a",)), warnings(exiftool, *paths)
 
 
 @pytest.mark.parametrize(("path", "fmt"), REAL)
 def test_pixels_identity_and_undo(written, path, fmt):
-    before, after = written[0][path.name]
+    before, after = written[path.name]
     original, new = before.read_bytes(), after.read_bytes()
     assert new != original
     assert identity_of(after) == identity_of(before)
@@ -119,11 +108,12 @@ def test_pixels_identity_and_undo(written, path, fmt):
     assert write(new, fmt) is new  # idempotent: the same write again changes nothing
 
 
-@needs_exiftool
 @pytest.mark.parametrize(("path", "fmt"), REAL)
-def test_exiftool_reads_what_we_wrote(written, path, fmt):
-    before, after = written[0][path.name]
-    old, new = written[1][str(before)], written[1][str(after)]
+def test_exiftool_reads_what_we_wrote(written, read_back, exiftool, path, fmt):
+    before, after = written[path.name]
+    meta, checked = read_back
+    as_list = exiftool.listed
+    old, new = meta[before.resolve()], meta[after.resolve()]
     assert as_list(new.get("XMP-dc:Subject")) == KEYWORDS
     assert as_list(new.get("XMP-lr:HierarchicalSubject")) == KEYWORDS
     assert as_list(new.get("XMP-digiKam:TagsList")) == KEYWORDS
@@ -137,7 +127,7 @@ def test_exiftool_reads_what_we_wrote(written, path, fmt):
         assert new.get("IPTC:CodedCharacterSet") == "UTF8"
     lost = {k: v for k, v in old.items() if not k.startswith(OURS) and new.get(k) != v}
     assert not lost, f"{path.name}: tags lost or changed: {sorted(lost)[:10]}"
-    assert written[2][str(after)] <= written[2][str(before)]  # exiftool -validate: nothing new
+    assert checked[str(after)] <= checked[str(before)]  # exiftool -validate: nothing new
 
 
 @pytest.mark.parametrize("name", ["hopper_bad_exif.jpg", "exif_typeerror.jpg"])
@@ -184,7 +174,7 @@ def big_endian_tiff() -> bytes:
     return b"MM\x00*" + struct.pack(">I", 8) + table + pixels + struct.pack(">HHHII", 8, 8, 8, 72, 1)
 
 
-@pytest.mark.parametrize(("name", "make"), [
+ODD_FILES = [
     ("simple-vp8.webp", lambda: generated("WEBP", quality=90)),
     ("simple-vp8l-alpha.webp", lambda: generated("WEBP", "RGBA", lossless=True)),
     ("bare.jpg", lambda: generated("JPEG")),
@@ -194,7 +184,10 @@ def big_endian_tiff() -> bytes:
     ("animated.webp", lambda: (PHOTOS / "edge/rotating-squares.webp").read_bytes()),
     ("cmyk.jpg", lambda: (PHOTOS / "edge/pil_sample_cmyk.jpg").read_bytes()),
     ("16bit.png", lambda: (PHOTOS / "edge/RGB_16__128x128.png").read_bytes()),
-])
+]
+
+
+@pytest.mark.parametrize(("name", "make"), ODD_FILES)
 def test_files_without_metadata_and_odd_ones(tmp_path, name, make):
     data = make()
     fmt = sniff(data[:32])
@@ -216,13 +209,21 @@ def test_files_without_metadata_and_odd_ones(tmp_path, name, make):
         vp8x = new[new.index(b"VP8X") + 8:][:10]
         assert vp8x[0] & 0x0C == 0x0C
         assert (int.from_bytes(vp8x[4:7], "little") + 1, int.from_bytes(vp8x[7:10], "little") + 1) == size
-    if EXIFTOOL:
-        meta = exiftool_json(tmp_path / name)[str(tmp_path / name)]
-        assert as_list(meta.get("XMP-dc:Subject")) == KEYWORDS and meta.get("IFD0:ImageDescription") == DESCRIPTION
-        if "iptc" in embed.embedded_fields(fmt):
-            assert [str(k) for k in as_list(meta.get("IPTC:Keywords"))][-4:] == KEYWORDS
-        checked = warnings(tmp_path / f"before-{name}", tmp_path / name)
-        assert checked[str(tmp_path / name)] <= checked[str(tmp_path / f"before-{name}")]
+
+
+@pytest.mark.parametrize(("name", "make"), ODD_FILES)
+def test_exiftool_reads_files_without_metadata_and_odd_ones(tmp_path, exiftool, name, make):
+    data = make()
+    fmt = sniff(data[:32])
+    before, after = tmp_path / f"before-{name}", tmp_path / name
+    before.write_bytes(data)
+    after.write_bytes(write(data, fmt))
+    meta = exiftool.read(after, options=("-a",))[after.resolve()]
+    assert exiftool.listed(meta.get("XMP-dc:Subject")) == KEYWORDS and meta.get("IFD0:ImageDescription") == DESCRIPTION
+    if "iptc" in embed.embedded_fields(fmt):
+        assert exiftool.listed(meta.get("IPTC:Keywords"))[-4:] == KEYWORDS
+    checked = warnings(exiftool, before, after)
+    assert checked[str(after)] <= checked[str(before)]
 
 
 def test_rewrites_do_not_grow_and_each_undo_is_exact(tmp_path):
@@ -244,8 +245,7 @@ def test_rewrites_do_not_grow_and_each_undo_is_exact(tmp_path):
         embed.restore(generated("JPEG"), "JPEG", embed.snapshot((PHOTOS / "real/jolla.jpg").read_bytes(), "JPEG"))
 
 
-@needs_exiftool
-def test_mpo_preview_still_found_when_segments_before_it_change(tmp_path):
+def test_mpo_preview_still_found_when_segments_before_it_change(tmp_path, exiftool):
     """MPF offsets are relative to the MPF segment: anything we add after it must move them."""
     data = (PHOTOS / "real/Panasonic_Lumix_DMC-LX7.jpg").read_bytes()
     segments, sos = embed._jpeg_head(data)
@@ -256,8 +256,7 @@ def test_mpo_preview_still_found_when_segments_before_it_change(tmp_path):
     previews = {}
     for name, content in paths.items():
         (tmp_path / f"{name}.jpg").write_bytes(content)
-        previews[name] = subprocess.run([EXIFTOOL, "-b", "-MPImage2:PreviewImage", str(tmp_path / f"{name}.jpg")],
-                                        capture_output=True, check=True).stdout
+        previews[name] = exiftool.run("-b", "-MPImage2:PreviewImage", tmp_path / f"{name}.jpg").stdout
     assert len(previews["original"]) == 718934
     assert previews["moved"] == previews["written"] == previews["original"]
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,18 +18,13 @@ from catalog.routing import at_or_above, under
 KEY = "sk-routing-test-key"
 
 
-def catalog(*args, env):
-    return subprocess.run([sys.executable, "-m", "catalog", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=300, stdin=subprocess.DEVNULL)
-
-
 def sources(db: Path) -> dict[str, str]:
     with sqlite3.connect(db) as conn:
         return dict(conn.execute("SELECT f.name, a.source FROM analyses a JOIN files f ON f.photo_id = a.photo_id "
                                  "WHERE a.kind = 'backend' AND f.status = 'ok'").fetchall())
 
 
-def setup(photos: Path, tmp_path: Path, settings: str, layout: dict[str, str]) -> tuple[Path, dict]:
+def setup(run_catalog, photos: Path, tmp_path: Path, settings: str, layout: dict[str, str]) -> tuple[Path, dict]:
     root = tmp_path / "lib"
     for rel, name in layout.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -40,23 +32,23 @@ def setup(photos: Path, tmp_path: Path, settings: str, layout: dict[str, str]) -
     config = tmp_path / "config.toml"
     config.write_text(f"[analysis]\nrequests_per_minute = 6000\n{settings}")
     env = {"CATALOG_DB": str(tmp_path / "c.db"), "CATALOG_CONFIG": str(config), "IMGTAGS_API_KEY": KEY}
-    assert catalog("scan", root, env=env).returncode == 0
+    assert run_catalog("scan", root, env=env).returncode == 0
     return root, env
 
 
-def test_local_only_folders_never_reach_the_cloud_server(photos, tmp_path):
-    root, env = setup(photos, tmp_path, 'local_only = ["Family", "/nowhere/else"]\n', {
+def test_local_only_folders_never_reach_the_cloud_server(photos, tmp_path, run_catalog):
+    root, env = setup(run_catalog, photos, tmp_path, 'local_only = ["Family", "/nowhere/else"]\n', {
         "Family/kids/a.jpg": "DSCN0010.jpg", "Family/b.jpg": "jolla.jpg", "Trips/c.jpg": "sony-d700.jpg",
         "Trips/d.jpg": "el_torcal_rocks.jpg", "Trips/same as a.jpg": "DSCN0010.jpg",  # a copy outside
         "Familyish/e.jpg": "landscape_1.jpg"})
     with serve_imgtags(key=KEY) as server:
         env["IMGTAGS_BASE_URL"] = server.base_url
-        dry = catalog("analyze", "--dry-run", env=env)
+        dry = run_catalog("analyze", "--dry-run", env=env)
         assert dry.returncode == 0, dry.stderr
         assert "Would send 3 photos to imgtags" in dry.stdout and "Would keep 2 photos" in dry.stdout
-        assert json.loads(catalog("analyze", "--dry-run", "--json", env=env).stdout)["kept_local"] == 2
+        assert json.loads(run_catalog("analyze", "--dry-run", "--json", env=env).stdout)["kept_local"] == 2
         assert len(server.requests) == 0
-        done = catalog("analyze", "--json", env=env)
+        done = run_catalog("analyze", "--json", env=env)
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout)
         sent = len(server.requests)
@@ -66,7 +58,7 @@ def test_local_only_folders_never_reach_the_cloud_server(photos, tmp_path):
     # --analyzer imgtags --reanalyze over the private folder still keeps them here.
     with serve_imgtags(key=KEY) as server:
         env["IMGTAGS_BASE_URL"] = server.base_url
-        again = catalog("analyze", "--analyzer", "imgtags", "--reanalyze", root / "Family", "--json", env=env)
+        again = run_catalog("analyze", "--analyzer", "imgtags", "--reanalyze", root / "Family", "--json", env=env)
         assert again.returncode == 0 and len(server.requests) == 0, again.stderr
     assert json.loads(again.stdout)["kept_local"] == 2
 
@@ -93,15 +85,15 @@ def test_routing_settings_are_checked(tmp_path, settings, message):
 
 
 @pytest.mark.skipif(bool(unavailable(["safety"])), reason="; ".join(unavailable(["safety"]).values()))
-def test_the_safety_model_rates_photos_before_they_leave(photos, tmp_path):
+def test_the_safety_model_rates_photos_before_they_leave(photos, tmp_path, run_catalog):
     # jolla.jpg (a leaf) rates UNLIKELY, the others VERY_UNLIKELY (see test_enrichers.py)
-    _, env = setup(photos, tmp_path, 'upload_if_adult_below = "UNLIKELY"\n', {
+    _, env = setup(run_catalog, photos, tmp_path, 'upload_if_adult_below = "UNLIKELY"\n', {
         "a.jpg": "DSCN0010.jpg", "b.jpg": "jolla.jpg", "c.jpg": "sony-d700.jpg"})
     with serve_imgtags(key=KEY) as server:
         env["IMGTAGS_BASE_URL"] = server.base_url
-        dry = catalog("analyze", "--dry-run", env=env)
+        dry = run_catalog("analyze", "--dry-run", env=env)
         assert "rates those 3 photos first: UNLIKELY or above stays" in dry.stdout, dry.stdout
-        done = catalog("analyze", "--json", env=env)
+        done = run_catalog("analyze", "--json", env=env)
         assert done.returncode == 0, done.stderr
         sent = len(server.requests)
     assert sent == 2 and json.loads(done.stdout)["kept_local"] == 1

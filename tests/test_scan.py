@@ -30,34 +30,27 @@ def files(db):
     return {r["path"]: r for r in db.query("SELECT * FROM files")}
 
 
-@pytest.fixture
-def catalogue(tmp_path):
-    db = open_db(tmp_path / "catalog.db")
-    yield db
-    db.close()
-
-
-def test_every_real_photo_catalogued_with_format_and_size(photos, catalogue, shared_photos):
-    summary = scan(catalogue, Config(), [photos], progress=False)
+def test_every_real_photo_catalogued_with_format_and_size(photos, db, shared_photos):
+    summary = scan(db, Config(), [photos], progress=False)
     expected = parse_sources(shared_photos)
     assert set(expected) == {str(p.relative_to(photos)) for p in (photos / "real").rglob("*") if p.is_file()}
-    rows = files(catalogue)
+    rows = files(db)
     for rel, (fmt, width, height) in expected.items():
         row = rows[str(photos / rel)]
         assert row["status"] == "ok", (rel, row["error"])
-        photo = catalogue["photos"].get(row["photo_id"])
+        photo = db["photos"].get(row["photo_id"])
         assert (photo["format"], photo["width"], photo["height"]) == (
             {"HEIF": "HEIF"}.get(fmt, fmt), width, height), rel
     assert summary.files_seen == 47
     assert summary.new == 47 and summary.changed == summary.unchanged == 0
 
 
-def test_exif_facts(photos, catalogue):
-    scan(catalogue, Config(), [photos], progress=False)
+def test_exif_facts(photos, db):
+    scan(db, Config(), [photos], progress=False)
 
     def photo(rel):
-        row = catalogue["files"].get(str(photos / rel))
-        return catalogue["photos"].get(row["photo_id"])
+        row = db["files"].get(str(photos / rel))
+        return db["photos"].get(row["photo_id"])
 
     nikon = photo("real/DSCN0010.jpg")
     assert nikon["camera_make"] == "NIKON" and nikon["camera_model"] == "COOLPIX P6000"
@@ -76,15 +69,15 @@ def test_exif_facts(photos, catalogue):
     assert photo("real/denali.webp")["camera_model"] == "Canon EOS 7D"
 
 
-def test_duplicate_is_one_photo(photos, catalogue):
-    summary = scan(catalogue, Config(), [photos], progress=False)
-    rows = files(catalogue)
+def test_duplicate_is_one_photo(photos, db):
+    summary = scan(db, Config(), [photos], progress=False)
+    rows = files(db)
     a = rows[str(photos / "real/el_torcal_rocks.jpg")]
     b = rows[str(photos / "real/dup/el_torcal_rocks.jpeg")]
     assert a["photo_id"] == b["photo_id"]
     assert summary.duplicate_files == 1
     assert summary.photos == 40
-    assert catalogue.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 40
+    assert db.execute("SELECT COUNT(*) FROM photos").fetchone()[0] == 40
 
 
 EDGE_ERRORS = {
@@ -105,9 +98,9 @@ EDGE_FINE = {  # awkward but valid: catalogued, with a metadata warning where th
 }
 
 
-def test_every_edge_file_recorded_without_crash(photos, catalogue):
-    summary = scan(catalogue, Config(), [photos], progress=False)
-    rows = files(catalogue)
+def test_every_edge_file_recorded_without_crash(photos, db):
+    summary = scan(db, Config(), [photos], progress=False)
+    rows = files(db)
     assert set(EDGE_ERRORS) | set(EDGE_FINE) == {
         str(p.relative_to(photos)) for p in (photos / "edge").iterdir()}
     for rel, kind in EDGE_ERRORS.items():
@@ -121,16 +114,16 @@ def test_every_edge_file_recorded_without_crash(photos, catalogue):
     for rel, (fmt, warning) in EDGE_FINE.items():
         row = rows[str(photos / rel)]
         assert row["status"] == "ok", (rel, row["error"])
-        photo = catalogue["photos"].get(row["photo_id"])
+        photo = db["photos"].get(row["photo_id"])
         assert photo["format"] == fmt
         if warning:
             assert warning in photo["exif_error"]
     assert summary.errors == len(EDGE_ERRORS)
 
 
-def test_rescan_of_unchanged_tree_reads_no_file(photos, catalogue):
-    scan(catalogue, Config(), [photos], progress=False)
-    before = {r["path"]: r["photo_id"] for r in catalogue.query("SELECT path, photo_id FROM files")}
+def test_rescan_of_unchanged_tree_reads_no_file(photos, db):
+    scan(db, Config(), [photos], progress=False)
+    before = {r["path"]: r["photo_id"] for r in db.query("SELECT path, photo_id FROM files")}
     # Proof 1: rewrite a file's content but keep its size and mtime; a scan that read it
     # would see a different identity.
     victim = photos / "real/DSCN0010.jpg"
@@ -150,72 +143,72 @@ def test_rescan_of_unchanged_tree_reads_no_file(photos, catalogue):
 
     sys.addaudithook(audit)
     try:
-        summary = scan(catalogue, Config(), [photos], progress=False)
+        summary = scan(db, Config(), [photos], progress=False)
     finally:
         state["on"] = False
     assert opened == []
     assert summary.unchanged == 47 and summary.new == summary.changed == 0
     assert summary.bytes_hashed == 0
-    after = {r["path"]: r["photo_id"] for r in catalogue.query("SELECT path, photo_id FROM files")}
+    after = {r["path"]: r["photo_id"] for r in db.query("SELECT path, photo_id FROM files")}
     assert after == before
     # A real change (new mtime) is noticed and re-read.
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    summary = scan(catalogue, Config(), [photos], progress=False)
+    summary = scan(db, Config(), [photos], progress=False)
     assert summary.changed == 1 and summary.unchanged == 46
-    assert catalogue["files"].get(str(victim))["photo_id"] != before[str(victim)]
+    assert db["files"].get(str(victim))["photo_id"] != before[str(victim)]
 
 
-def test_move_rename_and_delete(photos, catalogue):
-    scan(catalogue, Config(), [photos], progress=False)
+def test_move_rename_and_delete(photos, db):
+    scan(db, Config(), [photos], progress=False)
     real = photos / "real"
-    photo_id = catalogue["files"].get(str(real / "jolla.jpg"))["photo_id"]
+    photo_id = db["files"].get(str(real / "jolla.jpg"))["photo_id"]
     (real / "moved here").mkdir()
     shutil.move(real / "jolla.jpg", real / "moved here" / "jolla renamed.jpg")
     shutil.move(real / "sony-d700.jpg", real / "sony.jpg")
     (real / "kodak-dc240.jpg").unlink()
-    summary = scan(catalogue, Config(), [photos], progress=False)
+    summary = scan(db, Config(), [photos], progress=False)
     assert (summary.moved, summary.new, summary.missing) == (2, 0, 1)
-    rows = files(catalogue)
+    rows = files(db)
     old = rows[str(real / "jolla.jpg")]
     assert old["status"] == "moved" and old["moved_to"] == str(real / "moved here" / "jolla renamed.jpg")
     assert rows[str(real / "moved here" / "jolla renamed.jpg")]["photo_id"] == photo_id
     gone = rows[str(real / "kodak-dc240.jpg")]
     assert gone["status"] == "missing" and gone["missing_since"]
-    assert catalogue["photos"].get(gone["photo_id"])  # the photo is kept, not deleted
+    assert db["photos"].get(gone["photo_id"])  # the photo is kept, not deleted
     # The deleted file comes back untouched: present again, not re-read.
-    summary = scan(catalogue, Config(), [photos], progress=False)
+    summary = scan(db, Config(), [photos], progress=False)
     assert summary.missing == 0 and summary.moved == 0
 
 
-def test_copy_is_a_duplicate_not_a_move(photos, catalogue):
-    scan(catalogue, Config(), [photos], progress=False)
+def test_copy_is_a_duplicate_not_a_move(photos, db):
+    scan(db, Config(), [photos], progress=False)
     shutil.copy2(photos / "real/jolla.jpg", photos / "real/jolla copy.jpg")
-    summary = scan(catalogue, Config(), [photos], progress=False)
+    summary = scan(db, Config(), [photos], progress=False)
     assert (summary.new, summary.moved, summary.duplicate_files) == (1, 0, 2)
 
 
-def test_missing_root_marks_nothing_missing(photos, catalogue, tmp_path):
-    scan(catalogue, Config(), [photos], progress=False)
+def test_missing_root_marks_nothing_missing(photos, db, tmp_path):
+    scan(db, Config(), [photos], progress=False)
     moved_away = tmp_path / "elsewhere"
     photos.rename(moved_away)
-    summary = scan(catalogue, Config(), [photos], progress=False)
+    summary = scan(db, Config(), [photos], progress=False)
     assert summary.failed_roots == [str(photos)]
     assert summary.missing == 0
-    assert catalogue.execute("SELECT COUNT(*) FROM files WHERE status = 'missing'").fetchone()[0] == 0
-    run = list(catalogue.query("SELECT * FROM runs ORDER BY id DESC LIMIT 1"))[0]
+    assert db.execute("SELECT COUNT(*) FROM files WHERE status = 'missing'").fetchone()[0] == 0
+    run = list(db.query("SELECT * FROM runs ORDER BY id DESC LIMIT 1"))[0]
     assert run["status"] == "partial" and "mounted" in run["message"]
 
 
-def test_suddenly_empty_root_marks_nothing_missing(photos, catalogue, tmp_path):
-    scan(catalogue, Config(), [photos], progress=False)
+def test_suddenly_empty_root_marks_nothing_missing(photos, db, tmp_path):
+    scan(db, Config(), [photos], progress=False)
     shutil.rmtree(photos)
     photos.mkdir()  # an empty mount point: the share is not mounted
-    summary = scan(catalogue, Config(), [photos], progress=False)
+    summary = scan(db, Config(), [photos], progress=False)
     assert summary.failed_roots == [str(photos)] and summary.missing == 0
-    assert catalogue.execute("SELECT COUNT(*) FROM files WHERE status = 'missing'").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM files WHERE status = 'missing'").fetchone()[0] == 0
 
 
-def test_non_utf8_and_odd_names_kept_exactly(tmp_path, catalogue, shared_photos):
+def test_non_utf8_and_odd_names_kept_exactly(tmp_path, db, shared_photos):
     root = tmp_path / "lib"
     root.mkdir()
     data = (shared_photos / "real/hopper.gif").read_bytes()
@@ -223,46 +216,46 @@ def test_non_utf8_and_odd_names_kept_exactly(tmp_path, catalogue, shared_photos)
     for name in names:
         with open(os.path.join(os.fsencode(root), name), "wb") as f:
             f.write(data)
-    summary = scan(catalogue, Config(), [root], progress=False)
+    summary = scan(db, Config(), [root], progress=False)
     assert summary.new == 4 and summary.errors == 0 and summary.duplicate_files == 3
     from catalog.db import fs_path
 
-    stored = {os.fsencode(fs_path(r)) for r in catalogue.query("SELECT * FROM files")}
+    stored = {os.fsencode(fs_path(r)) for r in db.query("SELECT * FROM files")}
     assert stored == {os.path.join(os.fsencode(root), n) for n in names}
-    for row in catalogue.query("SELECT * FROM files"):
+    for row in db.query("SELECT * FROM files"):
         assert os.path.exists(fs_path(row))
-    latin = next(catalogue.query("SELECT * FROM files WHERE path_bytes IS NOT NULL"))
+    latin = next(db.query("SELECT * FROM files WHERE path_bytes IS NOT NULL"))
     assert latin["path"].endswith("caf\\xe9 latin1.gif")
-    summary = scan(catalogue, Config(), [root], progress=False)
+    summary = scan(db, Config(), [root], progress=False)
     assert summary.unchanged == 4 and summary.new == 0 and summary.missing == 0
 
 
-def test_symlink_loop_is_safe(tmp_path, catalogue, shared_photos):
+def test_symlink_loop_is_safe(tmp_path, db, shared_photos):
     root = tmp_path / "lib"
     (root / "a").mkdir(parents=True)
     shutil.copy(shared_photos / "real/hopper.gif", root / "a" / "hopper.gif")
     (root / "a" / "loop").symlink_to(root)
     (root / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
     config = Config(library=LibrarySettings(follow_symlinks=True))
-    summary = scan(catalogue, config, [root], progress=False)
+    summary = scan(db, config, [root], progress=False)
     assert summary.files_seen == 1 and summary.errors == 0
-    summary = scan(catalogue, Config(), [root], progress=False)  # default: links not followed
+    summary = scan(db, Config(), [root], progress=False)  # default: links not followed
     assert summary.files_seen == 1
 
 
-def test_include_extensions_case_insensitive_and_excludes(tmp_path, catalogue, shared_photos):
+def test_include_extensions_case_insensitive_and_excludes(tmp_path, db, shared_photos):
     root = tmp_path / "lib"
     for rel in ("A.JPG", "b.Jpeg", "@eaDir/thumb.jpg", "#recycle/old.jpg", ".hidden.jpg",
                 "notes.txt", "x.jpg.tmp", "sub/lost+found/y.jpg"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shared_photos / "real/Pentax_K10D.jpg", root / rel)
-    summary = scan(catalogue, Config(), [root], progress=False)
-    assert sorted(r["name"] for r in catalogue.query("SELECT name FROM files")) == ["A.JPG", "b.Jpeg"]
+    summary = scan(db, Config(), [root], progress=False)
+    assert sorted(r["name"] for r in db.query("SELECT name FROM files")) == ["A.JPG", "b.Jpeg"]
     assert summary.files_seen == 2
 
 
-def test_nested_roots_are_scanned_once(photos, catalogue):
-    summary = scan(catalogue, Config(), [photos, photos / "real", photos], progress=False)
+def test_nested_roots_are_scanned_once(photos, db):
+    summary = scan(db, Config(), [photos, photos / "real", photos], progress=False)
     assert summary.files_seen == 47
 
 
@@ -293,7 +286,7 @@ def test_unreadable_folder_logged_and_skipped(photos, tmp_path):
     assert summary["missing"] == 0  # the folder's files are not gone, just unreadable now
 
 
-def test_a_fifo_swapped_in_after_listing_is_refused_at_once(tmp_path, catalogue, shared_photos, monkeypatch):
+def test_a_fifo_swapped_in_after_listing_is_refused_at_once(tmp_path, db, shared_photos, monkeypatch):
     """The folder is listed with a photo in it; by the time it is read it is a FIFO, then a socket."""
     import socket
     import threading
@@ -318,7 +311,7 @@ def test_a_fifo_swapped_in_after_listing_is_refused_at_once(tmp_path, catalogue,
     monkeypatch.setattr(scan_module, "walk", swapping_walk)
     result = {}
     worker = threading.Thread(target=lambda: result.update(
-        summary=scan(catalogue, Config(), [root], progress=False)), daemon=True)
+        summary=scan(db, Config(), [root], progress=False)), daemon=True)
     worker.start()
     worker.join(20)
     if worker.is_alive():  # unblock the reader stuck in fifo_open so the test run can end
@@ -327,7 +320,7 @@ def test_a_fifo_swapped_in_after_listing_is_refused_at_once(tmp_path, catalogue,
         pytest.fail("the scan hung opening a FIFO")
     sock.close()
     assert result["summary"].files_seen == 3 and result["summary"].errors == 2
-    rows = {r["name"]: r for r in catalogue.query("SELECT name, status, error_kind, error FROM files")}
+    rows = {r["name"]: r for r in db.query("SELECT name, status, error_kind, error FROM files")}
     assert rows["a.gif"]["error_kind"] == "not_a_file" and "FIFO" in rows["a.gif"]["error"]
     assert rows["b.gif"]["error_kind"] == "not_a_file" and "socket" in rows["b.gif"]["error"]
     assert rows["c.gif"]["status"] == "ok"
@@ -378,7 +371,7 @@ def _write_at(folder: bytes, name: bytes, data: bytes, *, depth_from: os.PathLik
     os.close(fd)
 
 
-def test_paths_too_long_for_the_system_are_recorded_not_skipped(tmp_path, catalogue, shared_photos):
+def test_paths_too_long_for_the_system_are_recorded_not_skipped(tmp_path, db, shared_photos):
     """A photo whose path passes PATH_MAX, and a folder past it, are reported and counted."""
     root = tmp_path / "lib"
     root.mkdir()
@@ -390,14 +383,14 @@ def test_paths_too_long_for_the_system_are_recorded_not_skipped(tmp_path, catalo
     _write_at(near, long_name.encode(), data, depth_from=root)
     _write_at(near, b"ok.gif", data, depth_from=root)
     deeper = _deep_folder_below(near, root)
-    summary = scan(catalogue, Config(), [root], progress=False)
-    rows = {r["name"]: r for r in catalogue.query("SELECT name, status, error_kind, error FROM files")}
+    summary = scan(db, Config(), [root], progress=False)
+    rows = {r["name"]: r for r in db.query("SELECT name, status, error_kind, error FROM files")}
     assert rows[long_name]["status"] == "error" and rows[long_name]["error_kind"] == "path_too_long"
     assert "path too long for the system" in rows[long_name]["error"]
     assert rows["ok.gif"]["status"] == "ok" and rows["fine.gif"]["status"] == "ok"
     assert summary.paths_too_long == 2  # the file and the folder past PATH_MAX
     assert summary.errors == 2 and os.fsdecode(deeper) in summary.unreadable_folders
-    again = scan(catalogue, Config(), [root], progress=False)
+    again = scan(db, Config(), [root], progress=False)
     assert again.paths_too_long == 2 and again.new == 0 and again.missing == 0
 
 
@@ -412,7 +405,7 @@ def _deep_folder_below(near: bytes, root) -> bytes:
     return near + b"/" + b"q" * 250
 
 
-def test_names_whose_text_forms_collide_stay_two_rows(tmp_path, catalogue, shared_photos):
+def test_names_whose_text_forms_collide_stay_two_rows(tmp_path, db, shared_photos):
     """`x<FF>.gif` (not UTF-8) and the literal name `x\\xff.gif` are two files, two rows."""
     from catalog.db import db_text, fs_path
 
@@ -421,13 +414,13 @@ def test_names_whose_text_forms_collide_stay_two_rows(tmp_path, catalogue, share
     raw, literal = os.fsencode(root) + b"/x\xff.gif", os.fsencode(root) + b"/x\\xff.gif"
     shutil.copy(shared_photos / "real/hopper.gif", raw)
     shutil.copy(shared_photos / "real/Pentax_K10D.jpg", literal)  # another photo under that name
-    summary = scan(catalogue, Config(), [root], progress=False)
+    summary = scan(db, Config(), [root], progress=False)
     assert summary.new == 2 and summary.errors == 0
-    rows = list(catalogue.query("SELECT * FROM files ORDER BY path"))
+    rows = list(db.query("SELECT * FROM files ORDER BY path"))
     assert len(rows) == 2 and len({r["photo_id"] for r in rows}) == 2
     assert {os.fsencode(fs_path(r)) for r in rows} == {raw, literal}
     assert db_text(os.fsdecode(literal))[0].endswith("/x\\\\xff.gif")
-    assert scan(catalogue, Config(), [root], progress=False).unchanged == 2
+    assert scan(db, Config(), [root], progress=False).unchanged == 2
 
 
 

@@ -3,11 +3,8 @@ everything a person or another tool wrote must survive."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,8 +17,6 @@ from catalog.writeback.xmp_merge import merge_xmp
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"
 OURS = ("XMP-dc:Subject", "XMP-lr:HierarchicalSubject", "XMP-digiKam:TagsList")
-needs_exiftool = pytest.mark.skipif(shutil.which("exiftool") is None and os.environ.get("CI") != "true",
-                                    reason="exiftool is not installed (CI installs libimage-exiftool-perl)")
 
 # What darktable 4.x writes beside a raw it has edited: a rating, its processing history as
 # attributes on rdf:li, a person's keyword and description, and one keyword we wrote earlier.
@@ -99,22 +94,16 @@ DARKTABLE = """<?xml version="1.0" encoding="UTF-8"?>
 """.encode()
 
 
-def exiftool(*paths: Path) -> list[dict]:
-    """What exiftool reads from files (one process for all), with group-qualified names such as
+def xmp_read(exiftool, *paths: Path) -> list[dict]:
+    """What exiftool reads of these files' XMP (one process for all), with group-qualified names such as
     XMP-dc:Subject, plus its verdict on each file's structure (ExifTool:Validate)."""
-    done = subprocess.run(["exiftool", "-j", "-G1", "-struct", "-XMP:all", "-validate", *map(str, paths)],
-                          capture_output=True, timeout=60)
-    found = json.loads(done.stdout)
-    assert [Path(f.pop("SourceFile")) for f in found] == list(paths)
-    return found
+    found = exiftool.read(*paths, options=("-XMP:all", "-validate"))
+    assert list(found) == [p.resolve() for p in paths]
+    return [{k: v for k, v in f.items() if k != "SourceFile"} for f in found.values()]
 
 
 def not_ours(found: dict) -> dict:
     return {k: v for k, v in found.items() if k.startswith("XMP-") and k not in OURS}
-
-
-def as_list(value) -> list:
-    return value if isinstance(value, list) else [] if value is None else [value]
 
 
 def merged_sidecar(tmp_path: Path, existing: bytes | None, **kwargs) -> tuple[Path, bytes]:
@@ -127,13 +116,12 @@ def merged_sidecar(tmp_path: Path, existing: bytes | None, **kwargs) -> tuple[Pa
     return path, packet
 
 
-@needs_exiftool
-def test_new_sidecar_reads_back_with_exiftool(tmp_path):
+def test_new_sidecar_reads_back_with_exiftool(tmp_path, exiftool):
     keywords = ["beach", "café", "日本", "AC/DC", "R&B <live>", 'say "hi"', "a|b", "Zoë\u0301"]
     path, packet = merged_sidecar(tmp_path, None, add=keywords, description="Strand & <Meer>\nzweite Zeile")
     assert packet.startswith('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'.encode())
     assert packet.endswith(b'<?xpacket end="w"?>') and b"<x:xmpmeta" in packet and b"<rdf:RDF" in packet
-    [found] = exiftool(path)
+    [found] = xmp_read(exiftool, path)
     assert found["ExifTool:Validate"] == "OK"
     assert found["XMP-dc:Subject"] == keywords
     assert found["XMP-lr:HierarchicalSubject"] == [f"auto|{k}" for k in keywords]
@@ -143,19 +131,18 @@ def test_new_sidecar_reads_back_with_exiftool(tmp_path):
                                             tuple(f"auto/{k}" for k in keywords), "Strand & <Meer>\nzweite Zeile")
 
 
-@needs_exiftool
-def test_merge_into_darktable_sidecar_keeps_everything_not_ours(tmp_path):
+def test_merge_into_darktable_sidecar_keeps_everything_not_ours(tmp_path, exiftool):
     before_path = tmp_path / "before.xmp"
     before_path.write_bytes(DARKTABLE)
     path, packet = merged_sidecar(tmp_path, DARKTABLE, add=["beach", "Oma"], remove=["sunset"],
                                   description="A beach at dusk", parent="auto")
-    before, after = exiftool(before_path, path)
+    before, after = xmp_read(exiftool, before_path, path)
     assert before["XMP-xmp:Rating"] == 4 and len(before["XMP-darktable:History"]) == 2  # exiftool sees them
     assert not_ours(after) == not_ours(before)
     assert after["ExifTool:Validate"] == before["ExifTool:Validate"]  # darktable's own empty masks_history Seq
     assert after["XMP-dc:Subject"] == ["Oma", "darktable|format|cr2", "beach"]  # "Oma" was not doubled
     assert after["XMP-lr:HierarchicalSubject"] == ["Familie|Oma", "darktable|format|cr2", "auto|beach", "auto|Oma"]
-    assert as_list(after["XMP-digiKam:TagsList"]) == ["auto/beach", "auto/Oma"]
+    assert exiftool.listed(after["XMP-digiKam:TagsList"]) == ["auto/beach", "auto/Oma"]
     assert after["XMP-dc:Description"] == "Oma am Strand, Sommer 2019"  # the person's description stays
     assert after["XMP-darktable:History"][1]["Multi_name"] == "<mask & tone>"
     assert b'xmlns:darktable="http://darktable.sf.net/"' in packet and b"<darktable:history>" in packet
@@ -224,17 +211,16 @@ def test_characters_xml_cannot_carry_are_dropped_not_fatal():
     assert facts.subject == ("tab\there", "bell") and facts.description == "ab"
 
 
-@needs_exiftool
 @pytest.mark.parametrize("name", ["BlueSquare.jpg", "prairie_falcon.jpg"])
-def test_real_photo_packets_keep_their_keywords(tmp_path, name):
+def test_real_photo_packets_keep_their_keywords(tmp_path, name, exiftool):
     source = REAL / name
     packet = find_xmp_packet(source.read_bytes())  # read-only: the shared photo is never written
     assert packet is not None and packet.startswith(b"<?xpacket begin") and packet.endswith(b"?>")
     path, merged = merged_sidecar(tmp_path, packet, add=["sky", "raptors"], description="ours")
-    original, after = exiftool(source, path)
+    original, after = xmp_read(exiftool, source, path)
     assert after["XMP-dc:Subject"] == original["XMP-dc:Subject"] + (
         ["sky"] if "raptors" in original["XMP-dc:Subject"] else ["sky", "raptors"])
-    hierarchical = as_list(original.get("XMP-lr:HierarchicalSubject"))
+    hierarchical = exiftool.listed(original.get("XMP-lr:HierarchicalSubject"))
     assert after["XMP-lr:HierarchicalSubject"] == hierarchical + ["auto|sky", "auto|raptors"]
     assert not_ours(after) == not_ours(original) and after["ExifTool:Validate"] == "OK"
     assert after["XMP-dc:Description"] == original["XMP-dc:Description"]
@@ -324,23 +310,20 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
     assert target.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["IMG.JPG.xmp", "other.xmp"]
 
 
-@needs_exiftool
 @pytest.mark.parametrize("name", ["DSCN0010.jpg", "Pentax_K10D.jpg"])
-def test_sidecars_exiftool_wrote_survive_a_merge(tmp_path, name):
+def test_sidecars_exiftool_wrote_survive_a_merge(tmp_path, name, exiftool):
     """A sidecar as exiftool-based tools leave it (every tag it can map to XMP) loses nothing."""
     theirs = tmp_path / "theirs.xmp"
-    subprocess.run(["exiftool", "-q", "-o", str(theirs), "-tagsfromfile", str(REAL / name), "-all:all"],
-                   check=True, capture_output=True, timeout=60)
+    exiftool.run("-q", "-o", theirs, "-tagsfromfile", REAL / name, "-all:all")
     path, _ = merged_sidecar(tmp_path, theirs.read_bytes(), add=["sky"], description="ours", parent="Machine|auto")
-    before, after = exiftool(theirs, path)
+    before, after = xmp_read(exiftool, theirs, path)
     assert not_ours(after) == not_ours(before) | {"XMP-dc:Description": before.get("XMP-dc:Description", "ours")}
-    assert as_list(after["XMP-dc:Subject"]) == as_list(before.get("XMP-dc:Subject")) + ["sky"]
-    assert as_list(after["XMP-lr:HierarchicalSubject"])[-1] == "Machine|auto|sky"
-    assert as_list(after["XMP-digiKam:TagsList"]) == ["Machine/auto/sky"]
+    assert exiftool.listed(after["XMP-dc:Subject"]) == exiftool.listed(before.get("XMP-dc:Subject")) + ["sky"]
+    assert exiftool.listed(after["XMP-lr:HierarchicalSubject"])[-1] == "Machine|auto|sky"
+    assert exiftool.listed(after["XMP-digiKam:TagsList"]) == ["Machine/auto/sky"]
 
 
-@needs_exiftool
-def test_bare_rdf_sidecar_and_empty_file_become_valid_packets(tmp_path):
+def test_bare_rdf_sidecar_and_empty_file_become_valid_packets(tmp_path, exiftool):
     bare = (b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
             b'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="2"/></rdf:RDF>')
     paths = []
@@ -349,7 +332,7 @@ def test_bare_rdf_sidecar_and_empty_file_become_valid_packets(tmp_path):
         assert packet.count(b"<x:xmpmeta") == 1
         paths.append(tmp_path / f"{n}.xmp")
         write_sidecar(str(paths[-1]), packet)
-    for n, found in enumerate(exiftool(*paths)):
+    for n, found in enumerate(xmp_read(exiftool, *paths)):
         assert found["ExifTool:Validate"] == "OK"
         assert found["XMP-dc:Subject"] == ["beach"] and found["XMP-dc:Description"] == "ours"
         assert found.get("XMP-xmp:Rating") == (2 if n == 0 else None)

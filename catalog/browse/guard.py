@@ -24,18 +24,28 @@ stop it alone:
    switch only governs the two-argument form anyway.
 4. A Host allow-list against DNS rebinding, and 405 for anything but GET/HEAD on
    a catalogue.
+5. Errors that show nothing of the server: Datasette's own error handler prints every
+   error, even a 404, as a traceback with all local variables when `rich` is installed
+   (Prefect brings it), and puts an unexpected exception's text on the page. On a
+   catalogue, `handle_exception` answers instead: Datasette's error page for what it
+   raises on purpose (404, a bad query), a plain 500 for anything else, and one log line.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import weakref
 
-from datasette import hookimpl
+from datasette import Response, hookimpl
 from datasette.plugins import pm
-from datasette.utils import await_me_maybe
+from datasette.utils import add_cors_headers, await_me_maybe
+from datasette.utils.asgi import Base400
+from datasette.views.base import DatasetteError
+from markupsafe import Markup
 
 from catalog.browse.headers import host_allowed, policy
+from catalog.terminal import escape
 
 PLUGIN = "catalog"  # metadata: {"plugins": {"catalog": {"allow_hosts": ["photos.example.org"]}}}
 CATALOGUE_TABLES = ("photos", "files", "runs")
@@ -48,6 +58,7 @@ REFUSED_FUNCTIONS = {"fts3_tokenizer", "load_extension"}
 REFUSED_PRAGMAS = {"query_only", "writable_schema", "trusted_schema"}  # with a value: setting them
 
 _catalogues: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Datasette -> names
+log = logging.getLogger("catalog.browse")
 
 
 def is_catalogue(conn: sqlite3.Connection) -> bool:
@@ -179,3 +190,35 @@ def asgi_wrapper(datasette):
         return guarded
 
     return wrap
+
+
+@hookimpl(wrapper=True)  # a wrapper: Datasette's default handler, and its console dump, never run
+def handle_exception(datasette, request, exception):
+    answers = yield
+    if not catalogues(datasette):
+        return answers
+    return [error_page(datasette, request, exception)]
+
+
+async def error_page(datasette, request, exception) -> Response:
+    """Datasette's page for an error it raised on purpose; a plain 500 for a surprise, logged in one line."""
+    title = None
+    if isinstance(exception, Base400):
+        status, message, info = exception.status, exception.args[0] if exception.args else "", {}
+    elif isinstance(exception, DatasetteError):
+        status, message, info, title = exception.status, exception.message, dict(exception.error_dict), exception.title
+        message = Markup(message) if exception.message_is_html else message
+    else:
+        status, message, info = 500, "Internal error: the server's log says what went wrong.", {}
+    if status >= 500:
+        log.error("internal error on %s %s: %s", request.method, escape(request.path),
+                  escape(f"{type(exception).__name__}: {exception}"),
+                  exc_info=exception if log.isEnabledFor(logging.DEBUG) else None)
+    info.update({"ok": False, "error": message, "status": status, "title": title})
+    headers: dict = {}
+    if datasette.cors:
+        add_cors_headers(headers)
+    if request.path.split("?")[0].endswith(".json"):
+        return Response.json(info, status=status, headers=headers)
+    page = await datasette.render_template([f"{status}.html", "error.html"], info, request=request)
+    return Response.html(page, status=status, headers=headers)

@@ -16,7 +16,6 @@ import sqlite3
 from pathlib import Path
 
 from datasette.app import Datasette
-from datasette import handle_exception as datasette_errors
 from datasette.database import Database
 from datasette.plugins import pm
 
@@ -75,10 +74,6 @@ def make_datasette(path: str | Path, *, settings: dict | None = None, allow_sql:
     for module, name in ((plugin, "catalog"), (guard, "catalog_guard")):  # as the entry points
         if not pm.is_registered(module):
             pm.register(module, name=name)
-    # Datasette prints every error, even a 404 or a typo in a SQL query, as a traceback with
-    # all local variables when `rich` is installed (Prefect brings it): keep the terminal for
-    # real errors, which it still prints plainly.
-    datasette_errors.rich = None
     metadata = {"plugins": {guard.PLUGIN: {"allow_hosts": list(allow_hosts)}}}
     if allow_sql:
         metadata["databases"] = {DATABASE: {"allow_sql": True}}

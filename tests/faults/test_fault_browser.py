@@ -9,7 +9,7 @@ import pytest
 from audit import CRASH_MARKS
 from test_browse import (ODD_SEARCHES, _entry_point_path, build_catalogue, catalog_serve, request,
                          serving)
-from test_browser import CRAFTED_LINKS, chromium, click_crafted_links, open_page, violations  # noqa: F401
+from test_browser import CRAFTED_LINKS, click_crafted_links, open_page, violations
 
 FOREIGN_HOSTS = ["attacker.example", "attacker.example:{port}", "127.0.0.1.nip.io:{port}",
                  "localhost.attacker.example:{port}", "localhost:{other}", "[::1]:{other}",
@@ -31,7 +31,7 @@ def server_crashes(log_path, statuses) -> int:
     return sum(s >= 500 for s in statuses) + sum(text.count(mark) for mark in CRASH_MARKS)
 
 
-def test_crafted_popup_links(chromium, catalogue, tmp_path, figures):  # noqa: F811
+def test_crafted_popup_links(chromium, catalogue, tmp_path, figures):
     """A `?sql=` link whose map popup links to `javascript:`, clicked, with own SQL on and off."""
     with catalog_serve(catalogue, tmp_path) as (server, port, _log):
         refused = request(port, "/catalog?sql=" + quote("select 1 as latitude, 2 as longitude"))[0]
