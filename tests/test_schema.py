@@ -17,7 +17,7 @@ import sqlite_utils
 import catalog.schema
 from catalog import db as catalog_db
 from catalog.colors import named_matches
-from catalog.config import Config
+from catalog.settings import Config
 from catalog.db import open_db
 from catalog.scan import scan
 from catalog.schema import migrations
