@@ -39,9 +39,11 @@ run: $(STAMP)
 	@echo 'Browse it: CATALOG_DB=$(DEMO)/catalog.db $(BIN)/catalog serve   (then open http://127.0.0.1:8001)'
 endif
 
+# Tests run in parallel processes (pytest-xdist), one per core up to four; PYTEST_WORKERS=-n0 runs them in one.
+PYTEST_WORKERS ?= -n auto --maxprocesses=4 --dist worksteal
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # Every benchmark against its real peer (about 20 minutes; figures go to docs/benchmarks.md).
 # One at a time: make bench BENCH=scan BENCH_ARGS=--quick
