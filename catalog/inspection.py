@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from catalog.containers import BrokenImage
 from catalog.errors import FileChanged, NotRegularFile
 from catalog.identity import Identity, describe_non_image, hash_buffer, load, sniff
 from catalog.imagefacts import ImageFacts, read_facts
 from catalog.libfile import identity_stat, open_library_file
+from catalog.similar.store import fingerprint_columns
 from catalog.walk import too_long_message
 
 
@@ -20,6 +21,7 @@ class Inspection:
     error: str | None = None
     error_kind: str | None = None
     reread: bool = False  # the next scan must read the file again, whatever its stat says
+    fingerprint: dict = field(default_factory=dict)  # photos columns (catalog.similar.store)
 
 
 def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = True) -> Inspection:
@@ -46,13 +48,14 @@ def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = Tr
                 del buf
                 f.seek(0)
                 facts = read_facts(f, max_image_pixels=max_image_pixels)
+                fingerprint = fingerprint_columns(f, facts.orientation, max_image_pixels)
             except BrokenImage:
                 if identity_stat(f) != before:
                     raise FileChanged(errno.EIO, "changed") from None
                 raise
             if identity_stat(f) != before:
                 raise FileChanged(errno.EIO, "changed")
-        return Inspection(identity=identity, facts=facts)
+        return Inspection(identity=identity, facts=facts, fingerprint=fingerprint)
     except BrokenImage as exc:
         return Inspection(error=str(exc), error_kind=exc.kind)
     except FileChanged:

@@ -12,13 +12,15 @@ BATCH_ROWS = 500
 
 UPSERT_PHOTO = """
 INSERT INTO photos (id, format, width, height, orientation, taken_at, camera_make, camera_model,
-                    gps_lat, gps_lon, exif_error, first_seen)
+                    gps_lat, gps_lon, exif_error, first_seen, phash, aspect, tone, detail, fingerprint_error)
 VALUES (:id, :format, :width, :height, :orientation, :taken_at, :camera_make, :camera_model,
-        :gps_lat, :gps_lon, :exif_error, :now)
+        :gps_lat, :gps_lon, :exif_error, :now, :phash, :aspect, :tone, :detail, :fingerprint_error)
 ON CONFLICT(id) DO UPDATE SET format = excluded.format, width = excluded.width,
     height = excluded.height, orientation = excluded.orientation, taken_at = excluded.taken_at,
     camera_make = excluded.camera_make, camera_model = excluded.camera_model,
-    gps_lat = excluded.gps_lat, gps_lon = excluded.gps_lon, exif_error = excluded.exif_error
+    gps_lat = excluded.gps_lat, gps_lon = excluded.gps_lon, exif_error = excluded.exif_error,
+    phash = excluded.phash, aspect = excluded.aspect, tone = excluded.tone, detail = excluded.detail,
+    fingerprint_error = excluded.fingerprint_error
 """
 UPSERT_FILE = """
 INSERT INTO files (path, path_bytes, root, folder, name, photo_id, size, mtime_ns, status, error,

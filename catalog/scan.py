@@ -26,6 +26,7 @@ from catalog.ledger import (BATCH_ROWS, LedgerBatch, catalogued_count, folder_le
                             photo_fields, revive, sweep_missing)
 from catalog.progress import progress_bar
 from catalog.queries import library_counts
+from catalog.similar.store import backfill_fingerprints
 from catalog.walk import WalkReport, too_long_message, walk
 
 log = logging.getLogger("catalog.scan")
@@ -41,6 +42,7 @@ class ScanSummary:
     missing: int = 0
     errors: int = 0
     paths_too_long: int = 0  # files (recorded as errors) and folders the system refuses to open
+    fingerprinted: int = 0  # photos catalogued before fingerprints existed, fingerprinted now
     photos: int = 0
     duplicate_files: int = 0
     bytes_hashed: int = 0
@@ -87,7 +89,8 @@ class Scanner:
         if result.error is None:
             photo_id = result.identity.digest
             self.summary.bytes_hashed += result.identity.hashed_bytes
-            batch.photos.append({"id": photo_id, "now": self.now, **photo_fields(result.facts)})
+            batch.photos.append({"id": photo_id, "now": self.now, **photo_fields(result.facts),
+                                 **result.fingerprint})
             batch.touched.add(photo_id)
             if old_photo and old_photo == result.identity.previous:  # same content, better identity
                 batch.carried.append((old_photo, photo_id, path_text))
@@ -220,6 +223,7 @@ def scan(db, config: Config, roots=None, *, progress: bool = True) -> ScanSummar
                     log.error("%s", exc)
                     message = str(exc) if message is None else f"{message}; {exc}"
         scanner.detect_moves()
+        scanner.summary.fingerprinted = backfill_fingerprints(db, config, progress=progress).made
         summary = scanner.summary
         summary.photos, summary.duplicate_files = library_counts(db).values()
         summary.unreadable_folders = list(scanner.report.unreadable)

@@ -424,5 +424,23 @@ def m010_analysis_sources(db: sqlite_utils.Database) -> None:
     db.execute(view.replace("p.tags,\n", "p.tags,\n            p.place,\n", 1))
 
 
+@migrations()
+def m011_fingerprints(db: sqlite_utils.Database) -> None:
+    """Perceptual fingerprints (catalog.similar) on each photo, for copies, edits, bursts and
+    look-alikes. All NULL until computed: the scan fingerprints new and changed files from the
+    decode it makes, and its backfill the photos catalogued before this migration."""
+    for ddl in (
+        "ALTER TABLE photos ADD COLUMN phash INTEGER",  # 64-bit dHash of the upright picture, stored
+                                                        # signed (catalog.similar.fingerprint.to_db)
+        "ALTER TABLE photos ADD COLUMN aspect REAL",  # upright width / height
+        "ALTER TABLE photos ADD COLUMN tone INTEGER",  # mean colour, R << 16 | G << 8 | B
+        "ALTER TABLE photos ADD COLUMN detail BLOB",  # 16x16 grey cells: tells a copy from a small crop
+        "ALTER TABLE photos ADD COLUMN fingerprint_error TEXT",  # the picture cannot be decoded: not
+                                                                 # tried again until its file changes
+    ):
+        db.execute(ddl)
+    db.execute("CREATE INDEX photos_phash ON photos(phash)")
+
+
 # photo_text_fts column order (catalog.search weighs them in this order); `places` holds the
 # folder and file names, `place` the place names the sources found, `text` the recognised text.
