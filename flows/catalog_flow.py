@@ -21,7 +21,8 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import db as catalog_db
 from catalog.analysis_db import count_pending, pending_photos, rows_by_id
-from catalog.analyze import AnalysisRun, make_analyzer
+from catalog.analysis_run import AnalysisRun
+from catalog.analyze import make_analyzer
 from catalog.config import Config
 from catalog.errors import CatalogError, ConfigError
 from catalog.interrupt import is_interrupt
