@@ -4,7 +4,8 @@ A small thread pool sends the photos; every answer is committed the moment it ar
 a killed run never pays twice for an analysis. Failures are recorded with their reason;
 only a failure that is the photo's own spends one of its attempts. A refused API key, an
 exhausted quota or a service that keeps failing stops the run with nothing marked failed;
-SIGTERM/SIGINT stop it within seconds, keeping every answer already received.
+SIGTERM/SIGINT stop it within seconds, keeping every answer already received. A copy of an
+analysed photo takes its answer instead of a request (catalog.reuse).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from catalog.enrichers.stage import EnricherQueue
 from catalog.errors import (AnalysisFailed, AuthenticationFailed, CatalogError, FileUnreadable, Interrupted,
                             StageStopped)
 from catalog.progress import progress_bar
+from catalog.reuse import CopyReuse
 from catalog.routing import Router
 from catalog.sources import enricher_row, store_rows
 
@@ -48,6 +50,7 @@ class AnalyzeSummary:
     stopped: str | None = None  # why the run stopped early, if it did
     enriched: int = 0  # photos whose enricher rows were stored
     kept_local: int = 0  # photos a cloud back-end never saw: local_only, or rated adult (catalog.routing)
+    reused: int = 0  # copies that took their analysed original's answer: requests saved (catalog.reuse)
     run_id: int | None = None
 
     def as_dict(self) -> dict:
@@ -80,8 +83,9 @@ class AnalysisRun:
     task, so the throttle, the budget and a stop (quota, outage) span the whole run.
     """
 
-    def __init__(self, db, config: Config, analyzer, *, progress_total: int | None = None):
+    def __init__(self, db, config: Config, analyzer, *, progress_total: int | None = None, reuse: bool = True):
         self.db, self.config, self.analyzer = db, config, analyzer
+        self.reuse = CopyReuse(db, reuse and config.analysis.reuse_for_copies)
         self.summary = AnalyzeSummary(analyzer=analyzer.name)
         self.stats = getattr(analyzer, "stats", None)
         self.secrets = tuple(getattr(analyzer, "secrets", ()))
@@ -140,6 +144,7 @@ class AnalysisRun:
         else:
             self.answers += 1
             self._keep(row, analysis, size)
+        self.reuse.finished(row["id"])
         if self.bar is not None:
             self.bar.update()
 
@@ -162,6 +167,12 @@ class AnalysisRun:
         s.upload_bytes += size
         self.enrich.submit_missing(row)  # the workers read the file themselves: the API stage goes on
 
+    def _reused(self, row: dict) -> None:
+        self.summary.reused += 1
+        self.enrich.submit_missing(row)
+        if self.bar is not None:
+            self.bar.update()
+
     def _drain(self, until: int) -> None:
         while len(self._in_flight) > until:
             for future in wait(list(self._in_flight), return_when=FIRST_COMPLETED).done:
@@ -183,8 +194,12 @@ class AnalysisRun:
         """Analyse these rows; False once a budget or the service stops the run (the rest stays pending)."""
         a = self.config.analysis
         pool = ThreadPoolExecutor(max_workers=a.concurrency)
+        rows = iter(rows)
         try:
-            for row in rows:
+            while (row := self.reuse.next_ready() or next(rows, None)) or self._in_flight:
+                if row is None:  # copies may be waiting for these answers
+                    self._drain(len(self._in_flight) - 1)
+                    continue
                 self.summary.stopped = self._stop_reason()
                 while self.summary.stopped and self._in_flight:
                     self._drain(len(self._in_flight) - 1)
@@ -192,10 +207,14 @@ class AnalysisRun:
                 if self.summary.stopped:
                     return False
                 analyzer = self.router.choose(row)
+                if self.reuse.take(row, analyzer.name):
+                    self._reused(row)
+                    continue
+                if self.reuse.wait(row, analyzer.name, {r["id"] for r in self._in_flight.values()}):
+                    continue
                 rate = self.router.rate if self.router.destination(row) == "rated" else None
                 self._in_flight[pool.submit(_prepare_and_analyze, row, analyzer, self.config, rate)] = row
                 self._drain(a.concurrency * 2 - 1)
-            self._drain(0)
             self.summary.stopped = self.halted
             return not self.halted
         except AuthenticationFailed as exc:
@@ -238,5 +257,5 @@ class AnalysisRun:
                 int(now[k] - self._baseline[k]) for k in ("requests", "rate_limited", "retries"))
         s.seconds = round(time.perf_counter() - self._started, 3)
         if s.stopped and s.pending:
-            s.skipped = max(0, s.pending - s.analysed - s.failed)
+            s.skipped = max(0, s.pending - s.analysed - s.failed - s.reused)
         return s

@@ -55,7 +55,8 @@ def analyze(db, config: Config, *, limit=None, reanalyze=False, paths=None, anal
     analyzer = analyzer or make_analyzer(config)
     scope = {"reanalyze": reanalyze, "paths": paths, "limit": limit, "retry_failed": retry_failed}
     pending = count_pending(db, config, **scope)[0]
-    run = AnalysisRun(db, config, analyzer, progress_total=pending if progress else None)
+    run = AnalysisRun(db, config, analyzer, progress_total=pending if progress else None,
+                      reuse=not reanalyze)  # --reanalyze: the user pays again, on purpose
     run.summary.pending = pending
     run.summary.run_id = catalog_db.start_run(db, "analyze")
     status, message = "failed", None

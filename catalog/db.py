@@ -24,7 +24,8 @@ from catalog.errors import CatalogError, DatabaseUnusable
 # Every column of `analyses` but photo_id, in table order (carry_analysis copies rows with them).
 ANALYSES_COPY = ("source", "kind", "tags", "description", "objects", "dominant_color", "palette", "scene",
                  "mood", "safe_adult", "safe_violence", "shape", "place", "city", "region", "country", "text",
-                 "faces", "error", "provider", "model", "produced_at", "tokens_used", "processing_time_ms", "raw")
+                 "faces", "error", "provider", "model", "produced_at", "tokens_used", "processing_time_ms", "raw",
+                 "copied_from")
 # A ledger mtime no file has: the next scan reads the file again whatever its stat says.
 REREAD_MTIME_NS = -1
 # Facts read from the file's header; every other column of `photos` is what analysis made.

@@ -105,7 +105,8 @@ def write_back(config: Config) -> dict:
 
 
 SUMMARY_KEYS = ("files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
-                "photos", "duplicate_files", "thumbnails", "thumbnails_failed", "analysed", "failed", "skipped", "tokens_used",
+                "photos", "duplicate_files", "thumbnails", "thumbnails_failed",
+                "analysed", "reused", "failed", "skipped", "tokens_used",
                 "requests", "rate_limited", "written_back", "writeback_skipped", "seconds")
 
 
@@ -192,8 +193,8 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
                     break
             run.enrich_missing()  # analysed photos still missing an enricher (local work only)
             analysed = run.finish()
-            summary.update(analysed=analysed.analysed, failed=analysed.failed, skipped=analysed.skipped,
-                           tokens_used=analysed.tokens_used, requests=analysed.requests,
+            summary.update(analysed=analysed.analysed, reused=analysed.reused, failed=analysed.failed,
+                           skipped=analysed.skipped, tokens_used=analysed.tokens_used, requests=analysed.requests,
                            rate_limited=analysed.rate_limited, analyzer=analysed.analyzer)
             if config.writeback.after_analysis:
                 summary.update(write_back(config))

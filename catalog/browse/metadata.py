@@ -131,6 +131,8 @@ ANALYSES_COLUMNS = {
     "tokens_used": "Tokens it cost.",
     "processing_time_ms": "How long it took, in milliseconds.",
     "raw": "The answer as received (JSON).",
+    "copied_from": "For a copy of an analysed photo: the photo whose answer this is (no request was made, "
+                   "0 tokens); empty for a source's own answer.",
 }
 
 THUMBNAIL_COLUMNS = {
@@ -184,9 +186,11 @@ ORDER BY p.first_seen, p.id""",
     "spend_per_run": {
         "title": "Spend per run",
         "description": "What each run cost: analyses, tokens, API requests and 429 waits, from "
-                       "the runs' summaries (scans spend nothing).",
+                       "the runs' summaries (scans spend nothing); reused: copies that took their "
+                       "analysed original's answer instead of a request.",
         "sql": """SELECT id AS run, command, started_at, status,
        json_extract(counts, '$.analysed') AS analysed,
+       json_extract(counts, '$.reused') AS reused,
        json_extract(counts, '$.failed') AS failed,
        json_extract(counts, '$.tokens_used') AS tokens,
        json_extract(counts, '$.requests') AS requests,
