@@ -1,4 +1,4 @@
-"""The nightly pipeline as a Prefect flow: scan -> thumbnails -> analyse in batches -> summary.
+"""The nightly pipeline as a Prefect flow: scan -> similar groups -> thumbnails -> analyse in batches -> summary.
 
 Orchestration only: every step calls a `catalog` stage function. The settings are
 bound when the flow is built (`nightly_flow(config)`), never passed as parameters.
@@ -65,6 +65,16 @@ def scan_library(config: Config, paths: list[str] | None) -> dict:
         return scan(db, config, paths or None, progress=False).as_dict()
 
 
+@task(name="group similar photos", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def group_similar(config: Config) -> dict:
+    """The groups of copies, edits and bursts the browser shows, from the fingerprints the scan made."""
+    from catalog.similar.stored import refresh_groups
+
+    with _catalogue(config) as db:
+        return refresh_groups(db)
+
+
 @task(name="make thumbnails", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
 def make_thumbnails(config: Config) -> dict:
@@ -105,7 +115,7 @@ def write_back(config: Config) -> dict:
 
 
 SUMMARY_KEYS = ("files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
-                "photos", "duplicate_files", "thumbnails", "thumbnails_failed",
+                "photos", "duplicate_files", "near_groups", "bursts", "thumbnails", "thumbnails_failed",
                 "analysed", "reused", "failed", "skipped", "tokens_used",
                 "requests", "rate_limited", "written_back", "writeback_skipped", "seconds")
 
@@ -183,6 +193,7 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
             if roots and len(scanned["failed_roots"]) == len(roots):
                 raise CatalogError("every library root is unavailable, nothing to do: "
                                    + ", ".join(scanned["failed_roots"]))
+            summary.update(group_similar(config))
             summary.update(make_thumbnails(config))  # before analysis: browsable even if it stops early
             run = AnalysisRun(db, config, make_analyzer(config))
             run.summary.pending = count_pending(db, config)[0]

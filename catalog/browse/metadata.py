@@ -142,6 +142,26 @@ THUMBNAIL_COLUMNS = {
     "height": "Thumbnail height in pixels.",
 }
 
+PHOTO_GROUPS_COLUMNS = {
+    "kind": "near (copies and edits of one picture) or burst (shots of one camera within seconds).",
+    "group_no": "The group's number within its kind, in the order `catalog duplicates --near/--bursts` lists them.",
+    "position": "The photo's place in its group: 0 is the suggested keeper (near) or the first shot (burst).",
+    "photo_id": "The photo.",
+    "relation": "What it is to the keeper: copy (resized, re-encoded, converted, rotated) or edit (cropped, "
+                "colour-edited); empty for the keeper and for burst shots.",
+}
+
+SIMILAR_GROUPS_COLUMNS = {
+    "kind": "near (copies and edits of one picture) or burst (shots of one camera within seconds).",
+    "group_no": "The group's number within its kind.",
+    "photos": "How many photos the group holds.",
+    "thumbnails": "The group's photos side by side, the suggested keeper (or first shot) first; click one "
+                  "for everything known about it.",
+    "paths": "Each photo's first path, in the same order (JSON list).",
+    "relations": "Each photo's relation to the keeper, in the same order: null (the keeper), copy or edit.",
+    "photo_ids": "Each photo's identity, in the same order (JSON list).",
+}
+
 BEST_PATH = ("(SELECT f.path FROM files f WHERE f.photo_id = p.id AND f.status = 'ok' "
              "ORDER BY f.path LIMIT 1)")
 THUMB = "(SELECT th.photo_id FROM thumbnails th WHERE th.photo_id = p.id)"
@@ -199,6 +219,21 @@ ORDER BY p.first_seen, p.id""",
 FROM runs
 WHERE command IN ('analyze', 'run')
 ORDER BY id DESC""",
+    },
+    "near_duplicates": {
+        "title": "Near-duplicates",
+        "description": "Copies (resized, re-encoded, converted, rotated) and edits (cropped, colour-edited) "
+                       "of one picture, side by side: the suggested keeper first (largest resolution, "
+                       "original format, earliest date, most metadata). As of the last scan.",
+        "sql": """SELECT group_no AS "group", photos, thumbnails, relations, paths, photo_ids
+FROM similar_groups WHERE kind = 'near' ORDER BY group_no""",
+    },
+    "bursts": {
+        "title": "Bursts",
+        "description": "Shots of one camera taken within seconds that look alike, side by side, "
+                       "first shot first. As of the last scan.",
+        "sql": """SELECT group_no AS burst, photos, thumbnails, paths, photo_ids
+FROM similar_groups WHERE kind = 'burst' ORDER BY group_no""",
     },
     "recently_added": {
         "title": "Recently added",
@@ -271,6 +306,21 @@ def build_metadata() -> dict:
                         "description": "The small copies shown in the gallery, kept in the "
                                        "catalogue so browsing works while the NAS sleeps.",
                         "columns": THUMBNAIL_COLUMNS,
+                    },
+                    "similar_groups": {
+                        "title": "Similar photos",
+                        "description": "One row per group of copies and edits (near) or burst, its "
+                                       "photos side by side, the keeper first. Kept up to date by each "
+                                       "scan; the Near-duplicates and Bursts queries show one kind.",
+                        "columns": SIMILAR_GROUPS_COLUMNS,
+                        "facets": ["kind"],
+                    },
+                    "photo_groups": {
+                        "title": "Photo groups",
+                        "description": "One row per photo of a near-duplicate group or burst, as of the "
+                                       "last scan (the Similar photos view shows them grouped).",
+                        "columns": PHOTO_GROUPS_COLUMNS,
+                        "facets": ["kind", "relation"],
                     },
                     "photo_text": {"hidden": True},
                     "_sqlite_migrations": {"hidden": True},
