@@ -405,6 +405,24 @@ def m010_analysis_sources(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m011_fingerprints(db: sqlite_utils.Database) -> None:
+    """Perceptual fingerprints (catalog.similar) on each photo, for copies, edits, bursts and
+    look-alikes. All NULL until computed: the scan fingerprints new and changed files from the
+    decode it makes, and its backfill the photos catalogued before this migration."""
+    for ddl in (
+        "ALTER TABLE photos ADD COLUMN phash INTEGER",  # 64-bit dHash of the upright picture, stored
+                                                        # signed (catalog.similar.fingerprint.to_db)
+        "ALTER TABLE photos ADD COLUMN aspect REAL",  # upright width / height
+        "ALTER TABLE photos ADD COLUMN tone INTEGER",  # mean colour, R << 16 | G << 8 | B
+        "ALTER TABLE photos ADD COLUMN detail BLOB",  # 16x16 grey cells: tells a copy from a small crop
+        "ALTER TABLE photos ADD COLUMN fingerprint_error TEXT",  # the picture cannot be decoded: not
+                                                                 # tried again until its file changes
+    ):
+        db.execute(ddl)
+    db.execute("CREATE INDEX photos_phash ON photos(phash)")
+
+
+@migrations()
 def m012_copied_analyses_and_photo_groups(db: sqlite_utils.Database) -> None:
     """Never pay twice (issue 13): an analysis copied from a photo this one is a copy of says so,
     and the near-duplicate groups and bursts are kept for browsing, keeper first."""
