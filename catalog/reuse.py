@@ -8,6 +8,10 @@ A copy whose original is on its way to the service in the same run waits for tha
 instead of buying its own. `[analysis] reuse_for_copies = false` turns all of it off. The
 offline analyzer's answers are never copied: they cost nothing and come from each file's own
 metadata (a copy's dates or camera may differ).
+
+Which photos are copies of which comes from one HashIndex per run (`Copies`): the per-photo
+look-ups of catalog.similar.groups read every fingerprint, fine for one photo, too slow for
+each photo of a first run over a large library. `copy_source` still picks the original.
 """
 
 from __future__ import annotations
@@ -19,19 +23,37 @@ from catalog.analysis_db import can_copy, store_copy
 NEVER_COPIED = frozenset({"offline"})  # back-ends that cost nothing and read the photo's own metadata
 
 
-def copy_source(db, photo_id: str, analyzer: str) -> str | None:
+class Copies:
+    """Which catalogued photos each photo is a copy of, from one index over every fingerprint."""
+
+    def __init__(self, db):
+        from catalog.similar.classify import COPY_DISTANCE
+        from catalog.similar.groups import candidates
+        from catalog.similar.index import HashIndex
+
+        self.radius = COPY_DISTANCE
+        self.every = {c.id: c for c in candidates(db, present=False)}  # an original's files may be gone
+        self.index = HashIndex((c.id, c.fingerprint.phash) for c in self.every.values())
+
+    def of(self, photo_id: str) -> set[str]:
+        """The photos this one is a copy of (analysed or not); none when it has no fingerprint."""
+        from catalog.similar.classify import relation
+
+        me = self.every.get(photo_id)
+        if me is None:
+            return set()
+        return {key for key, _ in self.index.within(me.fingerprint.phash, self.radius)
+                if key != photo_id and relation(me, self.every[key]) == "copy"}
+
+
+def copy_source(db, photo_id: str, analyzer: str, copies: set[str]) -> str | None:
     """An analysed photo this one is a copy of, holding an answer of back-end `analyzer`."""
+    if not any(can_copy(db, other, analyzer) for other in copies):
+        return None
     from catalog.similar.groups import copy_source as analysed_original
 
     found = analysed_original(db, photo_id)
     return found if found is not None and can_copy(db, found, analyzer) else None
-
-
-def copies_of(db, photo_id: str) -> set[str]:
-    """Every photo this one is a copy of (analysed or not)."""
-    from catalog.similar.groups import similar_to
-
-    return {candidate.id for candidate, relation, _ in similar_to(db, photo_id) if relation == "copy"}
 
 
 class CopyReuse:
@@ -39,21 +61,28 @@ class CopyReuse:
 
     def __init__(self, db, enabled: bool):
         self.db, self.enabled = db, enabled
+        self._copies: Copies | None = None  # built when first needed
         self.waiting: dict[str, list[dict]] = {}  # a photo in flight -> its copies waiting for its answer
         self.ready: deque[dict] = deque()  # copies whose original is back: decide again
+
+    def _copies_of(self, photo_id: str) -> set[str]:
+        if self._copies is None:
+            self._copies = Copies(self.db)
+        return self._copies.of(photo_id)
 
     def take(self, row: dict, analyzer: str) -> bool:
         """Store an analysed original's answer as this photo's; False when there is none to take."""
         if not self.enabled or analyzer in NEVER_COPIED:
             return False
-        source = copy_source(self.db, row["id"], analyzer)
+        copies = self._copies_of(row["id"])
+        source = copy_source(self.db, row["id"], analyzer, copies) if copies else None
         return source is not None and store_copy(self.db, row["id"], source, analyzer) is not None
 
     def wait(self, row: dict, analyzer: str, in_flight: set[str]) -> bool:
         """True when an original of this photo is on its way to the service: the row waits for it."""
         if not self.enabled or analyzer in NEVER_COPIED or not in_flight:
             return False
-        busy = sorted(copies_of(self.db, row["id"]) & in_flight)
+        busy = sorted(self._copies_of(row["id"]) & in_flight)
         if busy:
             self.waiting.setdefault(busy[0], []).append(row)
         return bool(busy)
@@ -75,10 +104,10 @@ class SavedRequests:
 
     def remaining(self, rows):
         """The rows that would still be sent, in order; counts the others in `saved`."""
-        sent: set[str] = set()
+        copies, sent = Copies(self.db) if self.enabled else None, set()
         for row in rows:
-            if self.enabled and (copy_source(self.db, row["id"], self.analyzer) is not None
-                                 or copies_of(self.db, row["id"]) & sent):
+            if copies is not None and (mates := copies.of(row["id"])) and (
+                    mates & sent or any(can_copy(self.db, other, self.analyzer) for other in mates)):
                 self.saved += 1
                 continue
             sent.add(row["id"])

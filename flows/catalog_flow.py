@@ -69,7 +69,7 @@ def scan_library(config: Config, paths: list[str] | None) -> dict:
       cache_policy=NO_CACHE)
 def group_similar(config: Config) -> dict:
     """The groups of copies, edits and bursts the browser shows, from the fingerprints the scan made."""
-    from catalog.similar.stored import refresh_groups
+    from catalog.similar.browsing import refresh_groups
 
     with _catalogue(config) as db:
         return refresh_groups(db)

@@ -74,6 +74,12 @@ PHOTOS_COLUMNS = {
     "processing_time_ms": "How long the analyzer took, in milliseconds.",
     "analysed_at": "When the analysis was stored.",
     "raw_response": "The analyzer's full answer (JSON).",
+    "phash": "Perceptual fingerprint of the upright picture: a 64-bit difference hash, stored signed "
+             "(copies, edits and bursts are found by it).",
+    "aspect": "Upright width / height, part of the fingerprint.",
+    "tone": "Mean colour (R << 16 | G << 8 | B), part of the fingerprint: tells a colour edit from a copy.",
+    "detail": "16x16 grey cells, part of the fingerprint: tells a copy from a small crop.",
+    "fingerprint_error": "Why the picture could not be fingerprinted (not tried again until the file changes).",
 }
 
 FILES_COLUMNS = {

@@ -28,7 +28,7 @@ def scan(ctx, paths, as_json):
     from catalog.db import close_interrupted_runs
     from catalog.lock import exclusive
     from catalog.scan import scan as run_scan
-    from catalog.similar.stored import refresh_groups
+    from catalog.similar.browsing import refresh_groups
 
     config, db = open_catalogue(ctx, create=True)
     if not paths and not config.library.roots:
