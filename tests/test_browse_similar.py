@@ -6,12 +6,14 @@ import json
 import re
 import shutil
 import sqlite3
+import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from similar_pairs import COPIES, EDITS, variants
-from test_browse import Client
+from test_browse import Client, catalog_serve
+from test_browser import chromium, open_page, violations  # noqa: F401 (chromium: the fixture)
 from test_similar_commands import burst
 
 from catalog.browse.metadata import QUERIES, build_metadata
@@ -124,3 +126,24 @@ def test_the_groups_follow_the_library(catalogue, tmp_path):
         assert dscn["photos"] == 3 and not any(p.endswith("-png.png") for p in json.loads(dscn["paths"]))
     finally:
         c.close()
+
+
+def test_groups_side_by_side_in_a_real_browser(chromium, catalogue, tmp_path):  # noqa: F811
+    """Headless Chromium: each group's thumbnails load under the policy, in one row, keeper leftmost."""
+    with catalog_serve(catalogue[0], tmp_path) as (server, _port, _log):
+        page = open_page(chromium, server)
+        page.goto(f"{server}/catalog/near_duplicates")
+        page.wait_for_function("() => [...document.querySelectorAll('.catalog-strip img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)", timeout=15000)
+        strips = page.evaluate("""[...document.querySelectorAll('.catalog-strip')].map(s =>
+            [...s.querySelectorAll('img')].map(i => { const r = i.getBoundingClientRect();
+                return [i.getAttribute('src'), Math.round(r.top), Math.round(r.left)]; }))""")
+        with urllib.request.urlopen(f"{server}/catalog/near_duplicates.json?_shape=objects", timeout=10) as r:
+            keepers = {json.loads(g["photo_ids"])[0] for g in json.load(r)["rows"]}
+        page.screenshot(path=str(tmp_path / "near-duplicates.png"), full_page=True)
+        assert len(strips) == len(ORIGINALS) and violations(page) == []
+        for images in strips:
+            keeper = images[0][0].rsplit("/", 1)[1].removesuffix(".jpg")
+            assert keeper in keepers  # the keeper is the leftmost picture
+            assert len({top for _, top, _ in images}) == 1  # one row
+            assert [left for _, _, left in images] == sorted(left for _, _, left in images)

@@ -28,7 +28,8 @@ CSS = """
 .catalog-thumb-large img { display: block; max-width: 256px; max-height: 256px; margin: .3em 0; }
 .catalog-swatch { display: inline-block; width: 1.1em; height: 1.1em; margin-right: .3em;
                   border: 1px solid rgba(0,0,0,.25); border-radius: 3px; vertical-align: middle; }
-.catalog-strip { display: flex; flex-wrap: wrap; gap: .4em; align-items: flex-start; }
+.catalog-strip { display: flex; flex-wrap: nowrap; gap: .4em; align-items: flex-start; }
+.catalog-strip .catalog-thumb img { max-width: 128px; max-height: 128px; }
 .catalog-strip .catalog-thumb:first-child img { outline: 3px solid #2a7; }
 .catalog-strip .catalog-missing { display: inline-block; width: 5em; padding: 1em .3em; font-size: .8em;
                                   color: #777; background: #eee; border-radius: 3px; text-align: center; }
