@@ -11,8 +11,8 @@ import json
 from collections import defaultdict
 from typing import Iterable
 
-from catalog.similar.classify import (BURST_DISTANCE, COPY_DISTANCE, EDIT_DISTANCE, RELATIONS,
-                                      SIMILAR_DISTANCE, Candidate, burst_mates, keeper, relation,
+from catalog.similar.classify import (BURST_DISTANCE, COPY_DISTANCE, EDIT_DISTANCE, GROUP_DISTANCE,
+                                      RELATIONS, SIMILAR_DISTANCE, Candidate, burst_mates, keeper, relation,
                                       taken_time)
 from catalog.similar.fingerprint import Fingerprint, distance, from_db
 from catalog.similar.index import HashIndex
@@ -71,10 +71,11 @@ def _components(ids: Iterable[str], links: Iterable[tuple[str, str]]) -> list[li
 def near_groups(db) -> list[list[tuple[Candidate, str | None]]]:
     """Groups of copies and edits of one picture, biggest first: the keeper first (relation None),
     then the others with their relation to it ("copy" or "edit"; a member joined through another
-    member, not directly related to the keeper, counts as an edit)."""
+    member, not directly related to the keeper, counts as an edit). Pairs are looked for within
+    GROUP_DISTANCE bits: an edit further off is found by similar_to, not here."""
     every = {c.id: c for c in candidates(db)}
     index = HashIndex((c.id, c.fingerprint.phash) for c in every.values())
-    links = [(a, b) for a, b, _ in index.pairs(EDIT_DISTANCE)
+    links = [(a, b) for a, b, _ in index.pairs(GROUP_DISTANCE)
              if relation(every[a], every[b]) in ("copy", "edit")]
     out = []
     for ids in _components(every, links):

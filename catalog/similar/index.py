@@ -9,25 +9,38 @@ chosen per radius (CHUNKS) to keep both the probes and the candidates few.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from itertools import combinations
 from math import comb
 from typing import Hashable, Iterable, Iterator
 
 BITS = 64
+BITSET_WIDTHS = (3, 24)  # chunk widths searched as bitsets (2**24 bits: a 2 MB int)
 
 
 def chunk_count(n: int, radius: int, *, pairs: bool = True) -> int | None:
-    """The number of chunks that makes the least work for `n` hashes spread evenly (probes of
-    the values within radius // m bits, plus candidates to check), or None when checking every
-    hash (every pair) is less work."""
+    """The number of chunks that makes the least work for `n` hashes spread evenly (finding the
+    chunk values within radius // m bits, plus checking the candidates they hold), or None when
+    checking every hash (every pair) is less work."""
     def work(m: int) -> float:
         width, s = BITS // m, radius // m
         near = sum(comb(width, k) for k in range(min(s, width) + 1))
-        hits = n / 2 ** width  # hashes sharing one chunk value
-        return m * near * (min(n, 2 ** width) * (1 + hits / 2) if pairs else 1 + hits)
+        if not pairs:  # probes, and the hashes they find
+            return m * near * (1 + n / 2 ** width)
+        return m * (_search_cost(min(n, 2 ** width), width, s) + near * n * n / 2 ** (width + 1))
     best = min(range(1, min(BITS, radius + 1) + 1), key=work)
     return best if work(best) < (n * n / 2 if pairs else n) else None
+
+
+def _search_cost(values: int, width: int, s: int) -> float:
+    """Work to find the pairs of `values` occupied chunk values 1..s bits apart: a probe per value
+    and flip pattern, or a few big-int operations per pattern on a 2**width-bit bitset."""
+    patterns = sum(comb(width, k) for k in range(1, min(s, width) + 1))
+    probing = values * patterns
+    if not BITSET_WIDTHS[0] <= width <= BITSET_WIDTHS[1]:
+        return probing
+    return min(probing, patterns * (2 ** width / 512 + 1))
 
 
 def _spans(m: int) -> list[tuple[int, int]]:
@@ -123,20 +136,77 @@ class HashIndex:
         spans = [(shift, (1 << width) - 1) for shift, width, _ in tables]
         for index, (_, width, table) in enumerate(tables):
             earlier = spans[:index]
-            masks = _masks(width, s)
-            for value, positions in table.items():
-                for e in masks:
-                    other = value ^ e
-                    if other < value:
-                        continue
-                    mates = positions if other == value else table.get(other)
-                    if not mates:
-                        continue
-                    for i, a in enumerate(positions):
+            for positions in table.values():  # the same chunk value
+                for i, a in enumerate(positions):
+                    for b in positions[i + 1:]:
+                        x = hashes[a] ^ hashes[b]
+                        if x.bit_count() <= radius and not any(((x >> sh) & mk).bit_count() <= s
+                                                               for sh, mk in earlier):
+                            yield keys[a], keys[b], x.bit_count()
+            for e, values in _near_values(table, width, s):  # chunk values e apart (1..s bits)
+                for value in values:
+                    mates = table[value ^ e]
+                    for a in table[value]:
                         ha = hashes[a]
-                        for b in (mates[i + 1:] if other == value else mates):
+                        for b in mates:
                             x = ha ^ hashes[b]
-                            d = x.bit_count()
-                            if d > radius or any(((x >> sh) & mk).bit_count() <= s for sh, mk in earlier):
-                                continue
-                            yield keys[a], keys[b], d
+                            if x.bit_count() <= radius and not any(((x >> sh) & mk).bit_count() <= s
+                                                                   for sh, mk in earlier):
+                                yield keys[a], keys[b], x.bit_count()
+
+
+_NONZERO = re.compile(rb"[^\x00]")
+_START = re.Match.start
+_BITS_OF_BYTE = [[k for k in range(8) if byte >> k & 1] for byte in range(256)]
+
+
+def _near_values(table: dict[int, list[int]], width: int, s: int) -> Iterator[tuple[int, list[int]]]:
+    """For each flip pattern e of 1..s bits, the occupied chunk values v whose partner v ^ e is
+    occupied too, v the smaller of the two (so each pair of values comes once).
+
+    The occupied values are a bitset of 2**width bits. Flipping bit j of every value is a
+    permutation of that bitset (swap blocks of 2**j), two shifts and masks on one big int;
+    so `occupied & flipped(occupied)` marks at once every value whose partner is occupied,
+    and Python touches only the pairs found.
+    """
+    if s < 1 or not table:
+        return
+    if _search_cost(len(table), width, s) >= len(table) * sum(comb(width, k) for k in range(1, s + 1)):
+        yield from _near_values_by_probing(table, width, s)  # a bitset would be no quicker
+        return
+    size = 1 << width
+    occupied = bytearray(size // 8)
+    for v in table:
+        occupied[v >> 3] |= 1 << (v & 7)
+    bitset = int.from_bytes(occupied, "little")
+    keep = [_low_half_mask(width, j) for j in range(width)]  # values whose bit j is 0
+
+    def flips(start: int, depth: int, e: int, flipped: int) -> Iterator[tuple[int, list[int]]]:
+        for j in range(start, width):
+            t, low = 1 << j, keep[j]
+            moved = ((flipped & low) << t) | ((flipped >> t) & low)
+            both = bitset & moved & low  # v and v ^ e occupied, v below its partner (bit j is 0)
+            if both:
+                data = both.to_bytes(size // 8, "little")
+                yield e | t, [i * 8 + k for i in map(_START, _NONZERO.finditer(data)) for k in _BITS_OF_BYTE[data[i]]]
+            if depth + 1 < s:
+                yield from flips(j + 1, depth + 1, e | t, moved)
+
+    yield from flips(0, 0, 0, bitset)
+
+
+def _low_half_mask(width: int, j: int) -> int:
+    """The bitset of the 2**width values whose bit j is 0: runs of 2**j ones and 2**j zeros."""
+    t = 1 << j
+    if t >= 8:
+        unit = b"\xff" * (t // 8) + b"\x00" * (t // 8)
+    else:
+        unit = bytes([{1: 0x55, 2: 0x33, 4: 0x0F}[t]])
+    return int.from_bytes(unit * ((1 << width) // (8 * len(unit))), "little")
+
+
+def _near_values_by_probing(table: dict[int, list[int]], width: int, s: int) -> Iterator[tuple[int, list[int]]]:
+    for e in _masks(width, s)[1:]:
+        values = [v for v in table if v < v ^ e and v ^ e in table]
+        if values:
+            yield e, values
