@@ -113,7 +113,9 @@ def test_the_groups_follow_the_library(catalogue, tmp_path):
     """A rescan after a copy is deleted shows the group without it: the browser reads what the scan stored."""
     database, root = catalogue
     work = tmp_path / "catalog.db"
-    shutil.copy(database, work)
+    for suffix in ("", "-wal"):  # the catalogue as it is, its write-ahead log included
+        if Path(f"{database}{suffix}").exists():
+            shutil.copy(f"{database}{suffix}", f"{work}{suffix}")
     (root / "DSCN0010" / "DSCN0010-png.png").rename(tmp_path / "moved-away.png")
     try:
         invoke(work, "scan", str(root))

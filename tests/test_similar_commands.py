@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,20 @@ def test_similar_of_a_lone_photo_and_of_an_unknown_path(library, tmp_path):
     missing = run(database, "similar", str(tmp_path / "nowhere.jpg"))
     assert missing.exit_code == 1 and "is not in the catalogue" in missing.output
     assert "Traceback" not in missing.output and len(missing.output.strip().splitlines()) == 1
+    work = tmp_path / "catalog.db"
+    for suffix in ("", "-wal"):  # the catalogue as it is, its write-ahead log included
+        if Path(f"{database}{suffix}").exists():
+            shutil.copy(f"{database}{suffix}", f"{work}{suffix}")
+    with sqlite3.connect(work) as conn:  # as catalogued before fingerprints, or undecodable
+        conn.execute("UPDATE photos SET phash = NULL WHERE id = (SELECT photo_id FROM files WHERE path = ?)",
+                     [str(lone)])
+    unknown = run(work, "similar", str(lone))
+    assert unknown.exit_code == 1 and "has no fingerprint yet: run `catalog scan`" in unknown.output
+    with sqlite3.connect(work) as conn:
+        conn.execute("UPDATE photos SET fingerprint_error = 'cannot decode: broken' "
+                     "WHERE id = (SELECT photo_id FROM files WHERE path = ?)", [str(lone)])
+    broken = run(work, "similar", str(lone))
+    assert broken.exit_code == 1 and "cannot be compared: cannot decode: broken" in broken.output
 
 
 def test_duplicates_near_lists_groups_keeper_first(library):

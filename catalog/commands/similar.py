@@ -44,13 +44,17 @@ def similar(ctx, path, as_json):
     Photos are compared by the fingerprint the scan makes; run `catalog scan` first.
     """
     from catalog.errors import CatalogError
-    from catalog.queries import file_row
+    from catalog.queries import file_record
     from catalog.similar.groups import similar_to
 
     _config, db = open_catalogue(ctx)
-    ledger = file_row(db, path)
-    if not ledger["photo_id"]:
+    record = file_record(db, path)
+    ledger, photo = record["file"], record["photo"]
+    if photo is None:
         raise CatalogError(f"{path} is not a photo the catalogue could read ({ledger['error'] or ledger['status']})")
+    if photo["phash"] is None:
+        raise CatalogError(f"{path} cannot be compared: {photo['fingerprint_error']}" if photo["fingerprint_error"]
+                           else f"{path} has no fingerprint yet: run `catalog scan` on its folder")
     found = records(db, [(c, {"relation": relation, "distance": distance})
                          for c, relation, distance in similar_to(db, ledger["photo_id"]) if relation in SHOWN])
     if as_json:
