@@ -157,6 +157,7 @@ def test_dry_run_shows_the_requests_saved_and_the_summary_counts_them(library, t
     assert done.exit_code == 0, done.output
     assert f"{photos - distinct} copies took their original's answer (no request)" in done.output
     assert f"; {distinct} requests" in done.output and len(server.requests) == distinct
+    assert f"analysed {distinct}, reused {photos - distinct}," in runner.invoke(cli, [*base, "runs"]).output
     db = open_db(tmp_path / "catalog.db")
     copy, original = db.execute("SELECT f.path, a.copied_from FROM analyses a JOIN files f ON f.photo_id = a.photo_id "
                                 "WHERE a.copied_from IS NOT NULL LIMIT 1").fetchone()
