@@ -25,7 +25,8 @@ from catalog.schema import migrations
 # Every column of `analyses` but photo_id, in table order (carry_analysis copies rows with them).
 ANALYSES_COPY = ("source", "kind", "tags", "description", "objects", "dominant_color", "palette", "scene",
                  "mood", "safe_adult", "safe_violence", "shape", "place", "city", "region", "country", "text",
-                 "faces", "error", "provider", "model", "produced_at", "tokens_used", "processing_time_ms", "raw")
+                 "faces", "error", "provider", "model", "produced_at", "tokens_used", "processing_time_ms", "raw",
+                 "copied_from")
 # A ledger mtime no file has: the next scan reads the file again whatever its stat says.
 REREAD_MTIME_NS = -1
 # Facts read from the file (its header, its picture's fingerprint); every other column of `photos`

@@ -25,8 +25,8 @@ def runs(ctx, limit, as_json):
     for row in rows:
         c = row["counts"]
         bits = [f"{k.replace('_', ' ')} {c[k]:,}" for k in
-                ("files_seen", "new", "moved", "missing", "errors", "analysed", "failed", "tokens_used", "requests",
-                 "written", "skipped", "written_back")
+                ("files_seen", "new", "moved", "missing", "errors", "analysed", "reused", "failed", "tokens_used",
+                 "requests", "written", "skipped", "written_back")
                 if isinstance(c.get(k), int) and c.get(k)]
         seconds = f"{c['seconds']:.1f} s" if isinstance(c.get("seconds"), (int, float)) else "-"
         click.echo(f"#{row['id']:<5} {row['started_at'][:19]}  {row['command']:<8} {row['status']:<8} {seconds:>8}  "
