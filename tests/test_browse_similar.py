@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from similar_pairs import COPIES, EDITS, variants
 from test_browse import Client, catalog_serve
-from test_browser import chromium, open_page, violations  # noqa: F401 (chromium: the fixture)
+from test_browser import open_page, violations
 from test_similar_commands import burst
 
 from catalog.browse.metadata import QUERIES, build_metadata
