@@ -40,6 +40,7 @@ class ScanSummary:
     unchanged: int = 0
     moved: int = 0
     missing: int = 0
+    revived: int = 0  # missing files back again, untouched (not read)
     errors: int = 0
     paths_too_long: int = 0  # files (recorded as errors) and folders the system refuses to open
     fingerprinted: int = 0  # photos catalogued before fingerprints existed, fingerprinted now
@@ -153,6 +154,7 @@ class Scanner:
                     if row[3] is not None:
                         self.summary.errors += 1
                     if row[2] == "missing":  # back again, untouched: no need to read it
+                        self.summary.revived += 1
                         revive(self.db, os.path.join(folder.path, name), row[3], self.now)
                     unchanged.append(name_text)
                     if self._bar is not None:

@@ -160,3 +160,34 @@ def test_duplicates_bursts_and_usage(library):
     assert plain == []  # different files of one picture are not byte-identical duplicates
     assert "--near" in run(database, "duplicates", "--help").output
     assert "copies, edits and burst mates" in run(database, "--help").output
+
+
+def test_a_no_change_scan_keeps_the_stored_groups_and_a_change_regroups(tmp_path, shared_photos):
+    """Grouping is skipped when the scan changed nothing (seconds at 100k photos), redone when it did."""
+    root = tmp_path / "library"
+    root.mkdir()
+    shutil.copy(shared_photos / "real" / "DSCN0010.jpg", root / "a.jpg")
+    variants(shared_photos / "real" / "DSCN0010.jpg", root, {"png": COPIES["png"]})
+    database = tmp_path / "catalog.db"
+    assert run(database, "scan", str(root)).exit_code == 0
+
+    def stored():
+        with sqlite3.connect(database) as conn:
+            return conn.execute("SELECT COUNT(*) FROM photo_groups WHERE kind = 'near'").fetchone()[0]
+
+    assert stored() == 2  # the original and its PNG copy
+    with sqlite3.connect(database) as conn:  # a marker: a regrouping would bring the rows back
+        conn.execute("DELETE FROM photo_groups")
+    quiet = run(database, "scan", "--json", str(root))
+    assert quiet.exit_code == 0 and json.loads(quiet.output)["unchanged"] == 2
+    assert stored() == 0  # not regrouped: nothing changed
+    shutil.copy(shared_photos / "real" / "DSCN0010.jpg", root / "b.jpg")  # a new file (same photo)
+    assert run(database, "scan", str(root)).exit_code == 0
+    assert stored() == 2
+    (root / "b.jpg").rename(tmp_path / "aside.jpg")  # gone for a night
+    assert run(database, "scan", str(root)).exit_code == 0
+    with sqlite3.connect(database) as conn:
+        conn.execute("DELETE FROM photo_groups")
+    (tmp_path / "aside.jpg").rename(root / "b.jpg")  # back again, untouched: revived, not read
+    back = run(database, "scan", "--json", str(root))
+    assert json.loads(back.output)["revived"] == 1 and stored() == 2

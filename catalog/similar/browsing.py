@@ -10,8 +10,30 @@ from __future__ import annotations
 from catalog.similar.groups import bursts, near_groups
 
 
-def refresh_groups(db) -> dict:
-    """Replace the stored groups by the current ones, in their listing order; returns their counts."""
+# What a scan reports that can change the groups: photos and files that came, went or changed,
+# and fingerprints made for photos catalogued before them.
+GROUP_INPUTS = ("new", "changed", "moved", "missing", "revived", "fingerprinted")
+
+
+def scan_changed_groups(scanned: dict) -> bool:
+    """True when this scan (its summary as a dict) may have changed the groups."""
+    return any(scanned.get(key) for key in GROUP_INPUTS)
+
+
+def stored_counts(db) -> dict:
+    """How many near-duplicate groups and bursts are stored, without grouping again."""
+    counts = dict(db.execute("SELECT kind, COUNT(DISTINCT group_no) FROM photo_groups GROUP BY kind").fetchall())
+    return {"near_groups": counts.get("near", 0), "bursts": counts.get("burst", 0)}
+
+
+def refresh_groups(db, *, changed: bool = True) -> dict:
+    """Replace the stored groups by the current ones, in their listing order; returns their counts.
+
+    `changed=False` (the scan found nothing new, changed, moved or gone) keeps the stored
+    groups: grouping 100k photos takes seconds, a no-change night should not pay them.
+    """
+    if not changed:
+        return stored_counts(db)
     near = near_groups(db)
     shots = bursts(db)
     rows = [("near", number, position, candidate.id, relation)
