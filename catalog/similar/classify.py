@@ -32,12 +32,14 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from catalog.similar.fingerprint import Fingerprint, detail_gap, distance
+from catalog.similar.fingerprint import Fingerprint, detail_gap, detail_peak, distance
 
 COPY_DISTANCE = 8  # bits: resized, re-encoded, converted or rotated copies measured <= 5 (two 9, 17)
 COPY_ASPECT = 0.01  # relative aspect difference, plus the rounding of each side (1 px)
 COPY_TONE = 6  # levels per channel: copies measured <= 3, a +10 % brightness 15-18
 COPY_DETAIL = 2.5  # mean grey-cell gap: copies <= 1.4, a 3 % crop >= 2.95
+COPY_CELL = 16  # largest single grey-cell gap: copies <= 11 (from 128 px up); one scene with
+                # another digit drawn on it (landscape_2..8) 10-45, 20 of 21 pairs >= 18
 DETAIL_EDGE = 128  # below this short side, resizing blurs the cells: the allowance grows
 EDIT_DISTANCE = 12  # bits: a 3 % crop measured at mean 6, max 13
 EDIT_ASPECT = 0.11  # a crop of up to 5 % from each of two opposite sides
@@ -77,12 +79,13 @@ def _tone_gap(a: Fingerprint, b: Fingerprint) -> int:
 
 
 def _same_detail(a: Candidate, b: Candidate) -> bool:
-    """The grey cells agree within COPY_DETAIL (more for small pictures); True when unknown."""
-    gap = detail_gap(a.fingerprint, b.fingerprint)
-    if gap is None:
+    """The grey cells agree within COPY_DETAIL on average and COPY_CELL at most (more for small
+    pictures); True when unknown."""
+    gap, peak = detail_gap(a.fingerprint, b.fingerprint), detail_peak(a.fingerprint, b.fingerprint)
+    if gap is None or peak is None:
         return True
-    smallest = max(1, min(a.width, a.height, b.width, b.height))
-    return gap <= COPY_DETAIL * max(1.0, DETAIL_EDGE / smallest)
+    allowance = max(1.0, DETAIL_EDGE / max(1, min(a.width, a.height, b.width, b.height)))
+    return gap <= COPY_DETAIL * allowance and peak <= COPY_CELL * allowance
 
 
 def taken_time(value: str | None) -> datetime | None:

@@ -90,6 +90,14 @@ def fingerprint_image(img: Image.Image) -> Fingerprint:
     return Fingerprint(phash=bits, aspect=img.width / img.height, tone=r << 16 | g << 8 | b, detail=detail)
 
 
+def detail_peak(a: Fingerprint, b: Fingerprint) -> int | None:
+    """The largest difference between two matching grey cells (0-255), None if either is unknown:
+    a small overlay (a digit, a watermark) moves a few cells a lot and the mean hardly at all."""
+    if len(a.detail) != DETAIL * DETAIL or len(b.detail) != DETAIL * DETAIL:
+        return None
+    return max(abs(x - y) for x, y in zip(a.detail, b.detail))
+
+
 def detail_gap(a: Fingerprint, b: Fingerprint) -> float | None:
     """Mean absolute difference of the two pictures' grey cells (0-255), None if either is unknown."""
     if len(a.detail) != DETAIL * DETAIL or len(b.detail) != DETAIL * DETAIL:
