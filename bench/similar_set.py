@@ -1,4 +1,4 @@
-"""The labelled set of bench/similar.py: derived copies, edits and bursts of real photos, and their expected relations."""
+"""The labelled set of bench/similar.py: copies, edits and bursts derived from real photos, and their scoring."""
 
 from __future__ import annotations
 
