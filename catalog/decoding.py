@@ -146,6 +146,29 @@ def failure_reason(error: Exception, data: bytes, limit: int) -> str:
     return f"could not prepare it ({type(error).__name__}: {error})"
 
 
+_T = Image.Transpose  # EXIF orientation -> the transform that makes the picture upright
+UPRIGHT = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE,
+           6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
+
+
+def upright(img: Image.Image, orientation: int | None) -> Image.Image:
+    """The picture as a viewer shows it: as ImageOps.exif_transpose would, from a known orientation."""
+    return img.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else img
+
+
+def flatten(im: Image.Image) -> Image.Image:
+    """RGB or grayscale pixels; transparency goes onto white, as a viewer would show it."""
+    if im.mode in ("RGB", "L"):
+        return im.copy()
+    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, mask=rgba.getchannel("A"))
+        white.info = rgba.info  # keeps the EXIF orientation for exif_transpose
+        return white
+    return im.convert("RGB")
+
+
 def resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """LANCZOS to `size`; a large image band by band, so no full-height intermediate exists.
 

@@ -18,7 +18,7 @@ from catalog.config_checks import MIN_EDGE, MIN_UPLOAD_BYTES
 from catalog.containers import jpeg_has_length, jpeg_image_end, jpeg_segments
 from catalog.errors import ConfigError, FileUnreadable, PreparationFailed
 from catalog.decoding import (DECODE_GATE, decode_cost, failure_reason, open_image,
-                              pixel_limit, resize)
+                              pixel_limit, resize, upright)
 from catalog.libfile import open_library_file, read_all
 
 
@@ -27,9 +27,6 @@ SENDABLE = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP"
 SUFFIX = {"JPEG": ".jpg", "PNG": ".png"}
 # Only decoders a photo library needs: Image.open would otherwise try EPS (Ghostscript) and more.
 _GPS = ExifTags.IFD.GPSInfo
-_T = Image.Transpose  # EXIF orientation -> the transform that makes the picture upright
-_TRANSPOSE = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE,
-              6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
 _XMP_HEADS = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
 _XMP_GPS = re.compile(rb"GPS(?:Latitude|Longitude)")
 
@@ -177,8 +174,7 @@ def _reencode(im: Image.Image, target: tuple[int, int], orientation: int, limit:
     img, fmt = web_mode(im)
     if img.size != target:
         img = resize(img, target)
-    if orientation in _TRANSPOSE:  # as ImageOps.exif_transpose would, but on the smaller image
-        img = img.transpose(_TRANSPOSE[orientation])
+    img = upright(img, orientation)  # as ImageOps.exif_transpose would, but on the smaller image
     options: dict[str, Any] = {}
     if isinstance(icc, bytes) and icc[16:20] == (b"GRAY" if img.mode in ("L", "LA") else b"RGB "):
         options["icc_profile"] = icc  # a CMYK profile would lie about RGB pixels

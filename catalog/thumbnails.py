@@ -15,10 +15,7 @@ import io
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, BinaryIO, Iterable
-
-if TYPE_CHECKING:
-    from PIL import Image
+from typing import BinaryIO, Iterable
 
 log = logging.getLogger("catalog.thumbnails")
 EDGE = 256
@@ -56,7 +53,7 @@ def make_thumbnail(source: bytes | BinaryIO, edge: int = EDGE, *,
     None if unreadable. A thumbnail is a convenience: it never fails anything else."""
     from PIL import Image, ImageOps  # here, not at import: the CLI stays light to import
 
-    from catalog.decoding import DECODE_GATE, decoded_bytes, pixel_limit
+    from catalog.decoding import DECODE_GATE, decoded_bytes, flatten, pixel_limit
 
     try:
         with pixel_limit(max_image_pixels), \
@@ -67,28 +64,13 @@ def make_thumbnail(source: bytes | BinaryIO, edge: int = EDGE, *,
             im.draft("RGB", (max(1, round(im.width * scale)), max(1, round(im.height * scale))))
             with DECODE_GATE.slot(decoded_bytes(im.size, im.mode)):
                 im.thumbnail((edge, edge), Image.Resampling.LANCZOS, reducing_gap=2.0)
-                small = ImageOps.exif_transpose(_flatten(im))
+                small = ImageOps.exif_transpose(flatten(im))
         out = io.BytesIO()
         small.save(out, "JPEG", quality=QUALITY, optimize=True)
     except Exception as exc:  # noqa: BLE001 - any decoder error just means "no thumbnail"
         log.debug("no thumbnail: %s", exc)
         return None
     return Thumbnail(out.getvalue(), small.width, small.height)
-
-
-def _flatten(im: Image.Image) -> Image.Image:
-    """RGB or grayscale pixels; transparency goes onto white, as a viewer would show it."""
-    if im.mode in ("RGB", "L"):
-        return im.copy()
-    from PIL import Image
-
-    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGB", rgba.size, (255, 255, 255))
-        white.paste(rgba, mask=rgba.getchannel("A"))
-        white.info = rgba.info  # keeps the EXIF orientation for exif_transpose
-        return white
-    return im.convert("RGB")
 
 
 def store_thumbnail(db, photo_id: str, thumbnail: Thumbnail | None) -> None:

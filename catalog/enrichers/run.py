@@ -28,9 +28,8 @@ def load_image(data: bytes, *, max_edge: int = MAX_EDGE, max_image_pixels: int =
     """Upright RGB pixels, at most `max_edge` on the long side; PreparationFailed, one line, if unreadable."""
     from PIL import Image, ImageOps
 
-    from catalog.decoding import failure_reason, open_image, pixel_limit
+    from catalog.decoding import failure_reason, flatten, open_image, pixel_limit
     from catalog.prepare import web_mode
-    from catalog.thumbnails import _flatten
 
     try:
         with pixel_limit(max_image_pixels):
@@ -42,7 +41,7 @@ def load_image(data: bytes, *, max_edge: int = MAX_EDGE, max_image_pixels: int =
             im = ImageOps.exif_transpose(im)
             im.thumbnail((max_edge, max_edge), Image.Resampling.BILINEAR, reducing_gap=2.0)
             img, _ = web_mode(im)
-            return _flatten(img).convert("RGB")
+            return flatten(img).convert("RGB")
     except PreparationFailed:
         raise
     except Exception as e:  # any decoder error is this photo's problem, said in one line

@@ -1,0 +1,1 @@
+"""Similar photos (issue 13): perceptual fingerprints, copy/edit/burst/similar relations, groups."""
