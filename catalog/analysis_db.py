@@ -81,26 +81,51 @@ def count_pending(db, config, *, reanalyze=False, paths=None, limit=None, retry_
 
 
 def average_tokens(db, source: str) -> float | None:
-    row = db.execute("SELECT AVG(tokens_used), COUNT(*) FROM analyses WHERE source = ? AND kind = 'backend'",
-                     [source]).fetchone()
+    row = db.execute("SELECT AVG(tokens_used), COUNT(*) FROM analyses WHERE source = ? AND kind = 'backend' "
+                     "AND copied_from IS NULL", [source]).fetchone()  # a copy's analysis cost nothing
     return row[0] if row[1] else None
 
 
 STORE_DONE = """
 UPDATE photos SET analysis_status = 'done', analysis_error = NULL, analysis_permanent = 0,
-    attempts = attempts + 1, last_attempt_at = :now
+    attempts = attempts + :attempt, last_attempt_at = :now
 WHERE id = :id
 """
+# A back-end's answer about a photo, fit to be copied to a copy of it (not an enricher's:
+# those run on the copy itself, e.g. its GPS may differ).
+COPYABLE = "SELECT * FROM analyses WHERE photo_id = ? AND source = ? AND kind = 'backend' AND error IS NULL"
+
+
+def _store_backend_row(db, row: dict, *, attempt: int, now: str) -> None:
+    with db.atomic():
+        db.execute(STORE_DONE, {"id": row["photo_id"], "now": now, "attempt": attempt})
+        sources.store_rows(db, [row])
+        catalog_db.store_photo_colors(db, row["photo_id"], row["dominant_color"], json.loads(row["palette"] or "[]"))
 
 
 def store_analysis(db, photo_id: str, analysis: Analysis, secrets=(), *, source: str | None = None) -> dict:
     """Keep an answer, whatever it contains (made storable first, see analyzers.storable), as the
     row of its source (the back-end's name); the photo's other sources stay. Returns that row."""
     row = sources.backend_row(photo_id, source or analysis.provider or "unknown", analysis, secrets)
-    with db.atomic():
-        db.execute(STORE_DONE, {"id": photo_id, "now": row["produced_at"]})
-        sources.store_rows(db, [row])
-        catalog_db.store_photo_colors(db, photo_id, row["dominant_color"], json.loads(row["palette"]))
+    _store_backend_row(db, row, attempt=1, now=row["produced_at"])
+    return row
+
+
+def can_copy(db, source_photo: str, source: str) -> bool:
+    """Whether `source_photo` has an answer of `source` (a back-end) that a copy of it may take."""
+    return db.execute(COPYABLE, [source_photo, source]).fetchone() is not None
+
+
+def store_copy(db, photo_id: str, source_photo: str, source: str) -> dict | None:
+    """Give `photo_id` the answer `source` gave about `source_photo`, of which it is a copy: no
+    request, no token (its row's copied_from names the photo whose answer was paid for).
+    Returns the stored row, or None when `source_photo` has no such answer."""
+    found = next(db.query(COPYABLE, [source_photo, source]), None)
+    if found is None:
+        return None
+    row = {**found, "photo_id": photo_id, "copied_from": found["copied_from"] or source_photo,
+           "tokens_used": 0, "processing_time_ms": 0}
+    _store_backend_row(db, row, attempt=0, now=catalog_db.now())
     return row
 
 

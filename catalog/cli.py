@@ -109,12 +109,13 @@ def _add_commands() -> None:
     from catalog.commands.search import search
     from catalog.commands.serve import serve
     from catalog.commands.show import show
+    from catalog.commands.similar import similar
     from catalog.commands.stats import stats
     from catalog.commands.thumbnails import thumbnails
     from catalog.commands.writeback import writeback
 
-    for command in (run, scan, analyze, search, serve, duplicates, stats, show, runs, thumbnails, schedule,
-                    writeback, analyze_url, demo):
+    for command in (run, scan, analyze, search, serve, duplicates, similar, stats, show, runs, thumbnails,
+                    schedule, writeback, analyze_url, demo):
         cli.add_command(command)
 
 

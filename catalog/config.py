@@ -97,6 +97,7 @@ class AnalysisSettings:
     local_only: tuple[str, ...] = ()
     local_analyzer: str = "offline"  # what analyses them: offline, or openai on this machine
     upload_if_adult_below: str = ""  # e.g. "LIKELY": the safety model rates a photo first; "" = off
+    reuse_for_copies: bool = True  # a copy of an analysed photo takes its answer: no request (catalog.reuse)
 
 
 @dataclass(frozen=True)

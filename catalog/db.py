@@ -24,12 +24,15 @@ from catalog.errors import CatalogError, DatabaseUnusable
 # Every column of `analyses` but photo_id, in table order (carry_analysis copies rows with them).
 ANALYSES_COPY = ("source", "kind", "tags", "description", "objects", "dominant_color", "palette", "scene",
                  "mood", "safe_adult", "safe_violence", "shape", "place", "city", "region", "country", "text",
-                 "faces", "error", "provider", "model", "produced_at", "tokens_used", "processing_time_ms", "raw")
+                 "faces", "error", "provider", "model", "produced_at", "tokens_used", "processing_time_ms", "raw",
+                 "copied_from")
 # A ledger mtime no file has: the next scan reads the file again whatever its stat says.
 REREAD_MTIME_NS = -1
-# Facts read from the file's header; every other column of `photos` is what analysis made.
+# Facts read from the file (its header, its picture's fingerprint); every other column of `photos`
+# is what analysis made.
 FACT_COLUMNS = frozenset({"id", "format", "width", "height", "orientation", "taken_at", "camera_make",
-                          "camera_model", "gps_lat", "gps_lon", "exif_error", "first_seen"})
+                          "camera_model", "gps_lat", "gps_lon", "exif_error", "first_seen",
+                          "phash", "aspect", "tone", "detail", "fingerprint_error"})
 
 
 def carry_analysis(db: sqlite_utils.Database, old_id: str, new_id: str, path: str) -> None:

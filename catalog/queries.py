@@ -63,8 +63,8 @@ def catalogue_stats(db) -> dict:
     }
 
 
-def file_record(db, path: str) -> dict:
-    """Everything known about the file at `path`: its ledger row, its photo, sources and other copies.
+def file_row(db, path: str) -> dict:
+    """The ledger row of the file at `path`, as the user typed it (relative to the current folder).
 
     Raises CatalogError when the path is not in the catalogue.
     """
@@ -72,18 +72,33 @@ def file_record(db, path: str) -> dict:
     rows = list(db.query("SELECT * FROM files WHERE path = ?", [text]))
     if not rows:
         raise CatalogError(f"{path} is not in the catalogue (scan its folder first)")
-    file_row = rows[0]
-    file_row.pop("path_bytes", None)
-    result = {"file": file_row, "photo": None, "copies": [], "sources": []}
-    if file_row["photo_id"]:
+    return rows[0]
+
+
+def first_paths(db, photo_ids) -> dict[str, str]:
+    """Each photo's first present path, in path order (photos with none are left out)."""
+    return {row["photo_id"]: row["path"] for row in db.query(
+        "SELECT photo_id, MIN(path) AS path FROM files WHERE status = 'ok' "
+        "AND photo_id IN (SELECT value FROM json_each(?)) GROUP BY photo_id", [json.dumps(sorted(set(photo_ids)))])}
+
+
+def file_record(db, path: str) -> dict:
+    """Everything known about the file at `path`: its ledger row, its photo, sources and other copies.
+
+    Raises CatalogError when the path is not in the catalogue.
+    """
+    ledger = file_row(db, path)
+    ledger.pop("path_bytes", None)
+    result = {"file": ledger, "photo": None, "copies": [], "sources": []}
+    if ledger["photo_id"]:
         from catalog.sources import sources_of
 
-        result["sources"] = sources_of(db, file_row["photo_id"])
-        result["photo"] = next(db.query("SELECT * FROM photos WHERE id = ?", [file_row["photo_id"]]), None)
+        result["sources"] = sources_of(db, ledger["photo_id"])
+        result["photo"] = next(db.query("SELECT * FROM photos WHERE id = ?", [ledger["photo_id"]]), None)
         result["copies"] = [
             r["path"] for r in db.query(
                 "SELECT path FROM files WHERE photo_id = ? AND status = 'ok' AND path != ? ORDER BY path",
-                [file_row["photo_id"], text])
+                [ledger["photo_id"], ledger["path"]])
         ]
     return result
 

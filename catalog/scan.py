@@ -28,6 +28,7 @@ from catalog.imagefacts import ImageFacts, read_facts
 from catalog.libfile import identity_stat, open_library_file
 from catalog.progress import progress_bar
 from catalog.queries import library_counts
+from catalog.similar.store import backfill_fingerprints, fingerprint_columns
 from catalog.walk import WalkReport, too_long_message, walk
 
 log = logging.getLogger("catalog.scan")
@@ -44,6 +45,7 @@ class ScanSummary:
     missing: int = 0
     errors: int = 0
     paths_too_long: int = 0  # files (recorded as errors) and folders the system refuses to open
+    fingerprinted: int = 0  # photos catalogued before fingerprints existed, fingerprinted now
     photos: int = 0
     duplicate_files: int = 0
     bytes_hashed: int = 0
@@ -63,6 +65,7 @@ class Inspection:
     error: str | None = None
     error_kind: str | None = None
     reread: bool = False  # the next scan must read the file again, whatever its stat says
+    fingerprint: dict = field(default_factory=dict)  # photos columns (catalog.similar.store)
 
 
 def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = True) -> Inspection:
@@ -89,13 +92,14 @@ def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = Tr
                 del buf
                 f.seek(0)
                 facts = read_facts(f, max_image_pixels=max_image_pixels)
+                fingerprint = fingerprint_columns(f, facts.orientation, max_image_pixels)
             except BrokenImage:
                 if identity_stat(f) != before:
                     raise FileChanged(errno.EIO, "changed") from None
                 raise
             if identity_stat(f) != before:
                 raise FileChanged(errno.EIO, "changed")
-        return Inspection(identity=identity, facts=facts)
+        return Inspection(identity=identity, facts=facts, fingerprint=fingerprint)
     except BrokenImage as exc:
         return Inspection(error=str(exc), error_kind=exc.kind)
     except FileChanged:
@@ -122,13 +126,15 @@ def normalise_roots(roots) -> list[str]:
 
 UPSERT_PHOTO = """
 INSERT INTO photos (id, format, width, height, orientation, taken_at, camera_make, camera_model,
-                    gps_lat, gps_lon, exif_error, first_seen)
+                    gps_lat, gps_lon, exif_error, first_seen, phash, aspect, tone, detail, fingerprint_error)
 VALUES (:id, :format, :width, :height, :orientation, :taken_at, :camera_make, :camera_model,
-        :gps_lat, :gps_lon, :exif_error, :now)
+        :gps_lat, :gps_lon, :exif_error, :now, :phash, :aspect, :tone, :detail, :fingerprint_error)
 ON CONFLICT(id) DO UPDATE SET format = excluded.format, width = excluded.width,
     height = excluded.height, orientation = excluded.orientation, taken_at = excluded.taken_at,
     camera_make = excluded.camera_make, camera_model = excluded.camera_model,
-    gps_lat = excluded.gps_lat, gps_lon = excluded.gps_lon, exif_error = excluded.exif_error
+    gps_lat = excluded.gps_lat, gps_lon = excluded.gps_lon, exif_error = excluded.exif_error,
+    phash = excluded.phash, aspect = excluded.aspect, tone = excluded.tone, detail = excluded.detail,
+    fingerprint_error = excluded.fingerprint_error
 """
 UPSERT_FILE = """
 INSERT INTO files (path, path_bytes, root, folder, name, photo_id, size, mtime_ns, status, error,
@@ -189,7 +195,8 @@ class Scanner:
         if result.error is None:
             photo_id = result.identity.digest
             self.summary.bytes_hashed += result.identity.hashed_bytes
-            self._photos.append({"id": photo_id, "now": self.now, **_photo_fields(result.facts)})
+            self._photos.append({"id": photo_id, "now": self.now, **_photo_fields(result.facts),
+                                 **result.fingerprint})
             self._touched.add(photo_id)
             if old_photo and old_photo == result.identity.previous:  # same content, better identity
                 self._carried.append((old_photo, photo_id, path_text))
@@ -389,6 +396,7 @@ def scan(db, config: Config, roots=None, *, progress: bool = True) -> ScanSummar
                     log.error("%s", exc)
                     message = str(exc) if message is None else f"{message}; {exc}"
         scanner.detect_moves()
+        scanner.summary.fingerprinted = backfill_fingerprints(db, config, progress=progress).made
         summary = scanner.summary
         summary.photos, summary.duplicate_files = library_counts(db).values()
         summary.unreadable_folders = list(scanner.report.unreadable)

@@ -404,5 +404,63 @@ def m010_analysis_sources(db: sqlite_utils.Database) -> None:
     db.execute(view.replace("p.tags,\n", "p.tags,\n            p.place,\n", 1))
 
 
+@migrations()
+def m011_fingerprints(db: sqlite_utils.Database) -> None:
+    """Perceptual fingerprints (catalog.similar) on each photo, for copies, edits, bursts and
+    look-alikes. All NULL until computed: the scan fingerprints new and changed files from the
+    decode it makes, and its backfill the photos catalogued before this migration."""
+    for ddl in (
+        "ALTER TABLE photos ADD COLUMN phash INTEGER",  # 64-bit dHash of the upright picture, stored
+                                                        # signed (catalog.similar.fingerprint.to_db)
+        "ALTER TABLE photos ADD COLUMN aspect REAL",  # upright width / height
+        "ALTER TABLE photos ADD COLUMN tone INTEGER",  # mean colour, R << 16 | G << 8 | B
+        "ALTER TABLE photos ADD COLUMN detail BLOB",  # 16x16 grey cells: tells a copy from a small crop
+        "ALTER TABLE photos ADD COLUMN fingerprint_error TEXT",  # the picture cannot be decoded: not
+                                                                 # tried again until its file changes
+    ):
+        db.execute(ddl)
+    db.execute("CREATE INDEX photos_phash ON photos(phash)")
+
+
+@migrations()
+def m012_copied_analyses_and_photo_groups(db: sqlite_utils.Database) -> None:
+    """Never pay twice (issue 13): an analysis copied from a photo this one is a copy of says so,
+    and the near-duplicate groups and bursts are kept for browsing, keeper first."""
+    # NULL: the source's own answer; else the photo whose paid answer this row copies (no request).
+    db.execute("ALTER TABLE analyses ADD COLUMN copied_from TEXT")
+    db.execute(
+        """
+        CREATE TABLE photo_groups (
+            kind TEXT NOT NULL CHECK (kind IN ('near', 'burst')),  -- copies and edits, or a burst
+            group_no INTEGER NOT NULL,      -- 1, 2, ... within its kind, as `catalog duplicates` lists them
+            position INTEGER NOT NULL,      -- 0 is the suggested keeper (near) or the first shot
+            photo_id TEXT NOT NULL REFERENCES photos(id),
+            relation TEXT,                  -- to the keeper: copy or edit; NULL for the keeper
+                                            -- and for burst shots
+            PRIMARY KEY (kind, group_no, position)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("CREATE INDEX photo_groups_photo ON photo_groups(photo_id)")
+    # One row per group: its photos' thumbnails side by side (a JSON list of photo ids, keeper
+    # first; null where a photo has no thumbnail yet), their paths and relations in that order.
+    db.execute(
+        """
+        CREATE VIEW similar_groups AS
+        SELECT g.kind, g.group_no, COUNT(*) AS photos,
+               json_group_array(g.thumbnail) AS thumbnails,
+               json_group_array(g.path) AS paths,
+               json_group_array(g.relation) AS relations,
+               json_group_array(g.photo_id) AS photo_ids
+        FROM (SELECT pg.kind, pg.group_no, pg.position, pg.photo_id, pg.relation,
+                     (SELECT th.photo_id FROM thumbnails th WHERE th.photo_id = pg.photo_id) AS thumbnail,
+                     (SELECT f.path FROM files f WHERE f.photo_id = pg.photo_id AND f.status = 'ok'
+                       ORDER BY f.path LIMIT 1) AS path
+              FROM photo_groups pg ORDER BY pg.kind, pg.group_no, pg.position) g
+        GROUP BY g.kind, g.group_no
+        """
+    )
+
+
 # photo_text_fts column order (catalog.search weighs them in this order); `places` holds the
 # folder and file names, `place` the place names the sources found, `text` the recognised text.

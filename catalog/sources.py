@@ -32,10 +32,10 @@ ROWS = f"SELECT a.* FROM analyses a WHERE a.photo_id = ? ORDER BY {ORDER}"
 UPSERT = """
 INSERT INTO analyses (photo_id, source, kind, tags, description, objects, dominant_color, palette, scene, mood,
                       safe_adult, safe_violence, shape, place, city, region, country, text, faces, error,
-                      provider, model, produced_at, tokens_used, processing_time_ms, raw)
+                      provider, model, produced_at, tokens_used, processing_time_ms, raw, copied_from)
 VALUES (:photo_id, :source, :kind, :tags, :description, :objects, :dominant_color, :palette, :scene, :mood,
         :safe_adult, :safe_violence, :shape, :place, :city, :region, :country, :text, :faces, :error,
-        :provider, :model, :produced_at, :tokens_used, :processing_time_ms, :raw)
+        :provider, :model, :produced_at, :tokens_used, :processing_time_ms, :raw, :copied_from)
 ON CONFLICT(photo_id, source) DO UPDATE SET kind = excluded.kind, tags = excluded.tags,
     description = excluded.description, objects = excluded.objects, dominant_color = excluded.dominant_color,
     palette = excluded.palette, scene = excluded.scene, mood = excluded.mood, safe_adult = excluded.safe_adult,
@@ -43,11 +43,11 @@ ON CONFLICT(photo_id, source) DO UPDATE SET kind = excluded.kind, tags = exclude
     city = excluded.city, region = excluded.region, country = excluded.country, text = excluded.text,
     faces = excluded.faces, error = excluded.error, provider = excluded.provider, model = excluded.model,
     produced_at = excluded.produced_at, tokens_used = excluded.tokens_used,
-    processing_time_ms = excluded.processing_time_ms, raw = excluded.raw
+    processing_time_ms = excluded.processing_time_ms, raw = excluded.raw, copied_from = excluded.copied_from
 """
 EMPTY_ROW = {k: None for k in ("description", "objects", "dominant_color", "palette", "scene", "mood",
                                "safe_adult", "safe_violence", "shape", "place", "city", "region", "country",
-                               "text", "faces", "error")}
+                               "text", "faces", "error", "copied_from")}
 
 
 def _dumps(value) -> str | None:

@@ -1,4 +1,4 @@
-"""The nightly pipeline as a Prefect flow: scan -> thumbnails -> analyse in batches -> summary.
+"""The nightly pipeline as a Prefect flow: scan -> similar groups -> thumbnails -> analyse in batches -> summary.
 
 Orchestration only: every step calls a `catalog` stage function. The settings are
 bound when the flow is built (`nightly_flow(config)`), never passed as parameters.
@@ -21,7 +21,8 @@ from prefect.cache_policies import NO_CACHE
 
 from catalog import db as catalog_db
 from catalog.analysis_db import count_pending, pending_photos, rows_by_id
-from catalog.analyze import AnalysisRun, make_analyzer
+from catalog.analysis_run import AnalysisRun
+from catalog.analyze import make_analyzer
 from catalog.config import Config
 from catalog.errors import CatalogError, ConfigError
 from catalog.interrupt import is_interrupt
@@ -64,6 +65,16 @@ def scan_library(config: Config, paths: list[str] | None) -> dict:
         return scan(db, config, paths or None, progress=False).as_dict()
 
 
+@task(name="group similar photos", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
+      cache_policy=NO_CACHE)
+def group_similar(config: Config) -> dict:
+    """The groups of copies, edits and bursts the browser shows, from the fingerprints the scan made."""
+    from catalog.similar.browsing import refresh_groups
+
+    with _catalogue(config) as db:
+        return refresh_groups(db)
+
+
 @task(name="make thumbnails", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
 def make_thumbnails(config: Config) -> dict:
@@ -104,7 +115,8 @@ def write_back(config: Config) -> dict:
 
 
 SUMMARY_KEYS = ("files_seen", "new", "changed", "unchanged", "moved", "missing", "errors",
-                "photos", "duplicate_files", "thumbnails", "thumbnails_failed", "analysed", "failed", "skipped", "tokens_used",
+                "photos", "duplicate_files", "near_groups", "bursts", "thumbnails", "thumbnails_failed",
+                "analysed", "reused", "failed", "skipped", "tokens_used",
                 "requests", "rate_limited", "written_back", "writeback_skipped", "seconds")
 
 
@@ -181,6 +193,7 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
             if roots and len(scanned["failed_roots"]) == len(roots):
                 raise CatalogError("every library root is unavailable, nothing to do: "
                                    + ", ".join(scanned["failed_roots"]))
+            summary.update(group_similar(config))
             summary.update(make_thumbnails(config))  # before analysis: browsable even if it stops early
             run = AnalysisRun(db, config, make_analyzer(config))
             run.summary.pending = count_pending(db, config)[0]
@@ -191,8 +204,8 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
                     break
             run.enrich_missing()  # analysed photos still missing an enricher (local work only)
             analysed = run.finish()
-            summary.update(analysed=analysed.analysed, failed=analysed.failed, skipped=analysed.skipped,
-                           tokens_used=analysed.tokens_used, requests=analysed.requests,
+            summary.update(analysed=analysed.analysed, reused=analysed.reused, failed=analysed.failed,
+                           skipped=analysed.skipped, tokens_used=analysed.tokens_used, requests=analysed.requests,
                            rate_limited=analysed.rate_limited, analyzer=analysed.analyzer)
             if config.writeback.after_analysis:
                 summary.update(write_back(config))

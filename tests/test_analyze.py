@@ -99,10 +99,14 @@ def test_api_key_selects_imgtags_and_each_unique_photo_is_sent_once(real_library
     monkeypatch.setenv("IMGTAGS_BASE_URL", server.base_url)
     scan(db, Config(), [real_library], progress=False)
     summary = analyze(db, settings(concurrency=4), progress=False)
-    assert (summary.analyzer, summary.analysed, summary.failed) == ("imgtags", 34, 0)
+    # landscape_2..8 are landscape_1 turned by their EXIF orientation (another digit drawn on):
+    # copies, which take the answer bought for one of them (catalog.reuse).
+    copies = db.execute("SELECT COUNT(*) FROM analyses WHERE copied_from IS NOT NULL").fetchone()[0]
+    assert (summary.analyzer, summary.analysed + summary.reused, summary.failed) == ("imgtags", 34, 0)
+    assert summary.reused == copies and 0 < copies <= 7
     sent = server.requests.snapshot()
-    assert len(sent) == summary.requests == 34
-    assert len({r.fields["image"]["sha256"] for r in sent}) == 34  # 34 distinct uploads
+    assert len(sent) == summary.requests == summary.analysed
+    assert len({r.fields["image"]["sha256"] for r in sent}) == summary.analysed  # distinct uploads
     for r in sent:
         assert r.headers["authorization"] == "Bearer test-key-123"
         assert r.fields["image"]["content_type"] in ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -113,7 +117,7 @@ def test_api_key_selects_imgtags_and_each_unique_photo_is_sent_once(real_library
     stored = photo_of(db, real_library / "jolla.jpg")
     assert json.loads(stored["raw_response"])["success"] is True and json.loads(stored["tags"])
     # Nothing more to pay for on a rerun.
-    assert analyze(db, settings(), progress=False).pending == 0 and len(server.requests) == 34
+    assert analyze(db, settings(), progress=False).pending == 0 and len(server.requests) == summary.analysed
     # The key is nowhere in the database.
     assert b"test-key-123" not in Path(db.conn.execute("PRAGMA database_list").fetchone()[2]).read_bytes()
 
@@ -131,7 +135,7 @@ def test_422_is_a_permanent_failure_never_retried(real_library, db, server):
     scan(db, Config(), [real_library], progress=False)
     server.fail_next.append(FAIL_422)
     summary = analyze(db, settings(concurrency=1), analyzer=imgtags(server), progress=False)
-    assert (summary.analysed, summary.failed) == (33, 1)
+    assert (summary.analysed + summary.reused, summary.failed) == (33, 1)
     failed = list(db.query("SELECT * FROM photos WHERE analysis_status = 'failed'"))
     assert len(failed) == 1 and failed[0]["analysis_permanent"] == 1 and failed[0]["attempts"] == 1
     assert "422" in failed[0]["analysis_error"]
@@ -192,7 +196,9 @@ def test_cli_dry_run_sends_nothing_and_bad_key_exits_2(real_library, tmp_path, s
     dry = run_cli("analyze", "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
     data = json.loads(dry.stdout)
-    assert data["would_send"] == 34 and data["analyzer"] == "imgtags" and data["tokens_estimate"] == 34 * 1250
+    sent = data["would_send"]  # the landscape_N copies take one answer (catalog.reuse)
+    assert sent + data["reused"] == 34 and data["reused"] > 0
+    assert data["analyzer"] == "imgtags" and data["tokens_estimate"] == sent * 1250
     assert len(server.requests) == 0
     bad = run_cli("-vv", "analyze", env=env)
     assert bad.returncode == 2 and "refused the API key" in bad.stderr
@@ -200,9 +206,10 @@ def test_cli_dry_run_sends_nothing_and_bad_key_exits_2(real_library, tmp_path, s
     env["IMGTAGS_API_KEY"] = "test-key-123"
     good = run_cli("-vv", "analyze", "--json", "--limit", "3", env=env)
     assert good.returncode == 0, good.stderr
-    assert json.loads(good.stdout)["analysed"] == 3 and "test-key-123" not in good.stderr
+    done = json.loads(good.stdout)
+    assert done["analysed"] + done["reused"] == 3 and "test-key-123" not in good.stderr
     dry = json.loads(run_cli("analyze", "--dry-run", "--json", env=env).stdout)
-    assert dry["would_send"] == 31 and dry["estimate_from"] == "history"
+    assert dry["would_send"] + dry["reused"] == 31 and dry["estimate_from"] == "history"
 
 
 def test_dead_api_records_failures_and_goes_on(real_library, db):

@@ -22,7 +22,7 @@ SUMMARY_KEYS = {"files_seen", "new", "changed", "unchanged", "moved", "missing",
                 "photos", "duplicate_files", "bytes_hashed", "seconds"}
 
 
-@pytest.mark.parametrize("command", ["", "scan", "duplicates", "stats", "show", "demo"])
+@pytest.mark.parametrize("command", ["", "scan", "duplicates", "similar", "stats", "show", "demo"])
 def test_help(command):
     result = run(*([command] if command else []), "--help")
     assert result.returncode == 0

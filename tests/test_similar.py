@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import io
 import itertools
-import random
+import os
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import tarfile
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from catalog.analysis_db import store_analysis
+from catalog.analyzers import Analysis
+from catalog.config import Config
 from catalog.containers import BrokenImage
+from catalog.db import open_db
 from catalog.imagefacts import read_facts
+from catalog.scan import scan
 from catalog.similar.classify import (BURST_SECONDS, COPY_DISTANCE, Candidate, burst_mates, keeper,
                                       relation)
 from catalog.similar.fingerprint import (Fingerprint, distance, fingerprint_file, fingerprint_image,
                                          from_db, to_db)
-from catalog.similar.index import HashIndex
+from catalog.similar.groups import bursts, copy_source, near_groups, similar_to
+from catalog.similar.store import backfill_fingerprints
 from similar_pairs import COPIES, DISTINCT, EDITS, upright, variants
 
 
@@ -150,42 +164,182 @@ def test_keeper_rules_in_their_order():
         keeper([])
 
 
-def brute_pairs(items, radius):
-    return {(min(a, b), max(a, b), distance(ha, hb))
-            for (a, ha), (b, hb) in itertools.combinations(items, 2) if distance(ha, hb) <= radius}
-
-
-@pytest.mark.parametrize("radius", [0, 3, 6, 8, 10, 12, 20])
-def test_index_agrees_with_brute_force(radius):
-    rng = random.Random(radius)
-    items = [(f"r{i}", rng.getrandbits(64)) for i in range(1500)]
-    for i in range(300):  # planted near pairs and clusters at every distance up to 22
-        base = items[rng.randrange(len(items))][1]
-        flips = rng.sample(range(64), rng.randrange(0, 23))
-        items.append((f"p{i}", base ^ sum(1 << b for b in flips)))
-    items.append(("dup", items[0][1]))
-    index = HashIndex(items)
-    found = list(index.pairs(radius))
-    assert len(found) == len({(a, b) for a, b, _ in found})  # each pair once
-    assert {(min(a, b), max(a, b), d) for a, b, d in found} == brute_pairs(items, radius)
-    for _key, h in items[::97]:
-        expected = sorted((d, k) for k, hk in items if (d := distance(h, hk)) <= radius)
-        got = index.within(h, radius)
-        assert sorted((d, k) for k, d in got) == expected
-        assert [d for _, d in got] == sorted(d for _, d in got)
-
-
-def test_index_refuses_what_is_not_a_64_bit_hash():
-    with pytest.raises(ValueError):
-        HashIndex([("a", -1)])
-    with pytest.raises(ValueError):
-        HashIndex([("a", 2**64)])
-    assert HashIndex([]).within(0, 10) == [] and list(HashIndex([("a", 5)]).pairs(64)) == []
-    assert HashIndex([("a", 0), ("b", 2**64 - 1)]).within(0, 64) == [("a", 0), ("b", 64)]
-
-
 def test_copy_distance_is_the_documented_constant():
     a = Candidate("a", Fingerprint(0, 1.0, 0), 100, 100, None, None, 1, "JPEG")
     near = replace(a, id="b", fingerprint=Fingerprint((1 << COPY_DISTANCE) - 1, 1.0, 0))
     far = replace(a, id="c", fingerprint=Fingerprint((1 << (COPY_DISTANCE + 1)) - 1, 1.0, 0))
     assert relation(a, near) == "copy" and relation(a, far) == "edit"
+
+
+# -- the catalogue: scan, backfill, groups ---------------------------------------------------------
+
+BEFORE = "05837c0ededf479ef8e5f79dd2c66f42c1c0a7ed"  # main before fingerprints (its last migration: m010)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def undecodable_png(path: Path) -> Path:
+    """A PNG whose chunks are sound (CRCs right, so the scan catalogues it) but whose pixels are not."""
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((64, 64)).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    at = data.find(b"IDAT")
+    (size,) = struct.unpack(">I", data[at - 4:at])
+    data[at + 4:at + 4 + size] = bytes((x * 7 + 3) & 255 for x in range(size))
+    data[at + 4 + size:at + 8 + size] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 4 + size])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def burst_frame(scene: Image.Image, i: int, path: Path) -> Path:
+    """Frame i of a burst: a 1 % pan each, one camera, a second apart (EXIF Make, Model, date)."""
+    w, h = scene.size
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS R6"
+    exif.get_ifd(0x8769)[0x9003] = f"2024:05:01 10:00:{i:02d}"
+    scene.crop((i * w // 100, 0, w - (4 - i) * w // 100, h)).save(path, quality=90, exif=exif)
+    return path
+
+
+@pytest.fixture
+def library(real, tmp_path) -> Path:
+    """DSCN0010 with two copies and a crop, two distinct photos, a burst of three, one undecodable PNG."""
+    lib = tmp_path / "lib"
+    (lib / "exports").mkdir(parents=True)
+    for name in ("DSCN0010.jpg", "kodak-dc240.jpg", "el_torcal_rocks.jpg"):
+        shutil.copy(real / name, lib / name)
+    variants(real / "DSCN0010.jpg", lib / "exports", {k: {**COPIES, **EDITS}[k] for k in ("resize50", "png", "crop3")})
+    scene = upright(real / "prairie_falcon.jpg")
+    for i in range(3):
+        burst_frame(scene, i, lib / f"burst{i}.jpg")
+    undecodable_png(lib / "broken pixels.png")
+    return lib
+
+
+def photo_of(db, path: Path) -> str:
+    return db["files"].get(str(path))["photo_id"]
+
+
+def opens_under(root: Path):
+    """Every open() of a path under `root` from now until the returned list's owner stops it."""
+    opened, state = [], {"on": True}
+
+    def audit(event, args):
+        if state["on"] and event == "open" and isinstance(args[0], str) and args[0].startswith(str(root)):
+            opened.append(args[0])
+
+    sys.addaudithook(audit)
+    return opened, state
+
+
+def test_scan_fingerprints_and_groups_are_read_back(library, db):
+    summary = scan(db, Config(), [library], progress=False)
+    assert summary.errors == 0 and summary.fingerprinted == 0  # all made by the scan's own decode
+    rows = {r["path"]: r for r in db.query(
+        "SELECT f.path, p.phash, p.aspect, p.tone, p.detail, p.fingerprint_error FROM files f "
+        "JOIN photos p ON p.id = f.photo_id")}
+    broken = rows.pop(str(library / "broken pixels.png"))
+    assert broken["phash"] is None and "cannot decode the picture" in broken["fingerprint_error"]
+    assert all(r["phash"] is not None and r["fingerprint_error"] is None and len(r["detail"]) == 256
+               for r in rows.values()), rows
+    original = photo_of(db, library / "DSCN0010.jpg")
+    assert from_db(db["photos"].get(original)["phash"]) == fingerprint_file(library / "DSCN0010.jpg").phash
+
+    exports = {k: photo_of(db, library / "exports" / f"DSCN0010-{k}.{'png' if k == 'png' else 'jpg'}")
+               for k in ("resize50", "png", "crop3")}
+    (group,) = near_groups(db)
+    said = [(c.id, r) for c, r in group]
+    assert said[0] == (original, None)  # the keeper: the largest, and JPEG beats its PNG conversion
+    assert sorted(said[1:3]) == sorted([(exports["png"], "copy"), (exports["resize50"], "copy")])
+    assert said[3] == (exports["crop3"], "edit")
+    (run,) = bursts(db)
+    assert [c.id for c in run] == [photo_of(db, library / f"burst{i}.jpg") for i in range(3)]
+    assert run[0].camera == "Canon Canon EOS R6" and run[0].taken_at == "2024-05-01T10:00:00"
+
+    related = similar_to(db, original)
+    assert sorted((c.id, r) for c, r, _ in related[:2]) == sorted([(exports["png"], "copy"),
+                                                                   (exports["resize50"], "copy")])
+    assert related[0][2] <= related[1][2]  # nearest first among the copies
+    assert (related[2][0].id, related[2][1]) == (exports["crop3"], "edit") and len(related) == 3
+    assert similar_to(db, photo_of(db, library / "kodak-dc240.jpg")) == []
+    assert similar_to(db, "no such photo") == []
+
+    # copy_source: only an analysed photo, only a copy
+    assert copy_source(db, exports["resize50"]) is None  # nothing analysed yet
+    store_analysis(db, original, Analysis(tags=("tree",), provider="offline", model="m"))
+    assert copy_source(db, exports["resize50"]) == original
+    assert copy_source(db, exports["png"]) == original
+    assert copy_source(db, exports["crop3"]) is None  # an edit never reuses
+    assert copy_source(db, photo_of(db, library / "burst1.jpg")) is None
+    assert copy_source(db, original) is None  # not a copy of itself
+
+
+def old_catalogue(library: Path, tmp_path: Path) -> Path:
+    """A catalogue scanned by the code before fingerprints (main at BEFORE), from git."""
+    archive = subprocess.run(["git", "archive", BEFORE, "catalog"], cwd=REPO, capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {BEFORE[:10]} is not in this clone: {archive.stderr.decode().strip()}")
+    tree = tmp_path / "old-code"
+    tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tree, filter="data")
+    db_path = tmp_path / "old.db"
+    env = {**os.environ, "PYTHONPATH": str(tree), "CATALOG_DB": str(db_path)}
+    done = subprocess.run([sys.executable, "-m", "catalog", "scan", str(library)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db_path) as conn:
+        assert "phash" not in {r[1] for r in conn.execute("PRAGMA table_info(photos)")}
+    return db_path
+
+
+def test_backfill_of_a_catalogue_made_before_fingerprints(library, tmp_path):
+    db = open_db(old_catalogue(library, tmp_path))  # migrates: every fingerprint NULL
+    try:
+        assert db.execute("SELECT COUNT(*) FROM photos WHERE phash IS NOT NULL").fetchone()[0] == 0
+        opened, state = opens_under(library)
+        try:
+            summary = scan(db, Config(), [library], progress=False)
+        finally:
+            state["on"] = False
+        assert summary.unchanged == summary.files_seen == 10 and summary.new == summary.changed == 0
+        assert summary.fingerprinted == 9  # the undecodable PNG is recorded, not counted
+        assert sorted(opened) == sorted(set(opened)) and len(opened) == 10  # each file once
+        missing = db.execute("SELECT COUNT(*) FROM photos WHERE phash IS NULL AND fingerprint_error IS NULL")
+        assert missing.fetchone()[0] == 0
+        broken = db["photos"].get(photo_of(db, library / "broken pixels.png"))
+        assert broken["phash"] is None and broken["fingerprint_error"]
+        # the same fingerprints as a scan of the files today
+        for name in ("DSCN0010.jpg", "burst2.jpg"):
+            assert from_db(db["photos"].get(photo_of(db, library / name))["phash"]) == \
+                fingerprint_file(library / name).phash
+        assert len(near_groups(db)) == 1 and len(bursts(db)) == 1
+        # a rescan of the unchanged library opens no file: nothing is fingerprinted again
+        opened, state = opens_under(library)
+        try:
+            summary = scan(db, Config(), [library], progress=False)
+        finally:
+            state["on"] = False
+        assert opened == [] and summary.fingerprinted == 0
+    finally:
+        db.close()
+
+
+def test_backfill_leaves_an_unreadable_file_for_next_time(library, tmp_path):
+    db = open_db(old_catalogue(library, tmp_path))
+    try:
+        victim = library / "kodak-dc240.jpg"
+        kept = victim.read_bytes()
+        victim.unlink()
+        os.mkfifo(victim)  # a FIFO where the photo was: opening it must neither hang nor crash
+        summary = backfill_fingerprints(db, Config())
+        assert (summary.made, summary.undecodable, summary.unreadable) == (8, 1, 1)
+        assert db["photos"].get(photo_of(db, victim))["phash"] is None
+        victim.unlink()
+        victim.write_bytes(kept)
+        opened, state = opens_under(library)
+        try:
+            summary = backfill_fingerprints(db, Config())
+        finally:
+            state["on"] = False
+        assert (summary.made, summary.undecodable, summary.unreadable) == (1, 0, 0)
+        assert opened == [str(victim)]
+    finally:
+        db.close()

@@ -74,6 +74,12 @@ PHOTOS_COLUMNS = {
     "processing_time_ms": "How long the analyzer took, in milliseconds.",
     "analysed_at": "When the analysis was stored.",
     "raw_response": "The analyzer's full answer (JSON).",
+    "phash": "Perceptual fingerprint of the upright picture: a 64-bit difference hash, stored signed "
+             "(copies, edits and bursts are found by it).",
+    "aspect": "Upright width / height, part of the fingerprint.",
+    "tone": "Mean colour (R << 16 | G << 8 | B), part of the fingerprint: tells a colour edit from a copy.",
+    "detail": "16x16 grey cells, part of the fingerprint: tells a copy from a small crop.",
+    "fingerprint_error": "Why the picture could not be fingerprinted (not tried again until the file changes).",
 }
 
 FILES_COLUMNS = {
@@ -131,6 +137,8 @@ ANALYSES_COLUMNS = {
     "tokens_used": "Tokens it cost.",
     "processing_time_ms": "How long it took, in milliseconds.",
     "raw": "The answer as received (JSON).",
+    "copied_from": "For a copy of an analysed photo: the photo whose answer this is (no request was made, "
+                   "0 tokens); empty for a source's own answer.",
 }
 
 THUMBNAIL_COLUMNS = {
@@ -138,6 +146,26 @@ THUMBNAIL_COLUMNS = {
     "jpeg": "The thumbnail: a JPEG about 256 px on its long edge.",
     "width": "Thumbnail width in pixels.",
     "height": "Thumbnail height in pixels.",
+}
+
+PHOTO_GROUPS_COLUMNS = {
+    "kind": "near (copies and edits of one picture) or burst (shots of one camera within seconds).",
+    "group_no": "The group's number within its kind, in the order `catalog duplicates --near/--bursts` lists them.",
+    "position": "The photo's place in its group: 0 is the suggested keeper (near) or the first shot (burst).",
+    "photo_id": "The photo.",
+    "relation": "What it is to the keeper: copy (resized, re-encoded, converted, rotated) or edit (cropped, "
+                "colour-edited); empty for the keeper and for burst shots.",
+}
+
+SIMILAR_GROUPS_COLUMNS = {
+    "kind": "near (copies and edits of one picture) or burst (shots of one camera within seconds).",
+    "group_no": "The group's number within its kind.",
+    "photos": "How many photos the group holds.",
+    "thumbnails": "The group's photos side by side, the suggested keeper (or first shot) first; click one "
+                  "for everything known about it.",
+    "paths": "Each photo's first path, in the same order (JSON list).",
+    "relations": "Each photo's relation to the keeper, in the same order: null (the keeper), copy or edit.",
+    "photo_ids": "Each photo's identity, in the same order (JSON list).",
 }
 
 BEST_PATH = ("(SELECT f.path FROM files f WHERE f.photo_id = p.id AND f.status = 'ok' "
@@ -184,9 +212,11 @@ ORDER BY p.first_seen, p.id""",
     "spend_per_run": {
         "title": "Spend per run",
         "description": "What each run cost: analyses, tokens, API requests and 429 waits, from "
-                       "the runs' summaries (scans spend nothing).",
+                       "the runs' summaries (scans spend nothing); reused: copies that took their "
+                       "analysed original's answer instead of a request.",
         "sql": """SELECT id AS run, command, started_at, status,
        json_extract(counts, '$.analysed') AS analysed,
+       json_extract(counts, '$.reused') AS reused,
        json_extract(counts, '$.failed') AS failed,
        json_extract(counts, '$.tokens_used') AS tokens,
        json_extract(counts, '$.requests') AS requests,
@@ -195,6 +225,21 @@ ORDER BY p.first_seen, p.id""",
 FROM runs
 WHERE command IN ('analyze', 'run')
 ORDER BY id DESC""",
+    },
+    "near_duplicates": {
+        "title": "Near-duplicates",
+        "description": "Copies (resized, re-encoded, converted, rotated) and edits (cropped, colour-edited) "
+                       "of one picture, side by side: the suggested keeper first (largest resolution, "
+                       "original format, earliest date, most metadata). As of the last scan.",
+        "sql": """SELECT group_no AS "group", photos, thumbnails, relations, paths, photo_ids
+FROM similar_groups WHERE kind = 'near' ORDER BY group_no""",
+    },
+    "bursts": {
+        "title": "Bursts",
+        "description": "Shots of one camera taken within seconds that look alike, side by side, "
+                       "first shot first. As of the last scan.",
+        "sql": """SELECT group_no AS burst, photos, thumbnails, paths, photo_ids
+FROM similar_groups WHERE kind = 'burst' ORDER BY group_no""",
     },
     "recently_added": {
         "title": "Recently added",
@@ -267,6 +312,21 @@ def build_metadata() -> dict:
                         "description": "The small copies shown in the gallery, kept in the "
                                        "catalogue so browsing works while the NAS sleeps.",
                         "columns": THUMBNAIL_COLUMNS,
+                    },
+                    "similar_groups": {
+                        "title": "Similar photos",
+                        "description": "One row per group of copies and edits (near) or burst, its "
+                                       "photos side by side, the keeper first. Kept up to date by each "
+                                       "scan; the Near-duplicates and Bursts queries show one kind.",
+                        "columns": SIMILAR_GROUPS_COLUMNS,
+                        "facets": ["kind"],
+                    },
+                    "photo_groups": {
+                        "title": "Photo groups",
+                        "description": "One row per photo of a near-duplicate group or burst, as of the "
+                                       "last scan (the Similar photos view shows them grouped).",
+                        "columns": PHOTO_GROUPS_COLUMNS,
+                        "facets": ["kind", "relation"],
                     },
                     "photo_text": {"hidden": True},
                     "_sqlite_migrations": {"hidden": True},

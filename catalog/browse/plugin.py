@@ -28,6 +28,10 @@ CSS = """
 .catalog-thumb-large img { display: block; max-width: 256px; max-height: 256px; margin: .3em 0; }
 .catalog-swatch { display: inline-block; width: 1.1em; height: 1.1em; margin-right: .3em;
                   border: 1px solid rgba(0,0,0,.25); border-radius: 3px; vertical-align: middle; }
+.catalog-strip { display: flex; flex-wrap: wrap; gap: .4em; align-items: flex-start; }
+.catalog-strip .catalog-thumb:first-child img { outline: 3px solid #2a7; }
+.catalog-strip .catalog-missing { display: inline-block; width: 5em; padding: 1em .3em; font-size: .8em;
+                                  color: #777; background: #eee; border-radius: 3px; text-align: center; }
 .catalog-tags a { display: inline-block; margin: 0 .2em .25em 0; padding: 0 .35em; border-radius: 3px;
                   background: #e8eefc; font-size: .85em; text-decoration: none; white-space: nowrap; }
 .table-gallery .col-rowid { display: none; }
@@ -122,14 +126,23 @@ def _swatch(color: str) -> str:
     return f'<span class="catalog-swatch" style="background: {color}" title="{color}"></span>'
 
 
-def _json_list(value) -> list | None:
+def _json_list(value, *also) -> list | None:
+    """A JSON list of strings (or of the values in `also`, e.g. None), else None."""
     if not isinstance(value, str) or not value.startswith("["):
         return None
     try:
         items = json.loads(value)
     except ValueError:
         return None
-    return items if isinstance(items, list) and all(isinstance(i, str) for i in items) else None
+    return items if isinstance(items, list) and all(isinstance(i, str) or i in also for i in items) else None
+
+
+def _strip(datasette, photo_ids: list) -> str:
+    """A group's thumbnails side by side, in the group's order (the keeper first); a photo with
+    no thumbnail yet gets a placeholder in its place."""
+    cells = (_img(datasette, i, "catalog-thumb") if i else '<span class="catalog-missing">no thumbnail yet</span>'
+             for i in photo_ids)
+    return f'<span class="catalog-strip">{"".join(cells)}</span>'
 
 
 @hookimpl
@@ -138,6 +151,8 @@ def render_cell(row, value, column, table, database, datasette):
         return None
     if column == "thumbnail" and table in ("gallery", None) and isinstance(value, str):
         return Markup(_img(datasette, value, "catalog-thumb"))
+    if column == "thumbnails" and table in ("similar_groups", None) and (ids := _json_list(value, None)):
+        return Markup(_strip(datasette, ids))
     if column == "jpeg" and table == "thumbnails":
         photo_id = row["photo_id"]  # a foreign key: Datasette may have expanded it
         photo_id = photo_id["value"] if isinstance(photo_id, dict) else photo_id

@@ -72,16 +72,19 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, source, dry_run, as_json
         return
     if dry_run:
         from catalog.analysis_db import pending_photos
+        from catalog.reuse import SavedRequests
         from catalog.routing import routes
 
         name = config.analyzer_name()
         scope = dict(reanalyze=reanalyze, paths=paths, limit=limit, retry_failed=retry_failed)
         count, upload = count_pending(db, config, **scope)
-        where = routes(config, name, pending_photos(db, config, **scope))
+        reuse = SavedRequests(db, name, config.analysis.reuse_for_copies and not reanalyze)
+        where = routes(config, name, reuse.remaining(pending_photos(db, config, **scope)))
+        count -= reuse.saved
         history = average_tokens(db, name)
         per_photo = history if history is not None else (0 if name == "offline" else DEFAULT_TOKEN_GUESS)
         data = {"analyzer": name, "would_send": count - where["local"], "upload_bytes_at_most": upload,
-                "kept_local": where["local"], "rated_first": where["rated"],
+                "reused": reuse.saved, "kept_local": where["local"], "rated_first": where["rated"],
                 "local_analyzer": config.analysis.local_analyzer if where["local"] or where["rated"] else None,
                 "tokens_estimate": round((count - where["local"]) * per_photo),
                 "tokens_per_photo": round(per_photo, 1),
@@ -92,6 +95,9 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, source, dry_run, as_json
         click.echo(f"Would send {data['would_send']:,} photos to {name}: at most {upload / 1e6:,.1f} MB of "
                    f"uploads, about {data['tokens_estimate']:,} tokens ({per_photo:,.0f} per photo, "
                    f"{data['estimate_from']}). Nothing was sent.")
+        if reuse.saved:
+            click.echo(f"{reuse.saved:,} copies of analysed photos would take their answer instead: "
+                       f"{reuse.saved:,} requests saved (analysis.reuse_for_copies).")
         if where["local"]:
             click.echo(f"Would keep {where['local']:,} photos under analysis.local_only on this machine "
                        f"({data['local_analyzer']}).")
@@ -113,8 +119,9 @@ def analyze(ctx, paths, limit, reanalyze, retry_failed, source, dry_run, as_json
     else:
         s = summary
         click.echo(f"Analysed {s.analysed:,} of {s.pending:,} pending photos with {s.analyzer} in "
-                   f"{s.seconds:.1f} s: {s.failed:,} failed, {s.skipped:,} left for later; "
-                   f"{s.requests:,} requests, {s.rate_limited:,} rate-limit waits, {s.tokens_used:,} tokens"
+                   f"{s.seconds:.1f} s: {s.failed:,} failed, {s.skipped:,} left for later"
+                   + (f", {s.reused:,} copies took their original's answer (no request)" if s.reused else "")
+                   + f"; {s.requests:,} requests, {s.rate_limited:,} rate-limit waits, {s.tokens_used:,} tokens"
                    + (f"; enrichers added to {s.enriched:,} photos." if s.enriched else "."))
         if s.stopped:
             click.echo(f"Stopped early: {escape(s.stopped)}", err=True)

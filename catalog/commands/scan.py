@@ -21,12 +21,14 @@ def scan(ctx, paths, as_json):
 
     New and changed files are hashed (by image content, so identical photos are
     catalogued once) and their facts read; unchanged files are not read again;
-    moved files are recognised and vanished ones marked missing. Exit status 1
+    moved files are recognised and vanished ones marked missing; the groups of
+    copies, edits and bursts the browser shows are brought up to date. Exit status 1
     when some files could not be read or a root was unavailable.
     """
     from catalog.db import close_interrupted_runs
     from catalog.lock import exclusive
     from catalog.scan import scan as run_scan
+    from catalog.similar.browsing import refresh_groups
 
     config, db = open_catalogue(ctx, create=True)
     if not paths and not config.library.roots:
@@ -34,6 +36,7 @@ def scan(ctx, paths, as_json):
     with exclusive(config.database, "scan"):
         close_interrupted_runs(db)
         summary = run_scan(db, config, paths or None, progress=not as_json)
+        refresh_groups(db)  # what the browser shows as near-duplicates and bursts
     if as_json:
         echo_json(summary.as_dict())
     else:

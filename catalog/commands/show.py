@@ -32,6 +32,8 @@ def show(ctx, path, as_json):
                 click.echo(f"{key:>14}: {escape(value)}")
     for row in data["sources"]:  # where each part of the analysis came from
         made = " ".join(filter(None, [row["provider"], row["model"] and f"({row['model']})"]))
+        if row.get("copied_from"):
+            made += f", copied from photo {row['copied_from'][:12]} (no request)"
         found = row["error"] or ", ".join(row["tags"] or []) or row["place"] or "nothing seen"
         click.echo(f"{'source ' + row['source']:>14}: {escape(made or '?')}, {escape(row['produced_at'])}: "
                    f"{escape(found)}")

@@ -82,7 +82,8 @@ def _same_detail(a: Candidate, b: Candidate) -> bool:
     return gap <= COPY_DETAIL * max(1.0, DETAIL_EDGE / smallest)
 
 
-def _when(value: str | None) -> datetime | None:
+def taken_time(value: str | None) -> datetime | None:
+    """The capture time of ISO text (naive, as the camera's clock said it), None if unknown."""
     try:
         return datetime.fromisoformat(value).replace(tzinfo=None) if value else None
     except ValueError:
@@ -103,7 +104,7 @@ def same_shot_possible(a: Candidate, b: Candidate) -> bool:
 
 def burst_mates(a: Candidate, b: Candidate) -> bool:
     """The same camera, both dated, at most BURST_SECONDS apart."""
-    ca, ta, tb = _camera(a.camera), _when(a.taken_at), _when(b.taken_at)
+    ca, ta, tb = _camera(a.camera), taken_time(a.taken_at), taken_time(b.taken_at)
     if not ca or ca != _camera(b.camera) or ta is None or tb is None:
         return False
     return abs((ta - tb).total_seconds()) <= BURST_SECONDS
@@ -138,7 +139,7 @@ def keeper(group: list[Candidate]) -> Candidate:
         raise ValueError("keeper() of an empty group")
 
     def rank(c: Candidate):
-        when = _when(c.taken_at)
+        when = taken_time(c.taken_at)
         metadata = (c.taken_at is not None) + (c.camera is not None) + bool(c.has_gps)
         return (-(c.width * c.height), _format_rank(c.format), when is None, when or datetime.min,
                 -metadata, c.id)

@@ -132,12 +132,16 @@ def fingerprint_stream(f: BinaryIO, orientation: int | None, *,
         raise BrokenImage(f"decompression bomb refused: {exc}", "decompression_bomb") from None
     except UnidentifiedImageError:
         raise BrokenImage("not an image Pillow can read", "not_an_image") from None
+    except BrokenImage:
+        raise
     except OSError as exc:
         if exc.errno is not None and exc.errno != errno.EINVAL:
             raise  # the read failed (EIO on a NAS, the file went away): not the picture's fault
         raise BrokenImage(f"cannot decode the picture: {exc}", "corrupt") from None
-    except (SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
-        raise BrokenImage(f"cannot decode the picture: {exc}", "corrupt") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # decoders fail in every type there is (zlib.error, SyntaxError, ...)
+        raise BrokenImage(f"cannot decode the picture ({type(exc).__name__}: {exc})", "corrupt") from None
 
 
 def fingerprint_file(path: str | PathLike, *, max_image_pixels: int = DEFAULT_MAX_PIXELS) -> Fingerprint:

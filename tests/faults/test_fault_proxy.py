@@ -29,7 +29,8 @@ def night(scanned, tmp_path):
     shutil.copy(scanned, db_path)
     config = tmp_path / "config.toml"
     config.write_text("[analysis]\nrequests_per_minute = 6000\nmax_retries = 1\ntimeout_seconds = 2.0\n"
-                      "concurrency = 2\nbreaker_failures = 3\n")
+                      "concurrency = 2\nbreaker_failures = 3\n"
+                      "reuse_for_copies = false\n")  # every photo one request (landscape_2, 3 copy landscape_1)
     with serve_imgtags(key=KEY) as server, serve_proxy() as proxy:
         cert_file, base_url = over_tls(server, tmp_path)
         env = {"CATALOG_DB": str(db_path), "CATALOG_CONFIG": str(config), "IMGTAGS_API_KEY": KEY,

@@ -255,7 +255,9 @@ def cli(scanned, tmp_path):
         settings = {"requests_per_minute": 6000, "max_retries": 1, "timeout_seconds": 2.0, "concurrency": 2,
                     **analysis}
         config = tmp_path / "config.toml"
-        config.write_text("[analysis]\n" + "".join(f"{k} = {v!r}\n" for k, v in settings.items()))
+        # Each photo is one request here: landscape_2..8 are copies of landscape_1 (catalog.reuse).
+        config.write_text("[analysis]\nreuse_for_copies = false\n"
+                          + "".join(f"{k} = {v!r}\n" for k, v in settings.items()))
         env = {"CATALOG_DB": str(db_path), "CATALOG_CONFIG": str(config), "IMGTAGS_API_KEY": KEY,
                "IMGTAGS_BASE_URL": base_url, "CI": "true"}
         start = time.monotonic()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from audit import crashes, run_cli
-from catalog.analyze import store_analysis
+from catalog.analysis_db import store_analysis
 from catalog.analyzers import Analysis
 from catalog.config import Config, WritebackSettings
 from catalog.db import close_interrupted_runs, open_db

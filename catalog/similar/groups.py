@@ -1,0 +1,155 @@
+"""Similar photos read from the catalogue: groups of copies and edits, bursts, one photo's look-alikes.
+
+Only photos present in the library (a file with status 'ok') and fingerprinted take part.
+Pairs come from a HashIndex, never from comparing all pairs; each pair is then judged by
+catalog.similar.classify. The SQL of the similar-photos commands lives here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Iterable
+
+from catalog.similar.classify import (BURST_DISTANCE, COPY_DISTANCE, EDIT_DISTANCE, RELATIONS,
+                                      SIMILAR_DISTANCE, Candidate, burst_mates, keeper, relation,
+                                      taken_time)
+from catalog.similar.fingerprint import Fingerprint, distance, from_db
+from catalog.similar.index import HashIndex
+
+CANDIDATES = """
+SELECT p.id, p.phash, p.aspect, p.tone, p.detail, p.width, p.height, p.taken_at,
+       NULLIF(TRIM(COALESCE(p.camera_make, '') || ' ' || COALESCE(p.camera_model, '')), '') AS camera,
+       (SELECT MAX(f.size) FROM files f WHERE f.photo_id = p.id AND f.status = 'ok') AS bytes,
+       p.format, p.gps_lat IS NOT NULL AS has_gps
+FROM photos p
+WHERE p.phash IS NOT NULL {where}
+"""
+PRESENT = "AND EXISTS (SELECT 1 FROM files f WHERE f.photo_id = p.id AND f.status = 'ok') "
+
+
+def _candidate(row) -> Candidate:
+    (id, phash, aspect, tone, detail, width, height, taken_at, camera, size, fmt, has_gps) = row
+    fp = Fingerprint(phash=from_db(phash), aspect=aspect or 0.0, tone=tone or 0, detail=detail or b"")
+    return Candidate(id=id, fingerprint=fp, width=width or 0, height=height or 0, taken_at=taken_at,
+                     camera=camera, bytes=size or 0, format=fmt, has_gps=bool(has_gps))
+
+
+def candidates(db, where: str = "", params: Iterable | dict = (), *, present: bool = True) -> list[Candidate]:
+    """Fingerprinted photos (only those present in the library, unless told), narrowed by an
+    extra `AND ...` clause."""
+    where = (PRESENT if present else "") + where
+    return [_candidate(r) for r in db.execute(CANDIDATES.format(where=where), params).fetchall()]
+
+
+def candidate(db, photo_id: str) -> Candidate | None:
+    """One photo as a Candidate; None if it is unknown, absent from the library or not fingerprinted."""
+    found = candidates(db, "AND p.id = ?", [photo_id])
+    return found[0] if found else None
+
+
+def _components(ids: Iterable[str], links: Iterable[tuple[str, str]]) -> list[list[str]]:
+    """Connected components (union-find) of the photos joined by `links`."""
+    parent = {i: i for i in ids}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in links:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for i in parent:
+        groups[root(i)].append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def near_groups(db) -> list[list[tuple[Candidate, str | None]]]:
+    """Groups of copies and edits of one picture, biggest first: the keeper first (relation None),
+    then the others with their relation to it ("copy" or "edit"; a member joined through another
+    member, not directly related to the keeper, counts as an edit)."""
+    every = {c.id: c for c in candidates(db)}
+    index = HashIndex((c.id, c.fingerprint.phash) for c in every.values())
+    links = [(a, b) for a, b, _ in index.pairs(EDIT_DISTANCE)
+             if relation(every[a], every[b]) in ("copy", "edit")]
+    out = []
+    for ids in _components(every, links):
+        group = [every[i] for i in ids]
+        best = keeper(group)
+        rest = []
+        for c in group:
+            if c is not best:
+                said = relation(best, c)
+                rest.append((c, said if said in ("copy", "edit") else "edit"))
+        rest.sort(key=lambda item: (item[1] != "copy", distance(best.fingerprint.phash, item[0].fingerprint.phash),
+                                    item[0].id))
+        out.append([(best, None), *rest])
+    out.sort(key=lambda g: (-len(g), g[0][0].id))
+    return out
+
+
+def bursts(db) -> list[list[Candidate]]:
+    """Runs of one camera's photos, each within BURST_SECONDS of the one before and related to it
+    as a burst, in the order they were taken; biggest first."""
+    dated = candidates(db, "AND p.taken_at IS NOT NULL AND COALESCE(p.camera_make, p.camera_model) IS NOT NULL")
+    dated = [c for c in dated if taken_time(c.taken_at) is not None]
+    dated.sort(key=lambda c: (c.camera.lower(), taken_time(c.taken_at), c.id))
+    out, run = [], []
+    for c in dated:
+        if run and burst_mates(run[-1], c) and relation(run[-1], c) == "burst":
+            run.append(c)
+            continue
+        if len(run) > 1:
+            out.append(run)
+        run = [c]
+    if len(run) > 1:
+        out.append(run)
+    out.sort(key=lambda r: (-len(r), r[0].taken_at, r[0].id))
+    return out
+
+
+def similar_to(db, photo_id: str) -> list[tuple[Candidate, str, int]]:
+    """Every photo related to this one: (candidate, relation, distance), copies first, then edits,
+    bursts and look-alikes, nearest first within each. Empty when the photo is not fingerprinted."""
+    target = candidate(db, photo_id)
+    if target is None:
+        return []
+    radius = max(EDIT_DISTANCE, BURST_DISTANCE, SIMILAR_DISTANCE)
+    near = [i for i, h in db.execute("SELECT id, phash FROM photos WHERE phash IS NOT NULL AND id != ?",
+                                     [photo_id]).fetchall()
+            if distance(from_db(h), target.fingerprint.phash) <= radius]
+    found = []
+    for other in _among(db, near):
+        said = relation(target, other)
+        if said is not None:
+            found.append((other, said, distance(target.fingerprint.phash, other.fingerprint.phash)))
+    found.sort(key=lambda item: (RELATIONS.index(item[1]), item[2], item[0].id))
+    return found
+
+
+def _among(db, ids: list[str], *, present: bool = True) -> list[Candidate]:
+    if not ids:
+        return []
+    return candidates(db, "AND p.id IN (SELECT value FROM json_each(?))", [json.dumps(ids)], present=present)
+
+
+def copy_source(db, photo_id: str) -> str | None:
+    """An already analysed photo (analysis done) of which this photo is a `copy` (never an edit,
+    burst or look-alike), or None. Its files may be gone: the analysis stays good. The nearest
+    wins, then the keeper's rules."""
+    target = candidate(db, photo_id)
+    if target is None:
+        return None
+    near = [i for i, h in db.execute("SELECT id, phash FROM photos WHERE phash IS NOT NULL AND id != ? "
+                                     "AND analysis_status = 'done'", [photo_id]).fetchall()
+            if distance(from_db(h), target.fingerprint.phash) <= COPY_DISTANCE]
+    copies = [c for c in _among(db, near, present=False) if relation(target, c) == "copy"]
+    if not copies:
+        return None
+    nearest = min(distance(target.fingerprint.phash, c.fingerprint.phash) for c in copies)
+    return keeper([c for c in copies if distance(target.fingerprint.phash, c.fingerprint.phash) == nearest]).id
+
