@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import random
@@ -16,6 +17,10 @@ SHAPES = ((4000, 3000), (3000, 4000), (6000, 4000), (4032, 3024), (1920, 1080), 
 # Planted near groups, as (groups per 100,000 photos, members, bits flipped from the group's
 # centre per member): copies sit within a few bits of each other, edits and burst frames further.
 PLANTED = {"copy": (4000, (2, 4), (0, 3)), "edit": (2000, (2, 3), (2, 6)), "burst": (1000, (3, 8), (3, 8))}
+# The fingerprint's grey cells (Fingerprint.detail): a group's members differ from its centre
+# by up to this many levels a cell (copies agree within COPY_DETAIL on average).
+DETAIL_NOISE = {"copy": 1, "edit": 8, "burst": 12}
+DETAIL_CELLS = 256
 EPOCH = datetime.datetime(2015, 1, 1)
 HERE = Path(__file__).resolve().parent
 
@@ -24,6 +29,29 @@ def _flip(h: int, bits: int, rng: random.Random) -> int:
     for b in rng.sample(range(64), bits):
         h ^= 1 << b
     return h
+
+
+def row_of(c) -> dict:
+    """A Candidate as a JSON row (its fingerprint's cells in base64); candidate_of reads it back."""
+    fp = c.fingerprint
+    return {"id": c.id, "phash": fp.phash, "aspect": fp.aspect, "tone": fp.tone,
+            "detail": base64.b64encode(fp.detail).decode(), "width": c.width, "height": c.height,
+            "taken_at": c.taken_at, "camera": c.camera, "bytes": c.bytes, "format": c.format}
+
+
+def candidate_of(r: dict):
+    from catalog.similar.classify import Candidate
+    from catalog.similar.fingerprint import Fingerprint
+
+    fp = Fingerprint(r["phash"], r["aspect"], r["tone"], base64.b64decode(r["detail"]))
+    return Candidate(id=r["id"], fingerprint=fp, width=r["width"], height=r["height"], taken_at=r["taken_at"],
+                     camera=r["camera"], bytes=r["bytes"], format=r["format"])
+
+
+def _cells(rng: random.Random, around: bytes | None = None, noise: int = 0) -> str:
+    cells = bytes(min(255, max(0, c + rng.randint(-noise, noise))) for c in around) if around else \
+        rng.randbytes(DETAIL_CELLS)
+    return base64.b64encode(cells).decode()
 
 
 def synthetic(n: int, real: list[dict], seed: int = 13) -> tuple[list[dict], int]:
@@ -36,7 +64,7 @@ def synthetic(n: int, real: list[dict], seed: int = 13) -> tuple[list[dict], int
     for kind, (per_100k, members, flips) in PLANTED.items():
         for g in range(max(1, per_100k * n // 100_000)):
             centre, (w, h) = rng.getrandbits(64), rng.choice(SHAPES)
-            tone, camera = rng.getrandbits(24), rng.choice(CAMERAS[:-1])
+            tone, camera, cells = rng.getrandbits(24), rng.choice(CAMERAS[:-1]), rng.randbytes(DETAIL_CELLS)
             when = EPOCH + datetime.timedelta(seconds=rng.randrange(10 * 365 * 86400))
             for m in range(rng.randint(*members)):
                 if len(rows) >= n:
@@ -44,7 +72,8 @@ def synthetic(n: int, real: list[dict], seed: int = 13) -> tuple[list[dict], int
                 scale = 1 if kind != "copy" or m == 0 else rng.choice((0.5, 0.25))
                 bump = 0 if kind == "copy" else 0x0a0a0a if kind == "edit" and m else 0
                 rows.append({"id": f"{kind}{g}#{m}", "phash": _flip(centre, rng.randint(*flips), rng),
-                             "aspect": w / h, "tone": (tone + bump) & 0xFFFFFF, "width": round(w * scale),
+                             "aspect": w / h, "tone": (tone + bump) & 0xFFFFFF,
+                             "detail": _cells(rng, cells, DETAIL_NOISE[kind] if m else 0), "width": round(w * scale),
                              "height": round(h * scale), "bytes": rng.randrange(100_000, 8_000_000),
                              "format": "JPEG", "camera": camera,
                              "taken_at": (when + datetime.timedelta(seconds=m if kind == "burst" else 0)).isoformat()})
@@ -53,8 +82,9 @@ def synthetic(n: int, real: list[dict], seed: int = 13) -> tuple[list[dict], int
         w, h = rng.choice(SHAPES)
         when = EPOCH + datetime.timedelta(seconds=rng.randrange(10 * 365 * 86400))
         rows.append({"id": f"r{len(rows)}", "phash": rng.getrandbits(64), "aspect": w / h,
-                     "tone": rng.getrandbits(24), "width": w, "height": h, "bytes": rng.randrange(100_000, 8_000_000),
-                     "format": "JPEG", "camera": rng.choice(CAMERAS), "taken_at": when.isoformat()})
+                     "tone": rng.getrandbits(24), "detail": _cells(rng), "width": w, "height": h,
+                     "bytes": rng.randrange(100_000, 8_000_000), "format": "JPEG", "camera": rng.choice(CAMERAS),
+                     "taken_at": when.isoformat()})
     rng.shuffle(rows)
     return rows, planted
 
@@ -70,14 +100,11 @@ def memory_mib(field: str) -> float:
 
 def child(rows_file: Path, radius: int) -> dict:
     """In this process: Candidates from the rows, then (timed) HashIndex, pairs, relation()."""
-    from catalog.similar.classify import Candidate, relation
-    from catalog.similar.fingerprint import Fingerprint
+    from catalog.similar.classify import relation
     from catalog.similar.index import HashIndex
 
     rows = json.loads(rows_file.read_text())
-    cands = {r["id"]: Candidate(id=r["id"], fingerprint=Fingerprint(r["phash"], r["aspect"], r["tone"]),
-                                width=r["width"], height=r["height"], taken_at=r["taken_at"],
-                                camera=r["camera"], bytes=r["bytes"], format=r["format"]) for r in rows}
+    cands = {r["id"]: candidate_of(r) for r in rows}
     del rows
     rss_before = memory_mib("VmRSS")
     t0 = time.perf_counter()

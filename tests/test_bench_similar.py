@@ -69,6 +69,7 @@ def test_the_benchmark_runs_end_to_end(bench, photos, tmp_path, capsys):
     text = doc.read_text()
     assert "## Other\n\nkept" in text and "## Similar photos" in text
     assert "`copy` precision" in text and "grouping 3,000 fingerprints" in text
-    assert "real path: `catalog scan`" in text  # the commands ran
+    assert "- real path: `catalog scan` of the set" in text  # the commands ran and their groups were read
+    assert "0 mixing files of different photos" in text
     assert "bench/similar.py --source" in text  # the command that measured it
     assert not list((tmp_path / "work").iterdir())  # the set is removed afterwards
