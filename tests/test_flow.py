@@ -61,6 +61,8 @@ def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     assert (summary["files_seen"], summary["new"], summary["errors"]) == (47, 47, 6)
     assert (summary["photos"], summary["duplicate_files"]) == (40, 1)
     assert (summary["analysed"], summary["failed"], summary["analyzer"]) == (40, 0, "offline")
+    assert summary["reused"] == 0  # the offline analyzer's answers are never copied (catalog.reuse)
+    assert summary["near_groups"] >= 1  # landscape_1..8: one picture turned eight ways (catalog.similar)
     assert (summary["thumbnails"], summary["thumbnails_failed"]) == (40, 0)  # its own stage, no API call
     # Written back after analysis (sidecar mode: the photos themselves are not touched).
     assert summary["written_back"] == 41 and summary["writeback_skipped"] == 0
@@ -75,6 +77,7 @@ def test_ephemeral_flow_run_over_shared_photos(photos, tmp_path, prefect_home):
     [artifact] = prefect_db.execute(
         "SELECT data FROM artifact WHERE key = 'catalog-run-summary' ORDER BY created DESC LIMIT 1").fetchall()
     assert f"catalog run {summary['run_id']}" in artifact[0] and "| analysed | 40 |" in artifact[0]
+    assert "| reused | 0 |" in artifact[0] and "| near groups |" in artifact[0]
 
     second = catalog("--config", config, "run", "--json", photos, env=env)
     again = json.loads(second.stdout)
@@ -179,9 +182,12 @@ def test_kill_9_mid_analysis_then_rerun_pays_nothing_twice(photos, tmp_path, pre
     statuses = [r[0] for r in db.execute("SELECT status FROM runs WHERE command = 'run' ORDER BY id")]
     assert statuses == ["interrupted", "ok"]
     paths = dict(db.execute("SELECT photo_id, MIN(path) FROM files WHERE status = 'ok' GROUP BY photo_id"))
+    copied = {r[0] for r in db.execute("SELECT photo_id FROM analyses WHERE copied_from IS NOT NULL")}
     for photo_id, path in paths.items():
         count = sent.get(upload_digest(Path(path)), 0)
-        if photo_id in done_before:
+        if photo_id in copied:  # a copy took the answer bought for its original
+            assert count == 0, f"{path} was paid for, yet took a copy's answer"
+        elif photo_id in done_before:
             assert count == 1, f"{path} was paid for twice"
         else:
             assert 1 <= count <= 2, path  # at most once more than the answer lost in the kill
