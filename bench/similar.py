@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from catalog.imagefacts import read_facts  # noqa: E402
-from catalog.similar.classify import EDIT_DISTANCE, Candidate, relation  # noqa: E402
+from catalog.similar.classify import GROUP_DISTANCE, Candidate, relation  # noqa: E402
 from catalog.similar.fingerprint import distance, fingerprint_file  # noqa: E402
 from catalog.similar.index import chunk_count  # noqa: E402
 from common import (add_common_options, bullets, command_line, exit_status,  # noqa: E402
@@ -54,7 +54,7 @@ WORKDIR = REPO / "bench" / ".work"
 QUICK_PHOTOS = ["DSCN0010.jpg", "canon_hdr_NO.jpg", "hopper.gif"]
 GOAL_PRECISION, GOAL_RECALL, GOAL_SECONDS = 0.99, 0.95, 10.0
 MAX_PIXELS = 178_956_970  # the scan's default max_image_pixels
-RADIUS = EDIT_DISTANCE  # the pairs catalog.similar.groups.near_groups asks its HashIndex for
+RADIUS = GROUP_DISTANCE  # the pairs catalog.similar.groups.near_groups asks its HashIndex for
 REPEAT_UNDER = 3  # a grouping run over REPEAT_UNDER x the goal is not repeated (minutes of 2 shared CPUs)
 
 

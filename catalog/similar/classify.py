@@ -2,9 +2,10 @@
 
 Precision first: `copy` (the one relation that lets a photo reuse another's paid analysis)
 needs the hashes within COPY_DISTANCE bits *and* the same aspect (within COPY_ASPECT plus the
-rounding of a resize) *and* the same mean colour (every channel within COPY_TONE) *and* the
-same 16x16 grey cells (mean gap within COPY_DETAIL: a 3 % crop shifts the picture by a third
-of a cell, which the 64-bit hash often misses) *and* no fact that tells two shots apart:
+rounding of a resize) *and* the same mean colour (every channel within COPY_TONE levels or
+COPY_TONE_SHARE of its level) *and* the same 16x16 grey cells (mean gap within COPY_DETAIL: a
+3 % crop shifts the picture by a third of a cell, which the 64-bit hash often misses; every
+cell within COPY_CELL: a digit drawn on the scene) *and* no fact that tells two shots apart:
 two different capture times, or two different cameras.
 
 Measured on the 27 distinct photos of ../shared/photos/real and their transformed copies
@@ -36,7 +37,12 @@ from catalog.similar.fingerprint import Fingerprint, detail_gap, detail_peak, di
 
 COPY_DISTANCE = 8  # bits: resized, re-encoded, converted or rotated copies measured <= 5 (two 9, 17)
 COPY_ASPECT = 0.01  # relative aspect difference, plus the rounding of each side (1 px)
-COPY_TONE = 6  # levels per channel: copies measured <= 3, a +10 % brightness 15-18
+COPY_TONE = 3  # levels per channel a copy may always differ by (copies measured <= 2)
+COPY_TONE_SHARE = 0.065  # above COPY_TONE, a gap over this share of the level is a recolour:
+                         # copies measured <= 5.4 %, +10 % brightness >= 7.5 % (bench/similar.py)
+COPY_TONE_MAX = 8  # and a gap over this many levels always is (a warmer bright blue: 14 of 253)
+DETAIL_ALLOWANCE = 4.0  # at most this many times COPY_DETAIL/COPY_CELL for a tiny picture: a 3 %
+                        # crop of a 100-px photo passed the unbounded allowance
 COPY_DETAIL = 2.5  # mean grey-cell gap: copies <= 1.4, a 3 % crop >= 2.95
 COPY_CELL = 16  # largest single grey-cell gap: copies <= 11 (from 128 px up); one scene with
                 # another digit drawn on it (landscape_2..8) 10-45, 20 of 21 pairs >= 18
@@ -74,8 +80,11 @@ def _aspect_gap(a: Candidate, b: Candidate) -> tuple[float, float]:
     return gap, rounding
 
 
-def _tone_gap(a: Fingerprint, b: Fingerprint) -> int:
-    return max(abs(x - y) for x, y in zip(a.rgb, b.rgb))
+def same_tone(a: Fingerprint, b: Fingerprint) -> bool:
+    """Every channel's mean within COPY_TONE levels, or within COPY_TONE_SHARE of its level and
+    COPY_TONE_MAX levels."""
+    return all(abs(x - y) <= COPY_TONE or abs(x - y) <= min(COPY_TONE_MAX, COPY_TONE_SHARE * max(x, y))
+               for x, y in zip(a.rgb, b.rgb))
 
 
 def _same_detail(a: Candidate, b: Candidate) -> bool:
@@ -84,7 +93,7 @@ def _same_detail(a: Candidate, b: Candidate) -> bool:
     gap, peak = detail_gap(a.fingerprint, b.fingerprint), detail_peak(a.fingerprint, b.fingerprint)
     if gap is None or peak is None:
         return True
-    allowance = max(1.0, DETAIL_EDGE / max(1, min(a.width, a.height, b.width, b.height)))
+    allowance = min(DETAIL_ALLOWANCE, max(1.0, DETAIL_EDGE / max(1, min(a.width, a.height, b.width, b.height))))
     return gap <= COPY_DETAIL * allowance and peak <= COPY_CELL * allowance
 
 
@@ -122,7 +131,7 @@ def relation(a: Candidate, b: Candidate) -> str | None:
     if same_shot_possible(a, b):
         gap, rounding = _aspect_gap(a, b)
         if (d <= COPY_DISTANCE and gap <= COPY_ASPECT + rounding
-                and _tone_gap(a.fingerprint, b.fingerprint) <= COPY_TONE and _same_detail(a, b)):
+                and same_tone(a.fingerprint, b.fingerprint) and _same_detail(a, b)):
             return "copy"
         if d <= EDIT_DISTANCE and gap <= EDIT_ASPECT + rounding:
             return "edit"  # cropped, recoloured or both
