@@ -284,17 +284,17 @@ def test_the_factory_builds_from_config(tmp_path, monkeypatch):
 
 # --- the stage, end to end ---------------------------------------------------------------------
 
-def gps_photo(path: Path, size=(3000, 2000)) -> None:
+def gps_photo(path: Path, size=(3000, 2000), colour=(30, 90, 160)) -> None:
     gps = {piexif.GPSIFD.GPSLatitudeRef: b"N", piexif.GPSIFD.GPSLatitude: ((41, 1), (53, 1), (0, 1)),
            piexif.GPSIFD.GPSLongitudeRef: b"E", piexif.GPSIFD.GPSLongitude: ((12, 1), (29, 1), (0, 1))}
-    Image.new("RGB", size, (30, 90, 160)).save(path, "JPEG", exif=piexif.dump({"GPS": gps}))
+    Image.new("RGB", size, colour).save(path, "JPEG", exif=piexif.dump({"GPS": gps}))
 
 
 def test_the_stage_shrinks_to_max_edge_strips_gps_and_stores_openai_answers(tmp_path, monkeypatch):
     library = tmp_path / "lib"
     library.mkdir()
     for i in range(3):
-        gps_photo(library / f"p{i}.jpg", (3000 + i, 2000))
+        gps_photo(library / f"p{i}.jpg", (3000 + i, 2000), (30 + 60 * i, 90, 160))  # three pictures, no copies
     with serve_openai(key=KEY, default="echo-key") as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
