@@ -46,7 +46,7 @@ from catalog.similar.index import chunk_count  # noqa: E402
 from common import (add_common_options, bullets, command_line, exit_status,  # noqa: E402
                     load_average, machine, markdown_table, print_report, scratch_dir, write_section)
 from similar_grouping import row_of, run_child, synthetic  # noqa: E402
-from similar_set import CLASSES, build_set, evaluate, expected, scores  # noqa: E402
+from similar_set import CLASSES, NO_OP_LEVEL, build_set, evaluate, expected, scores  # noqa: E402
 
 SECTION = "## Similar photos"
 SOURCE = REPO.parent / "shared" / "photos" / "real"
@@ -253,7 +253,8 @@ def main(argv=None) -> int:
     with scratch_dir(args, "similar-", say) as work:
         root = work / "set"
         started = time.perf_counter()
-        items = build_set(args.source, root, names)
+        no_ops: list[str] = []
+        items = build_set(args.source, root, names, no_ops)
         say(f"made {len(items)} files from {len({i.family for i in items})} photos "
             f"in {time.perf_counter() - started:.1f} s")
         cands, took = candidates(items, root)
@@ -282,6 +283,8 @@ def main(argv=None) -> int:
         f"set: {len({i.family for i in items})} photos -> {len(items)} files; labelled pairs: "
         + ", ".join(f"{labels[c]:,} {c}" for c in CLASSES) + f", {labels[None]:,} of distinct photos "
         f"(relation() asked both ways: {result['asymmetric']} pair(s) answered differently)",
+        f"edits left out because they change nothing visible (mean change < {NO_OP_LEVEL} level at 64x64): "
+        + (", ".join(no_ops) or "none"),
         "each derived file against its original, right/all: "
         + ", ".join(f"{v} {variants[v][True]}/{sum(variants[v].values())}" for v in variants),
         "hash distance (bits, min-median-max) by expected relation: "

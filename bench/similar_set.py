@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import piexif
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageChops, ImageEnhance, ImageOps, ImageStat
 
 from catalog.imagefacts import TAG_ORIENTATION
 
@@ -32,6 +32,13 @@ DERIVED_QUALITY = 90  # JPEG quality of the resized, rotated and edited files
 BURST_EDGE = 1600  # burst frames are new shots: at most this many pixels on the long side
 BURST_CAMERA = (b"BenchCam", b"Burst 1")  # for photos without a camera in their EXIF
 CLASSES = ("copy", "edit", "burst")
+NO_OP_LEVEL = 1.0  # an "edit" that moves the picture by less than this (mean, levels of 255) changes nothing
+
+
+def visible_change(before: Image.Image, after: Image.Image) -> float:
+    """Mean grey difference of two pictures at 64x64: what an edit changed that anyone could see."""
+    small = [im.convert("L").resize((64, 64), Image.Resampling.BOX) for im in (before, after)]
+    return ImageStat.Stat(ImageChops.difference(*small)).mean[0]
 
 
 @dataclass(frozen=True)
@@ -132,8 +139,11 @@ def burst_frames(upright: Image.Image, n: int = BURST_FRAMES) -> list[Image.Imag
     return frames
 
 
-def derive(src: Path, out: Path, index: int) -> list[Item]:
-    """Copy `src` into `out` and write its derived files there; the items, the original first."""
+def derive(src: Path, out: Path, index: int, no_ops: list[str] | None = None) -> list[Item]:
+    """Copy `src` into `out` and write its derived files there; the items, the original first.
+
+    An edit that changes nothing visible (a crop of a flat picture, brightening a saturated
+    graphic) is a copy in all but name: it is left out of the set and named in `no_ops`."""
     family = src.name
     stem = out / src.stem
     original = out / src.name
@@ -172,11 +182,14 @@ def derive(src: Path, out: Path, index: int) -> list[Item]:
                   quality=DERIVED_QUALITY)
         add("rotated", stem.with_name(f"{src.stem}.rotated.jpg"))
         cropped = upright.crop((round(w * CROP), round(h * CROP), w, h))
-        _save(cropped, stem.with_name(f"{src.stem}.crop3.jpg"), "JPEG", exif, quality=DERIVED_QUALITY)
-        add("crop3", stem.with_name(f"{src.stem}.crop3.jpg"))
         brighter = ImageEnhance.Brightness(upright).enhance(BRIGHTNESS)
-        _save(brighter, stem.with_name(f"{src.stem}.bright10.jpg"), "JPEG", exif, quality=DERIVED_QUALITY)
-        add("bright10", stem.with_name(f"{src.stem}.bright10.jpg"))
+        for variant, edited in (("crop3", cropped), ("bright10", brighter)):
+            if visible_change(upright, edited) < NO_OP_LEVEL:
+                if no_ops is not None:
+                    no_ops.append(f"{family} {variant}")
+                continue
+            _save(edited, stem.with_name(f"{src.stem}.{variant}.jpg"), "JPEG", exif, quality=DERIVED_QUALITY)
+            add(variant, stem.with_name(f"{src.stem}.{variant}.jpg"))
 
         make, model = _camera(im)
         start = _taken_at(im, index) + datetime.timedelta(hours=1)
@@ -191,13 +204,15 @@ def derive(src: Path, out: Path, index: int) -> list[Item]:
     return items
 
 
-def build_set(folder: Path, out: Path, names: list[str] | None = None) -> list[Item]:
-    """The labelled set from the photos of `folder`, written into `out` (one subfolder a photo)."""
+def build_set(folder: Path, out: Path, names: list[str] | None = None,
+              no_ops: list[str] | None = None) -> list[Item]:
+    """The labelled set from the photos of `folder`, written into `out` (one subfolder a photo);
+    edits that change nothing visible are named in `no_ops` instead."""
     items = []
     for index, src in enumerate(sources(folder, names)):
         target = out / f"{index:02d}-{src.stem}"
         target.mkdir(parents=True)
-        items += derive(src, target, index)
+        items += derive(src, target, index, no_ops)
     return items
 
 
