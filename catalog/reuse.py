@@ -11,7 +11,8 @@ metadata (a copy's dates or camera may differ).
 
 Which photos are copies of which comes from one HashIndex per run (`Copies`): the per-photo
 look-ups of catalog.similar.groups read every fingerprint, fine for one photo, too slow for
-each photo of a first run over a large library. `copy_source` still picks the original.
+each photo of a first run over a large library. `Copies.original` picks the analysed copy to
+take from: the nearest, then by the keeper's rules; at most MATES copies are looked at a photo.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections import deque
 from catalog.analysis_db import can_copy, store_copy
 
 NEVER_COPIED = frozenset({"offline"})  # back-ends that cost nothing and read the photo's own metadata
+MATES = 64  # copies looked at per photo: in a cluster of thousands of near-identical photos the
+            # nearest few are enough, and looking at all of them grows with the square
 
 
 class Copies:
@@ -42,18 +45,24 @@ class Copies:
         me = self.every.get(photo_id)
         if me is None:
             return set()
-        return {key for key, _ in self.index.within(me.fingerprint.phash, self.radius)
+        return {key for key, _ in self.index.within(me.fingerprint.phash, self.radius, limit=MATES + 1)
                 if key != photo_id and relation(me, self.every[key]) == "copy"}
 
+    def original(self, photo_id: str, ids) -> str | None:
+        """Of these copies of the photo, the nearest, then the keeper's rules (catalog.similar)."""
+        from catalog.similar.classify import keeper
+        from catalog.similar.fingerprint import distance
 
-def copy_source(db, photo_id: str, analyzer: str, copies: set[str]) -> str | None:
+        me, found = self.every.get(photo_id), [self.every[i] for i in ids if i in self.every]
+        if me is None or not found:
+            return None
+        gaps = {c.id: distance(me.fingerprint.phash, c.fingerprint.phash) for c in found}
+        return keeper([c for c in found if gaps[c.id] == min(gaps.values())]).id
+
+
+def copy_source(db, photo_id: str, analyzer: str, copies: set[str], index: Copies) -> str | None:
     """An analysed photo this one is a copy of, holding an answer of back-end `analyzer`."""
-    if not any(can_copy(db, other, analyzer) for other in copies):
-        return None
-    from catalog.similar.groups import copy_source as analysed_original
-
-    found = analysed_original(db, photo_id)
-    return found if found is not None and can_copy(db, found, analyzer) else None
+    return index.original(photo_id, [other for other in copies if can_copy(db, other, analyzer)])
 
 
 class CopyReuse:
@@ -75,7 +84,7 @@ class CopyReuse:
         if not self.enabled or analyzer in NEVER_COPIED:
             return False
         copies = self._copies_of(row["id"])
-        source = copy_source(self.db, row["id"], analyzer, copies) if copies else None
+        source = copy_source(self.db, row["id"], analyzer, copies, self._copies) if copies else None
         return source is not None and store_copy(self.db, row["id"], source, analyzer) is not None
 
     def wait(self, row: dict, analyzer: str, in_flight: set[str]) -> bool:

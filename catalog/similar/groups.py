@@ -48,8 +48,10 @@ def candidate(db, photo_id: str) -> Candidate | None:
     return found[0] if found else None
 
 
-def _components(ids: Iterable[str], links: Iterable[tuple[str, str]]) -> list[list[str]]:
-    """Connected components (union-find) of the photos joined by `links`."""
+def _components(ids: Iterable[str], pairs: Iterable[tuple], linked) -> list[list[str]]:
+    """Connected components (union-find) of the photos joined by the `pairs` that are `linked`;
+    a pair already in one component is not asked again (in a cluster of near-identical photos
+    most are)."""
     parent = {i: i for i in ids}
 
     def root(x: str) -> str:
@@ -58,9 +60,9 @@ def _components(ids: Iterable[str], links: Iterable[tuple[str, str]]) -> list[li
             x = parent[x]
         return x
 
-    for a, b in links:
+    for a, b, *_ in pairs:
         ra, rb = root(a), root(b)
-        if ra != rb:
+        if ra != rb and linked(a, b):
             parent[max(ra, rb)] = min(ra, rb)
     groups: dict[str, list[str]] = defaultdict(list)
     for i in parent:
@@ -75,10 +77,9 @@ def near_groups(db) -> list[list[tuple[Candidate, str | None]]]:
     GROUP_DISTANCE bits: an edit further off is found by similar_to, not here."""
     every = {c.id: c for c in candidates(db)}
     index = HashIndex((c.id, c.fingerprint.phash) for c in every.values())
-    links = [(a, b) for a, b, _ in index.pairs(GROUP_DISTANCE)
-             if relation(every[a], every[b]) in ("copy", "edit")]
     out = []
-    for ids in _components(every, links):
+    for ids in _components(every, index.pairs(GROUP_DISTANCE),
+                           lambda a, b: relation(every[a], every[b]) in ("copy", "edit")):
         group = [every[i] for i in ids]
         best = keeper(group)
         rest = []

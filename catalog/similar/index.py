@@ -16,6 +16,13 @@ from math import comb
 from typing import Hashable, Iterable, Iterator
 
 BITS = 64
+# A chunk value held by more than DENSE hashes is a cluster of near-identical pictures (a
+# time-lapse, a camera's hundred frames of one scene, thousands of copies): comparing all its
+# pairs grows with the square (4,000 such hashes took 30 s, 100,000 would take hours). Inside
+# one, each hash is paired only with its WINDOW neighbours in hash order, which still chains
+# the cluster together, and `within(limit=)` stops at the first `limit` found.
+DENSE = 64
+WINDOW = 16
 BITSET_WIDTHS = (3, 24)  # chunk widths searched as bitsets (2**24 bits: a 2 MB int)
 
 
@@ -90,16 +97,17 @@ class HashIndex:
             self._tables[m] = tables
         return self._tables[m]
 
-    def within(self, h: int, radius: int) -> list[tuple[Hashable, int]]:
-        """Every (key, distance) whose hash is within `radius` bits of `h`, nearest first."""
+    def within(self, h: int, radius: int, limit: int | None = None) -> list[tuple[Hashable, int]]:
+        """Every (key, distance) whose hash is within `radius` bits of `h`, nearest first; with
+        `limit`, the search stops once that many are found (bounded work in a dense cluster)."""
         if radius < 0:
             return []
         radius = min(radius, BITS)
         hashes = self.hashes
         m = chunk_count(len(hashes), radius, pairs=False)
         if m is None:  # few hashes or a wide radius: look at each
-            near = ((d, pos) for pos, other in enumerate(hashes) if (d := (other ^ h).bit_count()) <= radius)
-            return [(self.keys[pos], d) for d, pos in sorted(near)]
+            near = sorted((d, pos) for pos, other in enumerate(hashes) if (d := (other ^ h).bit_count()) <= radius)
+            return [(self.keys[pos], d) for d, pos in near[:limit]]
         s = radius // m
         seen: set[int] = set()
         found = []
@@ -112,6 +120,9 @@ class HashIndex:
                         d = (hashes[pos] ^ h).bit_count()
                         if d <= radius:
                             found.append((d, pos))
+                            if limit is not None and len(found) >= limit:
+                                found.sort()
+                                return [(self.keys[pos], d) for d, pos in found]
         found.sort()
         return [(self.keys[pos], d) for d, pos in found]
 
@@ -137,22 +148,49 @@ class HashIndex:
         for index, (_, width, table) in enumerate(tables):
             earlier = spans[:index]
             for positions in table.values():  # the same chunk value
-                for i, a in enumerate(positions):
-                    for b in positions[i + 1:]:
+                for a, b in _same_value_pairs(positions, hashes):
+                    x = hashes[a] ^ hashes[b]
+                    if x.bit_count() <= radius and not any(((x >> sh) & mk).bit_count() <= s
+                                                           for sh, mk in earlier):
+                        yield keys[a], keys[b], x.bit_count()
+            firsts: dict[int, list[int]] = {}  # a dense chunk value -> its WINDOW first in hash order
+            for e, values in _near_values(table, width, s):  # chunk values e apart (1..s bits)
+                for value in values:
+                    for a, b in _cross_pairs(table, value, value ^ e, hashes, firsts):
                         x = hashes[a] ^ hashes[b]
                         if x.bit_count() <= radius and not any(((x >> sh) & mk).bit_count() <= s
                                                                for sh, mk in earlier):
                             yield keys[a], keys[b], x.bit_count()
-            for e, values in _near_values(table, width, s):  # chunk values e apart (1..s bits)
-                for value in values:
-                    mates = table[value ^ e]
-                    for a in table[value]:
-                        ha = hashes[a]
-                        for b in mates:
-                            x = ha ^ hashes[b]
-                            if x.bit_count() <= radius and not any(((x >> sh) & mk).bit_count() <= s
-                                                                   for sh, mk in earlier):
-                                yield keys[a], keys[b], x.bit_count()
+
+
+def _same_value_pairs(positions: list[int], hashes: list[int]) -> Iterator[tuple[int, int]]:
+    """Every pair of these positions; in a dense cluster each with its WINDOW next in hash order."""
+    if len(positions) <= DENSE:
+        yield from combinations(positions, 2)
+        return
+    ordered = sorted(positions, key=hashes.__getitem__)
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1:i + 1 + WINDOW]:
+            yield a, b
+
+
+def _cross_pairs(table: dict[int, list[int]], left: int, right: int, hashes: list[int],
+                 firsts: dict[int, list[int]]) -> Iterator[tuple[int, int]]:
+    """Every pair of the two chunk values' positions; when that is many (a dense cluster), only
+    WINDOW x WINDOW bridges between the first of each in hash order: each side is already
+    joined within itself."""
+    lefts, rights = table[left], table[right]
+    if len(lefts) * len(rights) <= DENSE * WINDOW:
+        for a in lefts:
+            for b in rights:
+                yield a, b
+        return
+    for value in (left, right):
+        if value not in firsts:
+            firsts[value] = sorted(table[value], key=hashes.__getitem__)[:WINDOW]
+    for a in firsts[left]:
+        for b in firsts[right]:
+            yield a, b
 
 
 _NONZERO = re.compile(rb"[^\x00]")
