@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageOps
@@ -76,3 +78,16 @@ def variants(src: Path, dest: Path, kinds: dict) -> dict[str, Path]:
         path.write_bytes(make(img))
         out[kind] = path
     return out
+
+
+def undecodable_png(path: Path) -> Path:
+    """A PNG whose chunks are sound (CRCs right, so the scan catalogues it) but whose pixels are not."""
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((64, 64)).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    at = data.find(b"IDAT")
+    (size,) = struct.unpack(">I", data[at - 4:at])
+    data[at + 4:at + 4 + size] = bytes((x * 7 + 3) & 255 for x in range(size))
+    data[at + 4 + size:at + 8 + size] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 4 + size])))
+    path.write_bytes(bytes(data))
+    return path

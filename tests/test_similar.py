@@ -7,11 +7,9 @@ import itertools
 import os
 import shutil
 import sqlite3
-import struct
 import subprocess
 import sys
 import tarfile
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from catalog.similar.fingerprint import (Fingerprint, distance, fingerprint_file
                                          from_db, to_db)
 from catalog.similar.groups import bursts, copy_source, near_groups, similar_to
 from catalog.similar.store import backfill_fingerprints
-from similar_pairs import COPIES, DISTINCT, EDITS, upright, variants
+from similar_pairs import COPIES, DISTINCT, EDITS, undecodable_png, upright, variants
 
 
 def candidate(path: Path, **changes) -> Candidate:
@@ -183,19 +181,6 @@ def test_copy_distance_is_the_documented_constant():
 
 BEFORE = "05837c0ededf479ef8e5f79dd2c66f42c1c0a7ed"  # main before fingerprints (its last migration: m010)
 REPO = Path(__file__).resolve().parents[1]
-
-
-def undecodable_png(path: Path) -> Path:
-    """A PNG whose chunks are sound (CRCs right, so the scan catalogues it) but whose pixels are not."""
-    out = io.BytesIO()
-    Image.linear_gradient("L").resize((64, 64)).save(out, "PNG")
-    data = bytearray(out.getvalue())
-    at = data.find(b"IDAT")
-    (size,) = struct.unpack(">I", data[at - 4:at])
-    data[at + 4:at + 4 + size] = bytes((x * 7 + 3) & 255 for x in range(size))
-    data[at + 4 + size:at + 8 + size] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 4 + size])))
-    path.write_bytes(bytes(data))
-    return path
 
 
 def burst_frame(scene: Image.Image, i: int, path: Path) -> Path:

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import sqlite3
-import struct
 import time
-import zlib
 from pathlib import Path
 
 from PIL import Image
 
 from audit import crashes, run_cli
-
-
-def _sound_png_with_broken_pixels(path: Path) -> None:
-    """Every chunk CRC right (the scan's container walk passes it), the IDAT's zlib data garbage."""
-    out = io.BytesIO()
-    Image.linear_gradient("L").resize((64, 64)).save(out, "PNG")
-    data = bytearray(out.getvalue())
-    at = data.find(b"IDAT")
-    (size,) = struct.unpack(">I", data[at - 4:at])
-    data[at + 4:at + 4 + size] = bytes((x * 7 + 3) & 255 for x in range(size))
-    data[at + 4 + size:at + 8 + size] = struct.pack(">I", zlib.crc32(bytes(data[at:at + 4 + size])))
-    path.write_bytes(bytes(data))
+from similar_pairs import undecodable_png
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -36,7 +22,7 @@ def test_undecodable_pixels_are_a_recorded_reason(photos, tmp_path, figures):
     """A PNG whose container is sound but whose pixels are not: catalogued, no fingerprint, a reason."""
     lib = tmp_path / "lib"
     lib.mkdir()
-    _sound_png_with_broken_pixels(lib / "broken.png")
+    undecodable_png(lib / "broken.png")
     for name in ("DSCN0010.jpg", "hopper.gif"):
         (lib / name).write_bytes((photos / "real" / name).read_bytes())
     before = _digests(lib)
