@@ -15,10 +15,12 @@ the entropy decoding remains, so a 12 MP JPEG costs ~50 ms on this loaded 2-core
 from __future__ import annotations
 
 import errno
-from array import array
 import math
+import operator
+from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from catalog.containers import BrokenImage
 
@@ -67,7 +69,7 @@ def from_db(v: int) -> int:
 
 def fingerprint_image(img: Image.Image) -> Fingerprint:
     """The fingerprint of an already decoded, upright image (any mode, any size)."""
-    from PIL import Image, ImageStat
+    from PIL import Image
 
     from catalog.decoding import flatten
     from catalog.prepare import web_mode
@@ -85,57 +87,90 @@ def fingerprint_image(img: Image.Image) -> Fingerprint:
         for col in range(HASH_W - 1):
             i = row * HASH_W + col
             bits = (bits << 1) | (values[i] < values[i + 1])
-    r, g, b = (min(255, round(v)) for v in ImageStat.Stat(cells).mean)
+    r, g, b = (min(255, round(v)) for v in _band_means(cells))
     detail = rgb.convert("L").resize((DETAIL, DETAIL), Image.Resampling.BOX).tobytes()
     return Fingerprint(phash=bits, aspect=img.width / img.height, tone=r << 16 | g << 8 | b, detail=detail)
+
+
+def _band_means(img: Image.Image) -> list[float]:
+    """Each band's mean value, as ImageStat.Stat(img).mean gives it (exact integer sums), without
+    its Python loop over every histogram bin."""
+    histogram, count = img.histogram(), img.width * img.height
+    return [sum(map(operator.mul, range(256), histogram[i : i + 256])) / count
+            for i in range(0, len(histogram), 256)]
+
+
+def _cell_gaps(a: Fingerprint, b: Fingerprint) -> list[int] | None:
+    """|a - b| for each pair of matching grey cells, None if either is unknown (C-level maps:
+    grouping compares tens of thousands of pairs)."""
+    if len(a.detail) != DETAIL * DETAIL or len(b.detail) != DETAIL * DETAIL:
+        return None
+    return list(map(abs, map(operator.sub, a.detail, b.detail)))
 
 
 def detail_peak(a: Fingerprint, b: Fingerprint) -> int | None:
     """The largest difference between two matching grey cells (0-255), None if either is unknown:
     a small overlay (a digit, a watermark) moves a few cells a lot and the mean hardly at all."""
-    if len(a.detail) != DETAIL * DETAIL or len(b.detail) != DETAIL * DETAIL:
-        return None
-    return max(abs(x - y) for x, y in zip(a.detail, b.detail))
+    gaps = _cell_gaps(a, b)
+    return None if gaps is None else max(gaps)
 
 
 def detail_gap(a: Fingerprint, b: Fingerprint) -> float | None:
     """Mean absolute difference of the two pictures' grey cells (0-255), None if either is unknown."""
-    if len(a.detail) != DETAIL * DETAIL or len(b.detail) != DETAIL * DETAIL:
-        return None
-    return sum(abs(x - y) for x, y in zip(a.detail, b.detail)) / (DETAIL * DETAIL)
+    gaps = _cell_gaps(a, b)
+    return None if gaps is None else sum(gaps) / (DETAIL * DETAIL)
 
 
 def fingerprint_stream(f: BinaryIO, orientation: int | None, *,
                        max_image_pixels: int = DEFAULT_MAX_PIXELS) -> Fingerprint:
     """The fingerprint of the image in an open file, made upright by its EXIF `orientation`.
 
-    The scan calls this with the file it has just hashed and the orientation it read from
-    the header. Raises BrokenImage for what cannot be decoded, OSError when reading fails.
-    Pillow's pixel limit (a global) is held only while the header is read, so workers
-    decode side by side, each inside DECODE_GATE.
+    Raises BrokenImage for what cannot be decoded, OSError when reading fails. Pillow's
+    pixel limit (a global) is held only while the header is read, so workers decode side
+    by side, each inside DECODE_GATE.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    from catalog.decoding import DECODE_GATE, INPUT_FORMATS, decoded_bytes, pixel_limit, upright
+    from catalog.decoding import INPUT_FORMATS, pixel_limit
 
     Image.init()
-    try:
+    with _decode_errors():
         with pixel_limit(max_image_pixels):
             im = Image.open(f, formats=[x for x in INPUT_FORMATS if x in Image.OPEN])
         with im:
-            scale = min(1.0, WORK_EDGE / min(im.size)) if min(im.size) else 1.0
-            width, height = im.size  # the header's: draft rounds the decoded size up
-            drafted = im.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
-            with DECODE_GATE.slot(decoded_bytes(im.size, im.mode)):
-                im.load()
-                img: Image.Image = im
-                if drafted:  # the last row and column of 8x8 blocks is padding past the picture
-                    inside = (max(1, int(drafted[1][2])), max(1, int(drafted[1][3])))
-                    if inside != im.size:
-                        img = im.crop((0, 0, *inside))
-                found = fingerprint_image(upright(img, orientation))
+            return fingerprint_opened(im, orientation)
+
+
+def fingerprint_opened(im: Image.Image, orientation: int | None) -> Fingerprint:
+    """The fingerprint of an image whose header is read (Image.open) and whose pixels are not:
+    the scan decodes the image it has just read the facts from, with no second open."""
+    from catalog.decoding import DECODE_GATE, INPUT_FORMATS, decoded_bytes, upright
+
+    with _decode_errors():
+        if im.format not in INPUT_FORMATS:
+            raise BrokenImage("not an image Pillow can read", "not_an_image")
+        scale = min(1.0, WORK_EDGE / min(im.size)) if min(im.size) else 1.0
+        width, height = im.size  # the header's: draft rounds the decoded size up
+        drafted = im.draft("RGB", (max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))))
+        with DECODE_GATE.slot(decoded_bytes(im.size, im.mode)):
+            im.load()
+            img: Image.Image = im
+            if drafted:  # the last row and column of 8x8 blocks is padding past the picture
+                inside = (max(1, int(drafted[1][2])), max(1, int(drafted[1][3])))
+                if inside != im.size:
+                    img = im.crop((0, 0, *inside))
+            found = fingerprint_image(upright(img, orientation))
         aspect = height / width if orientation in (5, 6, 7, 8) else width / height
         return replace(found, aspect=aspect)
+
+
+@contextmanager
+def _decode_errors() -> Iterator[None]:
+    """What decoding raises, as BrokenImage (the picture's fault) or OSError (the read's)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        yield
     except Image.DecompressionBombError as exc:
         raise BrokenImage(f"decompression bomb refused: {exc}", "decompression_bomb") from None
     except UnidentifiedImageError:
