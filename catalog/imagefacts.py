@@ -107,34 +107,45 @@ def _exif_of(image: Image.Image) -> Image.Exif:
 
 def read_facts(fileobj: BinaryIO, *, max_image_pixels: int) -> ImageFacts:
     """Facts from an open image file; raises BrokenImage for files that are not usable images."""
+    with open_header(fileobj) as image:
+        return facts_of(image, max_image_pixels=max_image_pixels)
+
+
+def open_header(fileobj: BinaryIO) -> Image.Image:
+    """The image in `fileobj` with its header read and no pixels decoded (Pillow opens lazily);
+    BrokenImage when Pillow cannot read the header. The caller closes it."""
     try:
-        image = Image.open(fileobj)
+        return Image.open(fileobj)
     except Image.DecompressionBombError as exc:
         raise BrokenImage(f"decompression bomb refused: {exc}", "decompression_bomb") from None
     except UnidentifiedImageError:
         raise BrokenImage("not an image Pillow can read", "not_an_image") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BrokenImage(f"damaged image header: {exc}", "corrupt") from None
-    with image:
-        width, height = image.size
-        if width * height > max_image_pixels:
-            raise BrokenImage(
-                f"decompression bomb refused: the header claims {width}x{height} pixels "
-                f"({width * height / 1e6:,.0f} MP, limit {max_image_pixels / 1e6:,.0f} MP)",
-                "decompression_bomb",
-            )
-        facts = dict(format=image.format or "unknown", width=width, height=height,
-                     frames=getattr(image, "n_frames", 1))
-        with _EXIF_LOCK, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                facts.update(_exif_facts(_exif_of(image)))
-            except Exception as exc:  # corrupt EXIF comes in every exception type there is
-                facts["exif_error"] = f"EXIF unreadable ({type(exc).__name__}: {exc})"[:300]
-        problems = [str(w.message).strip() for w in caught if issubclass(w.category, UserWarning)
-                    and not issubclass(w.category, Image.DecompressionBombWarning)]
-        if problems and "exif_error" not in facts:
-            facts["exif_error"] = f"EXIF partly unreadable: {problems[0]}"[:300]
+
+
+def facts_of(image: Image.Image, *, max_image_pixels: int) -> ImageFacts:
+    """Facts from an image opened by `open_header`: a header claiming more than `max_image_pixels`
+    pixels is refused (BrokenImage) before anything decodes it."""
+    width, height = image.size
+    if width * height > max_image_pixels:
+        raise BrokenImage(
+            f"decompression bomb refused: the header claims {width}x{height} pixels "
+            f"({width * height / 1e6:,.0f} MP, limit {max_image_pixels / 1e6:,.0f} MP)",
+            "decompression_bomb",
+        )
+    facts = dict(format=image.format or "unknown", width=width, height=height,
+                 frames=getattr(image, "n_frames", 1))
+    with _EXIF_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            facts.update(_exif_facts(_exif_of(image)))
+        except Exception as exc:  # corrupt EXIF comes in every exception type there is
+            facts["exif_error"] = f"EXIF unreadable ({type(exc).__name__}: {exc})"[:300]
+    problems = [str(w.message).strip() for w in caught if issubclass(w.category, UserWarning)
+                and not issubclass(w.category, Image.DecompressionBombWarning)]
+    if problems and "exif_error" not in facts:
+        facts["exif_error"] = f"EXIF partly unreadable: {problems[0]}"[:300]
     return ImageFacts(**facts)
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import errno
+import io
 from dataclasses import dataclass, field
 
 from catalog.containers import BrokenImage
 from catalog.errors import FileChanged, NotRegularFile
 from catalog.identity import Identity, describe_non_image, hash_buffer, load, sniff
-from catalog.imagefacts import ImageFacts, read_facts
+from catalog.imagefacts import ImageFacts, facts_of, open_header
 from catalog.libfile import identity_stat, open_library_file
-from catalog.similar.store import fingerprint_columns
+from catalog.similar.store import opened_fingerprint_columns
 from catalog.walk import too_long_message
 
 
@@ -27,9 +28,11 @@ class Inspection:
 def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = True) -> Inspection:
     """Identity and facts of one file, or a readable error. Never raises for bad input.
 
-    The file must stay the same (size, mtime, inode) from open to the last read: one
-    that changes underneath (truncated, still being copied in) is reported as changed,
-    and its ledger row makes the next scan read it again.
+    The file is read once: identity, facts and the fingerprint's decode all come from the
+    same bytes (a file of LARGE_FILE or more is streamed, and its header read again). It
+    must stay the same (size, mtime, inode) from open to the last read: one that changes
+    underneath (truncated, still being copied in) is reported as changed, and its ledger
+    row makes the next scan read it again.
     """
     try:
         with open_library_file(path, follow_symlinks=follow_symlinks) as f:
@@ -45,10 +48,15 @@ def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = Tr
                     return Inspection(error=f"not an image: {describe_non_image(head)}",
                                       error_kind="not_an_image")
                 identity = hash_buffer(fmt, buf)
+                if isinstance(buf, bytes):
+                    source = io.BytesIO(buf)
+                else:  # a FileView: Pillow reads the header (and decodes) from the file itself
+                    f.seek(0)
+                    source = f
                 del buf
-                f.seek(0)
-                facts = read_facts(f, max_image_pixels=max_image_pixels)
-                fingerprint = fingerprint_columns(f, facts.orientation, max_image_pixels)
+                with open_header(source) as image:
+                    facts = facts_of(image, max_image_pixels=max_image_pixels)
+                    fingerprint = opened_fingerprint_columns(image, facts.orientation)
             except BrokenImage:
                 if identity_stat(f) != before:
                     raise FileChanged(errno.EIO, "changed") from None

@@ -1,7 +1,7 @@
 """Fingerprints into the catalogue: the scan's one call per new or changed file, and the backfill.
 
-The scan hands `fingerprint_columns` the file it has just hashed (one open, one decode) and
-writes the columns with the photo's facts. Photos catalogued before fingerprints existed
+The scan hands `opened_fingerprint_columns` the image it has just read the facts from (one
+read, one open, one decode) and writes the columns with the photo's facts. Photos catalogued before fingerprints existed
 (migration m011) have NULL there: `backfill_fingerprints`, run at the end of every scan,
 reads each such photo's file once. A picture that cannot be decoded gets its reason in
 `fingerprint_error` and is not tried again (a changed file is a new scan of it); a file that
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
 from catalog.containers import BrokenImage
-from catalog.similar.fingerprint import Fingerprint, fingerprint_stream, to_db
+from catalog.similar.fingerprint import Fingerprint, fingerprint_opened, fingerprint_stream, to_db
 
 log = logging.getLogger("catalog.similar")
 PAGE = 200  # photos read from the database, fingerprinted and committed at a time
@@ -57,8 +57,17 @@ def fingerprint_columns(f: BinaryIO, orientation: int | None, max_image_pixels: 
     """The scan's call: the columns for the image in `f` (rewound here). An undecodable picture
     is a recorded reason, never a failed file; an OSError (the read failed) propagates."""
     f.seek(0)
+    return _columns_or_reason(lambda: fingerprint_stream(f, orientation, max_image_pixels=max_image_pixels))
+
+
+def opened_fingerprint_columns(image, orientation: int | None) -> dict:
+    """The scan's call, on the image it holds open (header read, see fingerprint_opened)."""
+    return _columns_or_reason(lambda: fingerprint_opened(image, orientation))
+
+
+def _columns_or_reason(make) -> dict:
     try:
-        return columns(fingerprint_stream(f, orientation, max_image_pixels=max_image_pixels))
+        return columns(make())
     except BrokenImage as exc:
         return columns(None, str(exc)[:300])
 
