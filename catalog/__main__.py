@@ -2,4 +2,5 @@
 
 from catalog.cli import main
 
-main()
+if __name__ == "__main__":  # scan workers import this module again (multiprocessing): never run the CLI there
+    main()

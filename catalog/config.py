@@ -25,6 +25,7 @@ from catalog.errors import ConfigError
 from catalog.settings import SECTIONS, Config, default_config_path
 
 WRITEBACK_MODES = ("sidecar", "embed", "both")
+INSPECTORS = ("processes", "threads")  # scan.inspector: catalog.inspectors
 
 
 def _enrichers(names: tuple[str, ...], where: str) -> tuple[str, ...]:
@@ -172,6 +173,9 @@ def load_config(explicit: str | os.PathLike | None = None, *,
     kwargs: dict[str, Any] = {"source": path}
     for name, cls in SECTIONS.items():
         kwargs[name] = _section(cls, data.get(name, {}), name)
+    if kwargs["scan"].inspector not in INSPECTORS:
+        raise ConfigError('scan.inspector must be "processes" or "threads", '
+                          f"not {checks.shown(kwargs['scan'].inspector)}")
     if kwargs["writeback"].mode not in WRITEBACK_MODES:
         raise ConfigError(f"writeback.mode must be one of {', '.join(WRITEBACK_MODES)}")
     if kwargs["writeback"].sidecar_name not in ("ext", "base"):

@@ -32,7 +32,7 @@ MIN_IMAGE_PIXELS = 1_000_000
 # "section.key": (smallest, largest, unit). 0 is also allowed where the default is 0 ("no
 # limit") and for analysis.max_edge ("only shrink when needed").
 LIMITS: dict[str, tuple[float, float, str]] = {
-    "scan.hash_workers": (1, 256, "threads"),
+    "scan.hash_workers": (1, 256, "workers"),
     "scan.max_image_pixels": (MIN_IMAGE_PIXELS, 1_000_000_000, "pixels"),
     "analysis.requests_per_minute": (1, 100_000, "requests"),
     "analysis.concurrency": (1, 64, "requests in flight"),

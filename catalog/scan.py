@@ -1,8 +1,9 @@
 """The library scan: walk the roots, diff against the ledger, hash and read what is new or changed.
 
 A file whose size and mtime match its ledger row is never opened again. New and
-changed files are inspected (identity + header facts) in a small thread pool;
-results are written in batches inside transactions, so a killed scan loses at
+changed files are inspected (identity, header facts, fingerprint) in batches by an
+inspector (catalog.inspectors: worker processes, or threads); results are written
+here, the single writer, in batches inside transactions, so a killed scan loses at
 most one batch and a rerun simply continues. Files that vanished are marked
 missing, never deleted, and a root that looks unmounted aborts before it can
 mark anything missing.
@@ -14,14 +15,14 @@ import collections
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from catalog import db as catalog_db
 from catalog.db import db_text, prefix_range
 from catalog.settings import Config
 from catalog.errors import RootUnavailable
-from catalog.inspection import Inspection, inspect_file
+from catalog.inspection import Inspection
+from catalog.inspectors import Inspector, make_inspector
 from catalog.ledger import (BATCH_ROWS, LedgerBatch, catalogued_count, folder_ledger, mark_moves,
                             photo_fields, revive, sweep_missing)
 from catalog.progress import progress_bar
@@ -30,6 +31,10 @@ from catalog.similar.store import backfill_fingerprints
 from catalog.walk import WalkReport, too_long_message, walk
 
 log = logging.getLogger("catalog.scan")
+# Files sent to the inspector at a time: enough to amortise a process round trip, few
+# enough (in bytes too) that a stop waits for little more than one batch per worker.
+INSPECT_BATCH_FILES = 32
+INSPECT_BATCH_BYTES = 64 << 20
 
 
 @dataclass
@@ -69,9 +74,14 @@ def normalise_roots(roots) -> list[str]:
 class Scanner:
     """One scan run: owns the batch of pending writes and the counters."""
 
-    def __init__(self, db, config: Config, *, progress: bool = True):
+    def __init__(self, db, config: Config, inspector: Inspector, *, progress: bool = True):
         self.db = db
         self.config = config
+        self.inspector = inspector
+        self._pending: list[tuple] = []  # (root, folder, name, st, old photo) for the next batch
+        self._pending_bytes = 0
+        self._in_flight: collections.deque = collections.deque()  # (pending list, future)
+        self._window = max(2, config.scan.hash_workers * 2)  # batches submitted, not yet recorded
         self.now = catalog_db.now()
         self.summary = ScanSummary()
         self.report = WalkReport()
@@ -110,7 +120,7 @@ class Scanner:
             self.flush()
 
     # -- the walk ---------------------------------------------------------------------------
-    def scan_root(self, root: str, pool: ThreadPoolExecutor) -> None:
+    def scan_root(self, root: str) -> None:
         low, high = prefix_range(db_text(root)[0])
         catalogued = catalogued_count(self.db, low, high)
         if not os.path.isdir(root):
@@ -122,9 +132,6 @@ class Scanner:
                 )
             raise RootUnavailable(f"library root {root} is {state}")
         lib = self.config.library
-        max_px = self.config.scan.max_image_pixels
-        in_flight: collections.deque = collections.deque()
-        window = max(4, self.config.scan.hash_workers * 4)
         found = 0
         unreadable_before = len(self.report.unreadable)
         for folder in walk(root, extensions=lib.include_extensions, exclude=lib.exclude,
@@ -164,11 +171,7 @@ class Scanner:
                     self.summary.changed += 1
                 else:
                     self.summary.new += 1
-                future = pool.submit(inspect_file, os.path.join(folder.path, name), max_px,
-                                     follow_symlinks=lib.follow_symlinks)
-                in_flight.append((folder.path, name, st, future, row[4] if row else None))
-                while len(in_flight) > window:
-                    self._complete(root, in_flight.popleft())
+                self._inspect(root, folder.path, name, st, row[4] if row else None)
             if unchanged:
                 # Whatever is left in `ledger` was not found on disk: if none of it is
                 # present, one statement marks the whole folder seen; else file by file.
@@ -176,8 +179,7 @@ class Scanner:
                     self.batch.seen_paths.extend(db_text(os.path.join(folder.path, n))[0] for n in unchanged)
                 else:
                     self.batch.seen_folders.append(folder_text)
-        while in_flight:
-            self._complete(root, in_flight.popleft())
+        self._drain()
         self.flush()
         if len(self.report.unreadable) > unreadable_before and self.report.unreadable[unreadable_before] == root:
             raise RootUnavailable(f"library root {root} cannot be read; nothing was marked missing")
@@ -189,11 +191,33 @@ class Scanner:
         self.summary.missing += sweep_missing(self.db, self.now, low, high,
                                               self.report.unreadable[unreadable_before:], self.report.skipped)
 
-    def _complete(self, root: str, item) -> None:
-        folder, name, st, future, old_photo = item
-        self._record(root, folder, name, st, future.result(), old_photo)
+    # -- inspection: batches out to the inspector, results back in order ---------------------
+    def _inspect(self, root: str, folder: str, name: str, st, old_photo) -> None:
+        self._pending.append((root, folder, name, st, old_photo))
+        self._pending_bytes += st.st_size
+        if len(self._pending) >= INSPECT_BATCH_FILES or self._pending_bytes >= INSPECT_BATCH_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self._pending:
+            return
+        max_px, follow = self.config.scan.max_image_pixels, self.config.library.follow_symlinks
+        items = [(os.path.join(folder, name), max_px, follow) for _, folder, name, _, _ in self._pending]
+        self._in_flight.append((self._pending, self.inspector.submit(items)))
+        self._pending, self._pending_bytes = [], 0
+        while len(self._in_flight) > self._window:
+            self._complete(*self._in_flight.popleft())
+
+    def _drain(self) -> None:
+        self._submit()
+        while self._in_flight:
+            self._complete(*self._in_flight.popleft())
+
+    def _complete(self, batch: list[tuple], future) -> None:
+        for (root, folder, name, st, old_photo), result in zip(batch, future.result(), strict=True):
+            self._record(root, folder, name, st, result, old_photo)
         if self._bar is not None:
-            self._bar.update()
+            self._bar.update(len(batch))
 
     def detect_moves(self) -> None:
         """A new path whose identity belongs to a missing file is that file, moved or renamed."""
@@ -206,24 +230,35 @@ class Scanner:
                 self.summary.missing -= 1
 
 
-def scan(db, config: Config, roots=None, *, progress: bool = True) -> ScanSummary:
-    """Scan `roots` (default: the configured ones) into the catalogue and return the summary."""
+def scan(db, config: Config, roots=None, *, progress: bool = True,
+         inspector: Inspector | None = None) -> ScanSummary:
+    """Scan `roots` (default: the configured ones) into the catalogue and return the summary.
+
+    New and changed files are inspected by `inspector` (default: the one scan.inspector
+    names, closed here; one passed in is the caller's to close).
+    """
     started = time.perf_counter()
     roots = normalise_roots(roots if roots else config.library.roots)
     run_id = catalog_db.start_run(db, "scan")
-    scanner = Scanner(db, config, progress=progress)
+    own = inspector is None
+    if inspector is None:
+        inspector = make_inspector(config.scan.inspector, config.scan.hash_workers)
+    scanner = Scanner(db, config, inspector, progress=progress)
     scanner.summary.run_id = run_id
     status, message = "failed", None
     try:
-        with ThreadPoolExecutor(max_workers=config.scan.hash_workers) as pool:
+        try:
             for root in roots:
                 try:
-                    scanner.scan_root(root, pool)
+                    scanner.scan_root(root)
                 except RootUnavailable as exc:
                     scanner.flush()
                     scanner.summary.failed_roots.append(root)
                     log.error("%s", exc)
                     message = str(exc) if message is None else f"{message}; {exc}"
+        finally:
+            if own:
+                inspector.close()
         scanner.detect_moves()
         scanner.summary.fingerprinted = backfill_fingerprints(db, config, progress=progress).made
         summary = scanner.summary

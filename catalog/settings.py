@@ -55,6 +55,9 @@ class ScanSettings:
     """How hard the scanner works and what it refuses."""
 
     hash_workers: int = 4
+    # Where new and changed files are read: "processes" (one core each) or "threads" (one core
+    # in all, no start-up cost); catalog.inspectors.
+    inspector: str = "processes"
     # Pillow's own refusal threshold; a header claiming more pixels is a decompression bomb.
     max_image_pixels: int = 178_956_970
 

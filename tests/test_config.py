@@ -87,6 +87,7 @@ def test_example_config_is_valid_and_complete(tmp_path):
     ("[analysis]\nmax_retries = 1000\n", "analysis.max_retries must be a whole number from 0 to 20"),
     ("[analysis]\nmax_tokens = -1\n", "analysis.max_tokens must be a whole number from 0 to"),
     ("[scan]\nhash_workers = 100000\n", "scan.hash_workers must be a whole number from 1 to 256"),
+    ('[scan]\ninspector = "dask"\n', 'scan.inspector must be "processes" or "threads", not \'dask\''),
     ("[schedule]\nbatch_size = 10000000\n", "schedule.batch_size must be a whole number from 1 to 10,000"),
     ("[analysis]\nconcurrency = " + "9" * 5000 + "\n", "is not valid TOML"),
     ("[analysis]\nmax_edge = 10\n", "analysis.max_edge = 10 is too small: no photo can be tagged that small; "
