@@ -16,6 +16,7 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 
 from catalog.containers import BrokenImage
+from catalog.exiffacts import PlainExif, plain_exif
 
 try:  # HEIC/HEIF from phones
     import pillow_heif
@@ -93,7 +94,12 @@ def _gps(gps_ifd) -> tuple[float | None, float | None]:
     return lat, lon
 
 
-def _exif_of(image: Image.Image) -> Image.Exif:
+def _exif_of(image: Image.Image) -> Image.Exif | PlainExif:
+    if image.format == "JPEG":  # the plain case without Pillow's Exif (same values, a fifth of the cost)
+        plain = plain_exif(image.info.get("exif"),
+                           xmp=bool(image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")))
+        if plain is not None:
+            return plain
     if image.format == "PNG":
         # PngImageFile.getexif() decodes the whole image when eXIf follows IDAT; we only
         # take an eXIf chunk found in the header.
