@@ -76,3 +76,9 @@ def inspect_file(path: str, max_image_pixels: int, *, follow_symlinks: bool = Tr
         if exc.errno == errno.ENAMETOOLONG:
             return Inspection(error=too_long_message(path), error_kind="path_too_long")
         return Inspection(error=f"cannot read file: {exc.strerror or exc}", error_kind="unreadable")
+
+
+def crashed() -> Inspection:
+    """The answer for a file whose reading killed the process reading it, twice (see catalog.inspectors)."""
+    return Inspection(error="reading this file crashed the image decoder (twice); it is skipped, "
+                            "and read again when it changes", error_kind="crashed_reader")

@@ -15,9 +15,10 @@ import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
-from catalog.inspection import Inspection, inspect_file
+from catalog.inspection import Inspection, crashed, inspect_file
 
 InspectItem = tuple[str, int, bool]  # (path, max_image_pixels, follow_symlinks)
 # How long close() lets worker processes finish the batch they are on before it ends them.
@@ -63,20 +64,24 @@ class ProcessInspector:
 
     def __init__(self, workers: int):
         self.workers = workers
+        self.restarts = 0  # pools replaced after a worker died
         self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._recovering = threading.Lock()  # one batch at a time is re-read file by file
 
     def submit(self, items: list[InspectItem]) -> Future[list[Inspection]]:
-        if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["catalog.inspection"])
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start,
-                                             initargs=(os.getpid(),))
-        return self._pool.submit(inspect_batch, items)
+        answer: Future = Future()
+        pool = self._current()
+        pool.submit(inspect_batch, items).add_done_callback(
+            lambda done: self._settle(done, items, answer, pool))
+        return answer
 
     def close(self) -> None:
         """Drop what has not started; let running batches end (bounded in size by the scanner),
         and end a worker still busy after CLOSE_GRACE_SECONDS (a read hung on a dead share)."""
-        pool, self._pool = self._pool, None
+        with self._lock:
+            pool, self._pool, self._closed = self._pool, None, True
         if pool is None:
             return
         processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -87,6 +92,53 @@ class ProcessInspector:
             if process.is_alive():
                 process.kill()
                 process.join(1)
+
+    def _current(self, broken: ProcessPoolExecutor | None = None) -> ProcessPoolExecutor:
+        """The pool (started at the first call); a new one in place of `broken`."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the inspector is closed")
+            if broken is not None and self._pool is broken:
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+                self.restarts += 1
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["catalog.inspection"])
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_start,
+                                                 initargs=(os.getpid(),))
+            return self._pool
+
+    def _settle(self, done: Future, items: list[InspectItem], answer: Future, pool) -> None:
+        if done.cancelled():
+            answer.cancel()
+        elif not isinstance(done.exception(), BrokenProcessPool) or self._closed:
+            if done.exception() is None:
+                answer.set_result(done.result())
+            else:
+                answer.set_exception(done.exception())
+        else:  # a worker died: every batch in its pool fails with it; none of them is lost
+            threading.Thread(target=self._file_by_file, args=(items, answer, pool), daemon=True).start()
+
+    def _file_by_file(self, items: list[InspectItem], answer: Future, broken) -> None:
+        """The batch again, each file on its own in a fresh pool; a file that kills its worker
+        twice (a decoder crashing on it) is recorded as such instead of stopping the scan."""
+        try:
+            with self._recovering:
+                found = []
+                for item in items:
+                    for _ in range(2):
+                        pool = self._current(broken)
+                        try:
+                            found.append(pool.submit(inspect_batch, [item]).result()[0])
+                            break
+                        except BrokenProcessPool:
+                            broken = pool
+                    else:
+                        found.append(crashed())
+            answer.set_result(found)
+        except BaseException as exc:  # closed meanwhile, or worse: the scanner sees it
+            answer.set_exception(exc)
 
 
 def _worker_start(scanner: int) -> None:

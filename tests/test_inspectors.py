@@ -95,6 +95,28 @@ def test_an_inspector_answers_a_batch_in_order_and_closes(make, shared_photos, t
     assert [g.facts.format for g in got if g.facts] == ["GIF", *(inspect_file(p, MAX_PX).facts.format for p in paths[2:])]
 
 
+def test_a_worker_dying_mid_batch_loses_nothing(tmp_path):
+    """A worker process killed while it reads a batch: the batch is read again, file by file, in a
+    fresh pool; every file gets its real answer and none is blamed for the death."""
+    root = tmp_path / "lib"
+    tiny_jpegs(root, 1500)
+    paths = sorted(str(p) for p in root.rglob("*.jpg"))
+    inspector = ProcessInspector(1)
+    try:
+        inspector.submit([(paths[0], MAX_PX, False)]).result(timeout=120)  # the pool is up
+        worker = next(iter(_alive(_children(os.getpid()) - {os.getpid()}) & set(inspector._pool._processes)))
+        answer = inspector.submit([(p, MAX_PX, False) for p in paths])
+        time.sleep(0.3)
+        assert not answer.done()
+        os.kill(worker, signal.SIGKILL)
+        got = answer.result(timeout=300)
+    finally:
+        inspector.close()
+    assert inspector.restarts >= 1
+    assert len(got) == 1500 and all(g.error is None and g.fingerprint["phash"] is not None for g in got)
+    assert [g.identity.digest for g in got[:5]] == [inspect_file(p, MAX_PX).identity.digest for p in paths[:5]]
+
+
 def _children(pid: int) -> set[int]:
     """Every descendant of `pid` still alive (from /proc)."""
     found, frontier = set(), {pid}

@@ -66,15 +66,20 @@ def test_fifo_swapped_in_after_listing(tmp_path, shared_photos, figures):
 
 
 def _pids_files(pid: int) -> set[str]:
-    found = set()
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
-            except OSError:
-                pass
-    except OSError:
-        pass
+    """Files open in process `pid` or any of its descendants (the scan's worker processes)."""
+    found, pids = set(), [pid]
+    while pids:
+        pid = pids.pop()
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                pids.extend(map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split()))
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+        except OSError:
+            pass
     return found
 
 
