@@ -1,20 +1,16 @@
-"""Inspectors (threads and worker processes) and the one read per file: same catalogue, clean stops."""
+"""Inspectors (threads and worker processes) and the one read per file: the same catalogue, nothing lost.
+
+The stop and kill cases of a scan with worker processes are in tests/faults/test_fault_scan.py.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from catalog.db import open_db
 from catalog.imagefacts import read_facts
@@ -25,6 +21,7 @@ from catalog.scan import scan
 from catalog.settings import Config, ScanSettings
 from catalog.similar.fingerprint import fingerprint_file
 from catalog.similar.store import columns
+from scanproc import alive, descendants, tiny_jpegs
 
 MAX_PX = ScanSettings().max_image_pixels
 SCANNED = ("SELECT f.path, f.status, f.error_kind, f.error, p.id, p.format, p.width, p.height, p.orientation, "
@@ -34,17 +31,6 @@ SCANNED = ("SELECT f.path, f.status, f.error_kind, f.error, p.id, p.format, p.wi
 
 def with_inspector(kind: str, workers: int = 2) -> Config:
     return replace(Config(), scan=replace(Config().scan, inspector=kind, hash_workers=workers))
-
-
-def tiny_jpegs(folder: Path, count: int) -> None:
-    """`count` distinct small JPEGs with a camera in their EXIF, 200 a folder."""
-    rng = random.Random(count)
-    for i in range(count):
-        sub = folder / f"f{i // 200:03d}"
-        sub.mkdir(parents=True, exist_ok=True)
-        exif = Image.Exif()
-        exif[0x010F], exif[0x0112] = "Canon", 1 + i % 8
-        Image.frombytes("RGB", (24, 16), rng.randbytes(24 * 16 * 3)).save(sub / f"{i:05d}.jpg", quality=80, exif=exif)
 
 
 def test_the_one_read_gives_what_separate_reads_give(shared_photos):
@@ -104,7 +90,7 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path):
     inspector = ProcessInspector(1)
     try:
         inspector.submit([(paths[0], MAX_PX, False)]).result(timeout=120)  # the pool is up
-        worker = next(iter(_alive(_children(os.getpid()) - {os.getpid()}) & set(inspector._pool._processes)))
+        worker = next(iter(alive(descendants(os.getpid())) & set(inspector._pool._processes)))
         answer = inspector.submit([(p, MAX_PX, False) for p in paths])
         time.sleep(0.3)
         assert not answer.done()
@@ -115,101 +101,3 @@ def test_a_worker_dying_mid_batch_loses_nothing(tmp_path):
     assert inspector.restarts >= 1
     assert len(got) == 1500 and all(g.error is None and g.fingerprint["phash"] is not None for g in got)
     assert [g.identity.digest for g in got[:5]] == [inspect_file(p, MAX_PX).identity.digest for p in paths[:5]]
-
-
-def _children(pid: int) -> set[int]:
-    """Every descendant of `pid` still alive (from /proc)."""
-    found, frontier = set(), {pid}
-    while frontier:
-        parent = frontier.pop()
-        try:
-            tasks = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                kids = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
-            except OSError:
-                continue
-            for kid in map(int, kids):
-                if kid not in found:
-                    found.add(kid)
-                    frontier.add(kid)
-    return found
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
-
-
-def _start_scan(root: Path, db: Path) -> subprocess.Popen:
-    """`catalog scan` with worker processes, in its own process group as a terminal would run it."""
-    env = {**os.environ, "CATALOG_DB": str(db), "XDG_CONFIG_HOME": str(db.parent / "xdg")}
-    return subprocess.Popen([sys.executable, "-m", "catalog", "scan", "--json", str(root)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def _wait_for_rows(db: Path, child: subprocess.Popen, seconds: float = 120) -> tuple[int, set[int]]:
-    """Wait until the scan has written its first batch; its rows and its worker processes then."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and child.poll() is None:
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
-                rows = conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-        except sqlite3.Error:
-            rows = 0
-        if rows:
-            return rows, _children(child.pid)
-        time.sleep(0.05)
-    pytest.fail(f"the scan wrote nothing in {seconds} s (exit {child.poll()})")
-
-
-def test_ctrl_c_stops_a_process_pool_scan_promptly_and_a_rerun_finishes(tmp_path):
-    """Ctrl-C (SIGINT to the whole process group) mid-scan: exit 130 within seconds, one line, no
-    worker left behind, every written batch kept; the next scan reads only the rest."""
-    root, db = tmp_path / "lib", tmp_path / "c.db"
-    tiny_jpegs(root, 3000)
-    child = _start_scan(root, db)
-    written, workers = _wait_for_rows(db, child)
-    stopped = time.monotonic()
-    os.killpg(child.pid, signal.SIGINT)
-    out, err = child.communicate(timeout=60)
-    seconds = time.monotonic() - stopped
-    assert child.returncode == 130, err[-2000:]
-    assert err.strip() == "catalog: interrupted; a rerun continues where this one stopped"
-    assert seconds < 10
-    assert len(workers) >= 3  # the fork server and its two workers at least
-    time.sleep(0.5)
-    assert not _alive(workers)
-    again = subprocess.run([sys.executable, "-m", "catalog", "scan", "--json", str(root)], capture_output=True,
-                           text=True, timeout=300, stdin=subprocess.DEVNULL,
-                           env={**os.environ, "CATALOG_DB": str(db), "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
-    summary = json.loads(again.stdout)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert summary["files_seen"] == 3000 and summary["errors"] == 0
-    assert summary["unchanged"] >= written and summary["new"] == 3000 - summary["unchanged"]
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM photos WHERE phash IS NOT NULL").fetchone()[0] == 3000
-
-
-def test_a_killed_scan_leaves_no_worker_behind(tmp_path):
-    """SIGKILL to the scanning process alone: its fork server and workers end with it."""
-    root, db = tmp_path / "lib", tmp_path / "c.db"
-    tiny_jpegs(root, 3000)
-    child = _start_scan(root, db)
-    _, workers = _wait_for_rows(db, child)
-    child.kill()
-    child.communicate(timeout=60)
-    deadline = time.monotonic() + 10
-    while _alive(workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert workers and not _alive(workers)

@@ -10,6 +10,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -20,6 +21,7 @@ import zlib
 from pathlib import Path
 
 from audit import crashes, run_cli
+from scanproc import alive, descendants, scan_env, start_scan, tiny_jpegs, wait_for_rows
 
 SWAP_TO_FIFO = textwrap.dedent("""
     import os, sys, time
@@ -66,16 +68,13 @@ def test_fifo_swapped_in_after_listing(tmp_path, shared_photos, figures):
 
 
 def _pids_files(pid: int) -> set[str]:
-    """Files open in process `pid` or any of its descendants (the scan's worker processes)."""
-    found, pids = set(), [pid]
-    while pids:
-        pid = pids.pop()
+    """Files open in process `pid` or any process under it (the scan's worker processes)."""
+    found = set()
+    for each in (pid, *descendants(pid)):
         try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                pids.extend(map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split()))
-            for fd in os.listdir(f"/proc/{pid}/fd"):
+            for fd in os.listdir(f"/proc/{each}/fd"):
                 try:
-                    found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                    found.add(os.readlink(f"/proc/{each}/fd/{fd}"))
                 except OSError:
                     pass
         except OSError:
@@ -196,3 +195,45 @@ def test_four_169_megapixel_pngs_prepared_at_once(tmp_path, figures):
     figures.note = f"peak {peak_mb} MB for 4 x 169 MP with {workers} workers, {seconds} s (2.6-3.2 GB before this fix)"
     assert result.returncode == 0, result.stderr[-2000:]
     assert int(peak_mb) < 1024 and int(biggest) <= 10_000_000
+
+
+def test_ctrl_c_during_a_first_scan_with_worker_processes(tmp_path, figures):
+    """Ctrl-C (SIGINT to the process group) mid-scan: exit 130 in seconds, no worker left, rerun finishes."""
+    root, db = tmp_path / "lib", tmp_path / "c.db"
+    tiny_jpegs(root, 3000)
+    child = start_scan(root, db)
+    written, workers = wait_for_rows(db, child)
+    stopped = time.monotonic()
+    os.killpg(child.pid, signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    seconds = time.monotonic() - stopped
+    time.sleep(0.5)
+    left = alive(workers)
+    figures.crashes = int(child.returncode < 0 or "Traceback" in err)
+    again = subprocess.run([sys.executable, "-m", "catalog", "scan", "--json", str(root)], capture_output=True,
+                           text=True, timeout=300, stdin=subprocess.DEVNULL, env=scan_env(db))
+    summary = json.loads(again.stdout)
+    figures.note = (f"stopped {seconds:.1f} s after Ctrl-C (exit {child.returncode}), {len(left)} of {len(workers)} "
+                    f"worker processes left; {written} files kept, the rerun read the other {summary['new']}")
+    assert child.returncode == 130, err[-2000:]
+    assert err.strip() == "catalog: interrupted; a rerun continues where this one stopped"
+    assert seconds < 10 and len(workers) >= 3 and not left  # the fork server and two workers at least
+    assert again.returncode == 0 and summary["files_seen"] == 3000 and summary["errors"] == 0
+    assert summary["unchanged"] >= written and summary["new"] == 3000 - summary["unchanged"]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM photos WHERE phash IS NOT NULL").fetchone()[0] == 3000
+
+
+def test_scan_killed_with_worker_processes(tmp_path, figures):
+    """SIGKILL to the scanning process alone: its fork server and worker processes end with it."""
+    root, db = tmp_path / "lib", tmp_path / "c.db"
+    tiny_jpegs(root, 3000)
+    child = start_scan(root, db)
+    _, workers = wait_for_rows(db, child)
+    child.kill()
+    child.communicate(timeout=60)
+    killed = time.monotonic()
+    while alive(workers) and time.monotonic() < killed + 10:
+        time.sleep(0.1)
+    figures.note = f"{len(alive(workers))} of {len(workers)} processes under the scan left {time.monotonic() - killed:.1f} s after it died"
+    assert workers and not alive(workers)
