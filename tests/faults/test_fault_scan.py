@@ -214,7 +214,7 @@ def test_ctrl_c_during_a_first_scan_with_worker_processes(tmp_path, figures):
                            text=True, timeout=300, stdin=subprocess.DEVNULL, env=scan_env(db))
     summary = json.loads(again.stdout)
     figures.note = (f"stopped {seconds:.1f} s after Ctrl-C (exit {child.returncode}), {len(left)} of {len(workers)} "
-                    f"worker processes left; {written} files kept, the rerun read the other {summary['new']}")
+                    f"processes under it left; {written} files kept, the rerun read the other {summary['new']}")
     assert child.returncode == 130, err[-2000:]
     assert err.strip() == "catalog: interrupted; a rerun continues where this one stopped"
     assert seconds < 10 and len(workers) >= 3 and not left  # the fork server and two workers at least
