@@ -11,6 +11,7 @@ import errno
 import fnmatch
 import functools
 import logging
+import operator
 import os
 import re
 import stat
@@ -53,12 +54,35 @@ def too_long_message(path: str) -> str:
 
 
 def _matcher(patterns: tuple[str, ...]):
-    """A test `name -> bool` equal to any(fnmatch.fnmatchcase(name, p) for p in patterns),
+    """A test `name -> truthy` equal to any(fnmatch.fnmatchcase(name, p) for p in patterns),
     compiled once into one regex (fnmatchcase compiles each pattern the same way)."""
     if not patterns:
         return lambda name: False
-    match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
-    return lambda name: match(name) is not None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match  # a match or None
+
+
+def _image_name(extensions: tuple[str, ...]):
+    """A test `name -> bool` equal to `os.path.splitext(name)[1].lower() in extensions`, cheaper."""
+    wanted = frozenset(e.lower() for e in extensions)
+
+    def image_name(name: str) -> bool:
+        dot = name.rfind(".")
+        # splitext: a name that is only dots before its last dot (".jpg", "..jpg") has no extension
+        return dot > 0 and name[dot:].lower() in wanted and (name[0] != "." or name[:dot].lstrip(".") != "")
+    return image_name
+
+
+def _listing(it) -> list[os.DirEntry]:
+    """A folder's entries sorted by their names' bytes (by their text when that is the same order)."""
+    entries = sorted(it, key=_NAME)
+    try:  # valid UTF-8 sorts by code point as by bytes; only undecodable names need their bytes
+        "".join(map(_NAME, entries)).encode("utf-8")
+    except UnicodeEncodeError:
+        entries.sort(key=lambda e: os.fsencode(e.name))
+    return entries
+
+
+_NAME = operator.attrgetter("name")
 
 
 def walk(
@@ -70,7 +94,10 @@ def walk(
     report: WalkReport,
 ) -> Iterator[Folder]:
     """Depth-first, names sorted by their bytes; folders that cannot be listed are reported."""
-    extensions = tuple(e.lower() for e in extensions)
+    image_name = _image_name(extensions)
+    # a first cut at C speed (the exact test only for names starting with a dot); an extension
+    # with a dot inside can never be splitext's, so it is left out
+    suffixes = tuple(e.lower() for e in extensions if "." not in e[1:])
     excluded = _matcher(tuple(exclude))
     seen_dirs: set[tuple[int, int]] = set()
     try:
@@ -83,7 +110,7 @@ def walk(
         folder = stack.pop()
         try:
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: os.fsencode(e.name))
+                entries = _listing(it)
         except OSError as exc:
             report.unreadable.append(folder)
             if exc.errno == errno.ENAMETOOLONG:
@@ -96,14 +123,17 @@ def walk(
             name = entry.name
             if excluded(name):
                 continue
+            image = name.lower().endswith(suffixes) and (name[0] != "." or image_name(name))
             try:
-                is_link = entry.is_symlink()
-                if is_link and not follow_symlinks:
-                    continue
+                if entry.is_symlink():
+                    if not follow_symlinks:
+                        continue
+                elif not image and not entry.is_dir(follow_symlinks=False):
+                    continue  # the listing says it is neither an image nor a folder: no stat
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:  # a dangling link, a file vanishing mid-walk, a path too long
                 if exc.errno == errno.ENAMETOOLONG:
-                    _too_long(entry, extensions, too_long, report)
+                    _too_long(entry, image_name, too_long, report)
                 report.skipped.append((entry.path, exc.strerror or str(exc)))
                 continue
             if stat.S_ISDIR(st.st_mode):
@@ -114,13 +144,13 @@ def walk(
                     continue
                 seen_dirs.add(key)
                 subdirs.append(entry.path)
-            elif stat.S_ISREG(st.st_mode) and os.path.splitext(name)[1].lower() in extensions:
+            elif image and stat.S_ISREG(st.st_mode):
                 files.append((name, st))
         yield Folder(folder, files, too_long)
         stack.extend(reversed(subdirs))
 
 
-def _too_long(entry: os.DirEntry, extensions: tuple[str, ...], names: list[str], report: WalkReport) -> None:
+def _too_long(entry: os.DirEntry, image_name, names: list[str], report: WalkReport) -> None:
     """A path the system refuses: an image is listed for the scanner to record, a folder reported."""
     try:
         is_dir = entry.is_dir(follow_symlinks=False)  # the listing's d_type: no path lookup
@@ -130,5 +160,5 @@ def _too_long(entry: os.DirEntry, extensions: tuple[str, ...], names: list[str],
         report.too_long += 1
         report.unreadable.append(entry.path)
         log.warning("cannot read folder %s: %s", entry.path, too_long_message(entry.path))
-    elif os.path.splitext(entry.name)[1].lower() in extensions:
+    elif image_name(entry.name):
         names.append(entry.name)
