@@ -75,10 +75,12 @@ def file_row(db, path: str) -> dict:
     Raises CatalogError when the path is not in the catalogue.
     """
     text = db_text(os.path.abspath(os.fsdecode(path)))[0]
-    rows = list(db.query(f"SELECT f.*, {LAST_SEEN} AS last_seen FROM files f WHERE path = ?", [text]))  # the later wins
+    rows = list(db.query(f"SELECT f.*, {LAST_SEEN} AS found FROM files f WHERE path = ?", [text]))
     if not rows:
         raise CatalogError(f"{path} is not in the catalogue (scan its folder first)")
-    return rows[0]
+    row = rows[0]
+    row["last_seen"] = row.pop("found")
+    return row
 
 
 def first_paths(db, photo_ids) -> dict[str, str]:
