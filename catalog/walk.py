@@ -72,17 +72,17 @@ def _image_name(extensions: tuple[str, ...]):
     return image_name
 
 
-def _listing(it) -> list[os.DirEntry]:
-    """A folder's entries sorted by their names' bytes (by their text when that is the same order)."""
-    entries = sorted(it, key=_NAME)
+def _by_name(files: list[tuple[str, os.stat_result]]) -> list[tuple[str, os.stat_result]]:
+    """(name, stat) pairs sorted by the names' bytes (by their text when that is the same order)."""
+    files.sort(key=_NAME)
     try:  # valid UTF-8 sorts by code point as by bytes; only undecodable names need their bytes
-        "".join(map(_NAME, entries)).encode("utf-8")
+        "".join(map(_NAME, files)).encode("utf-8")
     except UnicodeEncodeError:
-        entries.sort(key=lambda e: os.fsencode(e.name))
-    return entries
+        files.sort(key=lambda pair: os.fsencode(pair[0]))
+    return files
 
 
-_NAME = operator.attrgetter("name")
+_NAME = operator.itemgetter(0)
 
 
 def walk(
@@ -105,19 +105,8 @@ def walk(
         seen_dirs.add((st.st_dev, st.st_ino))
     except OSError:
         pass
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = _listing(it)
-        except OSError as exc:
-            report.unreadable.append(folder)
-            if exc.errno == errno.ENAMETOOLONG:
-                report.too_long += 1
-            log.warning("cannot read folder %s: %s", folder,
-                        too_long_message(folder) if exc.errno == errno.ENAMETOOLONG else exc.strerror or exc)
-            continue
+    def sort_out(folder: str, entries: list[os.DirEntry]) -> tuple[list, list, list]:
+        """A folder's (image name, stat) pairs, subfolders to walk and image names too long to stat."""
         files, subdirs, too_long = [], [], []
         for entry in entries:
             name = entry.name
@@ -125,6 +114,9 @@ def walk(
                 continue
             image = name.lower().endswith(suffixes) and (name[0] != "." or image_name(name))
             try:
+                if image and entry.is_file(follow_symlinks=False):  # the listing says: a plain file
+                    files.append((name, entry.stat(follow_symlinks=False)))
+                    continue
                 if entry.is_symlink():
                     if not follow_symlinks:
                         continue
@@ -132,25 +124,61 @@ def walk(
                     continue  # the listing says it is neither an image nor a folder: no stat
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:  # a dangling link, a file vanishing mid-walk, a path too long
+                path = os.path.join(folder, name)
                 if exc.errno == errno.ENAMETOOLONG:
-                    _too_long(entry, image_name, too_long, report)
-                report.skipped.append((entry.path, exc.strerror or str(exc)))
+                    _too_long(entry, path, image_name, too_long, report)
+                report.skipped.append((path, exc.strerror or str(exc)))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                path = os.path.join(folder, name)
                 key = (st.st_dev, st.st_ino)
                 if key in seen_dirs:
-                    report.skipped.append((entry.path, "folder already visited (symlink loop?)"))
-                    log.warning("skipping %s: already visited (symlink loop?)", entry.path)
+                    report.skipped.append((path, "folder already visited (symlink loop?)"))
+                    log.warning("skipping %s: already visited (symlink loop?)", path)
                     continue
                 seen_dirs.add(key)
-                subdirs.append(entry.path)
+                subdirs.append(path)
             elif image and stat.S_ISREG(st.st_mode):
                 files.append((name, st))
-        yield Folder(folder, files, too_long)
-        stack.extend(reversed(subdirs))
+        return files, subdirs, too_long
+
+    stack = [root]
+    path_max, name_max = _limits()
+    while stack:
+        folder = stack.pop()
+        try:
+            # Listed through a descriptor, each entry is stat'ed relative to it (fstatat), not by
+            # resolving its whole path again; unless a name could make the path too long, which
+            # the system must get the chance to refuse as it will when the file is opened.
+            relative = len(os.fsencode(folder)) + 1 + name_max < path_max
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY) if relative else None
+        except OSError as exc:
+            _unreadable(folder, exc, report)
+            continue
+        try:  # the descriptor stays open while the entries are stat'ed
+            try:
+                with os.scandir(folder if fd is None else fd) as it:
+                    entries = list(it)
+            except OSError as exc:
+                _unreadable(folder, exc, report)
+                continue
+            files, subdirs, too_long = sort_out(folder, entries)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        yield Folder(folder, _by_name(files), sorted(too_long, key=os.fsencode))
+        stack.extend(sorted(subdirs, key=os.fsencode, reverse=True))
 
 
-def _too_long(entry: os.DirEntry, image_name, names: list[str], report: WalkReport) -> None:
+def _unreadable(folder: str, exc: OSError, report: WalkReport) -> None:
+    report.unreadable.append(folder)
+    if exc.errno == errno.ENAMETOOLONG:
+        report.too_long += 1
+    log.warning("cannot read folder %s: %s", folder,
+                too_long_message(folder) if exc.errno == errno.ENAMETOOLONG else exc.strerror or exc)
+
+
+def _too_long(entry: os.DirEntry, path: str, image_name, names: list[str], report: WalkReport) -> None:
     """A path the system refuses: an image is listed for the scanner to record, a folder reported."""
     try:
         is_dir = entry.is_dir(follow_symlinks=False)  # the listing's d_type: no path lookup
@@ -158,7 +186,7 @@ def _too_long(entry: os.DirEntry, image_name, names: list[str], report: WalkRepo
         is_dir = False
     if is_dir:
         report.too_long += 1
-        report.unreadable.append(entry.path)
-        log.warning("cannot read folder %s: %s", entry.path, too_long_message(entry.path))
+        report.unreadable.append(path)
+        log.warning("cannot read folder %s: %s", path, too_long_message(path))
     elif image_name(entry.name):
         names.append(entry.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
@@ -46,9 +47,9 @@ def test_rescan_of_many_folders_opens_no_file_and_rewrites_no_file_row(tmp_path,
     def audit(event, args):
         if not state["on"] or not args or not str(args[0]).startswith(str(root)):
             return
-        if event == "open":
-            opened.append(args[0])
-        elif event == "os.scandir":
+        if event == "open":  # a folder opened to be listed reads no photo
+            (listed if args[2] & os.O_DIRECTORY else opened).append(args[0])
+        elif event == "os.scandir":  # listed by its path (a descriptor is not a path under root)
             listed.append(args[0])
 
     sys.addaudithook(audit)
