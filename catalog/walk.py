@@ -54,11 +54,30 @@ def too_long_message(path: str) -> str:
 
 
 def _matcher(patterns: tuple[str, ...]):
-    """A test `name -> truthy` equal to any(fnmatch.fnmatchcase(name, p) for p in patterns),
-    compiled once into one regex (fnmatchcase compiles each pattern the same way)."""
-    if not patterns:
-        return lambda name: False
-    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match  # a match or None
+    """A test `name -> bool` equal to any(fnmatch.fnmatchcase(name, p) for p in patterns).
+
+    Whole names, `prefix*` and `*suffix` (all the defaults) are tested with str methods, the
+    rest with one regex compiled once (fnmatchcase compiles each pattern the same way): the
+    test runs on every name of the library.
+    """
+    wild = re.compile(r"[*?\[]").search
+    names, prefixes, suffixes, rest = set(), [], [], []
+    for p in patterns:
+        if not wild(p):
+            names.add(p)
+        elif p.endswith("*") and not wild(p[:-1]):
+            prefixes.append(p[:-1])
+        elif p.startswith("*") and not wild(p[1:]):
+            suffixes.append(p[1:])
+        else:
+            rest.append(p)
+    prefixes, suffixes = tuple(prefixes), tuple(suffixes)
+    match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest)).match if rest else None
+
+    def excluded(name: str) -> bool:
+        return (name in names or name.startswith(prefixes) or name.endswith(suffixes)
+                or (match is not None and match(name) is not None))
+    return excluded
 
 
 def _image_name(extensions: tuple[str, ...]):

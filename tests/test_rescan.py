@@ -114,3 +114,24 @@ def test_a_catalogue_from_before_folders_gets_them_and_rescans_unchanged(tmp_pat
         assert scan(db, Config(), [root], progress=False).missing == 10 * PER_FOLDER
     finally:
         db.close()
+
+
+def test_the_walks_quick_name_tests_agree_with_fnmatch_and_splitext():
+    """The walk tests every name of the library: its cheaper tests must say what the slow ones say."""
+    import fnmatch
+    import itertools
+
+    from catalog.walk import _image_name, _matcher
+
+    patterns = ['.*', '@eaDir', 'lost+found', '.Trash-*', '*.tmp', '*~', 'a*b', '*', 'x?y', '[ab]*', 'ab*', 'ab?',
+                '*b', '*[*', '']
+    names = ['.hidden', '@eaDir', 'x.tmp', 'a~', 'lost+found', '.Trash-1000', 'IMG_0001.jpg', 'ab', 'abc', 'axb',
+             'xzy', 'b', '', '*', '[ab]', 'a*b', 'x.TMP', 'cb', '.jpg', '..jpg', '.a.jpg', 'a..JPG', 'jpg', 'a.jpgx']
+    for chosen in itertools.permutations(patterns, 3):
+        excluded = _matcher(chosen)
+        for name in names:
+            assert bool(excluded(name)) == any(fnmatch.fnmatchcase(name, p) for p in chosen), (chosen, name)
+    extensions = (".jpg", ".png", ".tar.gz")
+    image_name = _image_name(extensions)
+    for name in names + ["a.tar.gz", "b.gz", "c.PNG"]:
+        assert image_name(name) == (os.path.splitext(name)[1].lower() in extensions), name
