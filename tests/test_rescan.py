@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 
 from catalog.db import open_db
 from catalog.queries import file_row
 from catalog.scan import scan
 from catalog.settings import Config
+from file_audit import opened_under
 
 FOLDERS = 30  # 3 trips x 10 days, 4 photos and a note in each
 PER_FOLDER = 4
@@ -41,22 +41,8 @@ def test_rescan_of_many_folders_opens_no_file_and_rewrites_no_file_row(tmp_path,
     first = scan(db, Config(), [root], progress=False)
     assert first.new == FOLDERS * PER_FOLDER and first.errors == 0
     before = files(db)
-    opened, listed = [], []
-    state = {"on": True}
-
-    def audit(event, args):
-        if not state["on"] or not args or not str(args[0]).startswith(str(root)):
-            return
-        if event == "open":  # a folder opened to be listed reads no photo
-            (listed if args[2] & os.O_DIRECTORY else opened).append(args[0])
-        elif event == "os.scandir":  # listed by its path (a descriptor is not a path under root)
-            listed.append(args[0])
-
-    sys.addaudithook(audit)
-    try:
+    with opened_under(root) as (opened, listed):
         again = scan(db, Config(), [root], progress=False)
-    finally:
-        state["on"] = False
     assert opened == []  # not one byte of a photo (nor of the notes) read
     assert len(listed) == 1 + 3 + FOLDERS  # the root, the trips, the days: each listed once
     assert (again.unchanged, again.new, again.changed, again.missing, again.bytes_hashed) == (120, 0, 0, 0, 0)
