@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import sqlite3
 import sys
@@ -21,6 +22,14 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# Each command's module in catalog/commands/ (the function has the module's name), imported only
+# when the command runs or help lists it: a rescan's start-up does not pay for the others.
+COMMANDS = {"analyze": "analyze", "analyze-url": "analyze_url", "demo": "demo", "duplicates": "duplicates",
+            "run": "run", "runs": "runs", "scan": "scan", "schedule": "schedule", "search": "search",
+            "serve": "serve", "show": "show", "similar": "similar", "stats": "stats",
+            "thumbnails": "thumbnails", "writeback": "writeback"}
+
+
 class CatalogGroup(click.Group):
     """Turns every failure into one line on stderr and an exit status, never a traceback.
 
@@ -28,6 +37,15 @@ class CatalogGroup(click.Group):
     or unreachable and an OS error get one line too; anything else is an internal error
     whose traceback only -vv shows. Text in messages is escaped (catalog.terminal).
     """
+
+    def list_commands(self, ctx):
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in COMMANDS:
+            module = COMMANDS[name]
+            self.add_command(getattr(importlib.import_module(f"catalog.commands.{module}"), module), name)
+        return super().get_command(ctx, name)
 
     def make_context(self, *args, **kwargs):
         try:
@@ -97,29 +115,6 @@ def cli(ctx, config_path, db_path, verbose):
     ctx.obj = {"config_path": config_path, "db_path": db_path, "verbose": verbose}
 
 
-def _add_commands() -> None:
-    from catalog.commands.analyze import analyze
-    from catalog.commands.analyze_url import analyze_url
-    from catalog.commands.demo import demo
-    from catalog.commands.duplicates import duplicates
-    from catalog.commands.run import run
-    from catalog.commands.runs import runs
-    from catalog.commands.scan import scan
-    from catalog.commands.schedule import schedule
-    from catalog.commands.search import search
-    from catalog.commands.serve import serve
-    from catalog.commands.show import show
-    from catalog.commands.similar import similar
-    from catalog.commands.stats import stats
-    from catalog.commands.thumbnails import thumbnails
-    from catalog.commands.writeback import writeback
-
-    for command in (run, scan, analyze, search, serve, duplicates, similar, stats, show, runs, thumbnails,
-                    schedule, writeback, analyze_url, demo):
-        cli.add_command(command)
-
-
-_add_commands()
 
 
 def main() -> None:

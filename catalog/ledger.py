@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from catalog import db as catalog_db
 from catalog.db import db_text, prefix_range
-from catalog.imagefacts import ImageFacts
+
+if TYPE_CHECKING:
+    from catalog.imagefacts import ImageFacts
 
 BATCH_ROWS = 500
 
@@ -34,22 +38,32 @@ ON CONFLICT(path) DO UPDATE SET path_bytes = excluded.path_bytes, root = exclude
 """
 
 
+SEEN_FOLDER = """
+INSERT INTO folders (path, last_seen) VALUES (?, ?)
+ON CONFLICT(path) DO UPDATE SET last_seen = excluded.last_seen
+"""
+
+
+# A present file found gone: last seen when its folder was last listed before this scan.
+MARK_MISSING = ("UPDATE files SET status = 'missing', missing_since = ?1, last_seen = MAX(last_seen, ?2) "
+                "WHERE status IN ('ok', 'error') AND ")
+
+
 class LedgerBatch:
-    """The pending writes of one scan: photo and file rows, files seen unchanged, photos to re-index."""
+    """The pending writes of one scan: photo and file rows, folders listed, photos to re-index."""
 
     def __init__(self, db, now: str):
         self.db = db
         self.now = now
         self.photos: list[dict] = []
         self.files: list[dict] = []
-        self.seen_folders: list[str] = []
-        self.seen_paths: list[str] = []
+        self.seen_folders: list[str] = []  # folders listed by this scan (their present files found)
         self.touched: set[str] = set()  # photos whose search text (their places) changed
         self.carried: list[tuple[str, str, str]] = []  # (old photo, new photo, path) re-identified
 
     def flush(self) -> None:
         """Write everything pending in one transaction (a killed scan loses at most this batch)."""
-        if not (self.photos or self.files or self.seen_folders or self.seen_paths):
+        if not (self.photos or self.files or self.seen_folders):
             return
         with self.db.atomic():
             conn = self.db.conn
@@ -57,27 +71,22 @@ class LedgerBatch:
             conn.executemany(UPSERT_FILE, self.files)
             for old, new, path in self.carried:
                 catalog_db.carry_analysis(self.db, old, new, path)
-            # Unchanged files: one statement per folder marks them seen.
-            conn.executemany(
-                "UPDATE files SET last_seen = ? WHERE folder = ? AND status IN ('ok', 'error')",
-                [(self.now, f) for f in self.seen_folders],
-            )
-            conn.executemany(
-                "UPDATE files SET last_seen = ? WHERE path = ? AND status IN ('ok', 'error')",
-                [(self.now, p) for p in self.seen_paths],
-            )
+            # Unchanged files are not written: one row per folder says when it was listed.
+            conn.executemany(SEEN_FOLDER, [(f, self.now) for f in self.seen_folders])
             catalog_db.refresh_search_text(self.db, self.touched)
         self.touched, self.carried = set(), []
-        self.photos, self.files, self.seen_folders, self.seen_paths = [], [], [], []
+        self.photos, self.files, self.seen_folders = [], [], []
 
 
-PHOTO_FIELDS = tuple(f.name for f in fields(ImageFacts) if f.name != "frames")
+@functools.cache
+def _photo_field_names(facts_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(facts_type) if f.name != "frames")
 
 
 def photo_fields(facts: ImageFacts) -> dict:
     """The photo row's columns from the facts read by the scan."""
     # Not asdict(): its recursive deep copy cost more than the row's insert (the facts are flat).
-    return {name: getattr(facts, name) for name in PHOTO_FIELDS}
+    return {name: getattr(facts, name) for name in _photo_field_names(type(facts))}
 
 
 def catalogued_count(db, low: str, high: str) -> int:
@@ -107,31 +116,42 @@ def revive(db, path: str, error: str | None, now: str) -> None:
     )
 
 
-def sweep_missing(db, now: str, low: str, high: str, unreadable: list[str], skipped) -> int:
-    """Mark missing the files under a root not seen by this scan; return how many."""
+def folder_last_seen(db, folder_text: str) -> str:
+    """When a scan last listed this folder before this one ('' if never)."""
+    row = db.execute("SELECT last_seen FROM folders WHERE path = ?", [folder_text]).fetchone()
+    return row[0] if row else ""
+
+
+def sweep_missing(db, now: str, root_text: str, gone, unreadable: list[str], skipped) -> int:
+    """Mark missing what this scan did not find under a root; return how many.
+
+    `gone`: (path, when its folder was listed before) of present files absent from the
+    folders this scan listed; besides them, every present file of a folder under the root
+    that was not listed. Files under folders we could not list, and paths the walk could
+    not stat (`skipped`), are not gone: they keep their state.
+    """
+    kept = {db_text(path)[0] for path, _reason in skipped}
+    low, high = prefix_range(root_text)
+    missing = 0
     with db.atomic():
-        # Files under folders we could not list are not gone: keep them as they were.
         for folder in unreadable:
-            f_low, f_high = prefix_range(db_text(folder)[0])
-            db.execute(
-                "UPDATE files SET last_seen = ? WHERE path >= ? AND path < ? "
-                "AND status IN ('ok', 'error')",
-                [now, f_low, f_high],
-            )
-        for path, _reason in skipped:
-            db.execute("UPDATE files SET last_seen = ? WHERE path = ? AND status IN ('ok', 'error')",
-                       [now, db_text(path)[0]])
-        cursor = db.execute(
-            "UPDATE files SET status = 'missing', missing_since = ? WHERE path >= ? AND path < ? "
-            "AND status IN ('ok', 'error') AND last_seen < ?",
-            [now, low, high, now],
-        )
-        missing = cursor.rowcount
+            f_text = db_text(folder)[0]
+            f_low, f_high = prefix_range(f_text)
+            db.execute("UPDATE folders SET last_seen = ? WHERE path = ? OR (path >= ? AND path < ?)",
+                       [now, f_text, f_low, f_high])
+        for path, seen_before in gone:
+            if path not in kept:
+                missing += db.execute(MARK_MISSING + "path = ?", [now, seen_before, path]).rowcount
+        unlisted = db.execute(
+            "SELECT path, last_seen FROM folders WHERE (path = ? OR (path >= ? AND path < ?)) AND last_seen < ?",
+            [root_text, low, high, now]).fetchall()
+        for folder, seen_before in unlisted:
+            missing += db.execute(MARK_MISSING + "folder = ?", [now, seen_before, folder]).rowcount
         if missing:
-            gone = db.execute(
+            gone_photos = db.execute(
                 "SELECT DISTINCT photo_id FROM files WHERE status = 'missing' AND missing_since = ?",
                 [now]).fetchall()
-            catalog_db.refresh_search_text(db, [r[0] for r in gone])
+            catalog_db.refresh_search_text(db, [r[0] for r in gone_photos])
     return missing
 
 

@@ -18,6 +18,11 @@ DUPLICATE_GROUPS = """SELECT photo_id, COUNT(*) AS copies, MAX(size) AS size,
 FROM (SELECT photo_id, path, size FROM files WHERE status = 'ok' ORDER BY path)
 GROUP BY photo_id HAVING COUNT(*) > 1"""
 
+# When a scan last found a file (`f`): its row's own last write or, while it is present, the
+# last listing of its folder, whichever is later (a no-change rescan writes only folders).
+LAST_SEEN = ("CASE WHEN f.status IN ('ok', 'error') THEN MAX(f.last_seen, COALESCE("
+             "(SELECT d.last_seen FROM folders d WHERE d.path = f.folder), '')) ELSE f.last_seen END")
+
 
 def duplicate_groups(db):
     """Photos present at more than one path, biggest waste first (streamed)."""
@@ -27,8 +32,9 @@ def duplicate_groups(db):
 
 def library_counts(db) -> dict:
     """Totals over the present library: distinct photos and the extra copies of them."""
-    row = next(db.query("SELECT COUNT(DISTINCT photo_id) AS photos, COUNT(*) AS files FROM files "
-                        "WHERE status = 'ok'"))
+    # GROUP BY walks the (status, photo_id) index in order; COUNT(DISTINCT) sorts it all again
+    row = next(db.query("SELECT COUNT(photo_id) AS photos, COALESCE(SUM(n), 0) AS files FROM "
+                        "(SELECT photo_id, COUNT(*) AS n FROM files WHERE status = 'ok' GROUP BY photo_id)"))
     return {"photos": row["photos"], "duplicate_files": row["files"] - row["photos"]}
 
 
@@ -69,10 +75,12 @@ def file_row(db, path: str) -> dict:
     Raises CatalogError when the path is not in the catalogue.
     """
     text = db_text(os.path.abspath(os.fsdecode(path)))[0]
-    rows = list(db.query("SELECT * FROM files WHERE path = ?", [text]))
+    rows = list(db.query(f"SELECT f.*, {LAST_SEEN} AS found FROM files f WHERE path = ?", [text]))
     if not rows:
         raise CatalogError(f"{path} is not in the catalogue (scan its folder first)")
-    return rows[0]
+    row = rows[0]
+    row["last_seen"] = row.pop("found")
+    return row
 
 
 def first_paths(db, photo_ids) -> dict[str, str]:

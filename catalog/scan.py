@@ -16,20 +16,22 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from catalog import db as catalog_db
-from catalog.db import db_text, prefix_range
+from catalog.db import db_text, db_texts, prefix_range
 from catalog.settings import Config
 from catalog.errors import RootUnavailable
-from catalog.inspection import Inspection
-from catalog.inspectors import Inspector, make_inspector
-from catalog.ledger import (BATCH_ROWS, LedgerBatch, catalogued_count, folder_ledger, mark_moves,
-                            photo_fields, revive, sweep_missing)
+from catalog.ledger import (BATCH_ROWS, LedgerBatch, catalogued_count, folder_last_seen, folder_ledger,
+                            mark_moves, photo_fields, revive, sweep_missing)
 from catalog.progress import progress_bar
 from catalog.queries import library_counts
 from catalog.similar.store import backfill_fingerprints
 from catalog.walk import WalkReport, too_long_message, walk
 
+if TYPE_CHECKING:
+    from catalog.inspection import Inspection
+    from catalog.inspectors import Inspector
 log = logging.getLogger("catalog.scan")
 # Files sent to the inspector at a time: enough to amortise a process round trip, few
 # enough (in bytes too) that a stop waits for little more than one batch per worker.
@@ -74,10 +76,11 @@ def normalise_roots(roots) -> list[str]:
 class Scanner:
     """One scan run: owns the batch of pending writes and the counters."""
 
-    def __init__(self, db, config: Config, inspector: Inspector, *, progress: bool = True):
+    def __init__(self, db, config: Config, inspector: Inspector | None = None, *, progress: bool = True):
         self.db = db
         self.config = config
-        self.inspector = inspector
+        self.inspector = inspector  # made at the first new file when None (see _submit), then ours to close
+        self.own_inspector = inspector is None
         self._pending: list[tuple] = []  # (root, folder, name, st, old photo) for the next batch
         self._pending_bytes = 0
         self._in_flight: collections.deque = collections.deque()  # (pending list, future)
@@ -121,11 +124,10 @@ class Scanner:
 
     # -- the walk ---------------------------------------------------------------------------
     def scan_root(self, root: str) -> None:
-        low, high = prefix_range(db_text(root)[0])
-        catalogued = catalogued_count(self.db, low, high)
+        root_text = db_text(root)[0]
         if not os.path.isdir(root):
             state = "missing" if not os.path.lexists(root) else "not a folder"
-            if catalogued:
+            if catalogued := catalogued_count(self.db, *prefix_range(root_text)):
                 raise RootUnavailable(
                     f"library root {root} is {state} but the catalogue holds {catalogued} files "
                     "under it: is the NAS share mounted? Nothing was marked missing."
@@ -133,15 +135,16 @@ class Scanner:
             raise RootUnavailable(f"library root {root} is {state}")
         lib = self.config.library
         found = 0
+        gone: list[tuple[str, str]] = []  # (path, its folder's last listing) of files not found
         unreadable_before = len(self.report.unreadable)
         for folder in walk(root, extensions=lib.include_extensions, exclude=lib.exclude,
                            follow_symlinks=lib.follow_symlinks, report=self.report):
-            if not folder.files and not folder.too_long:
-                continue
             folder_text = db_text(folder.path)[0]
             ledger = folder_ledger(self.db, folder_text)
-            unchanged: list[str] = []
+            if not (folder.files or folder.too_long or ledger):
+                continue
             for name in folder.too_long:  # cannot even be stat'ed: an error row says so
+                from catalog.inspection import Inspection  # what reads files: not needed when none changed
                 self.summary.files_seen += 1
                 self.summary.paths_too_long += 1
                 if ledger.pop(db_text(name)[0], None) is None:
@@ -151,44 +154,43 @@ class Scanner:
                 path = os.path.join(folder.path, name)
                 self._record(root, folder.path, name, None, Inspection(
                     error=too_long_message(path), error_kind="path_too_long"), None)
-            for name, st in folder.files:
-                found += 1
-                self.summary.files_seen += 1
-                name_text = db_text(name)[0]
+            unchanged = 0
+            for (name, st), name_text in zip(folder.files, db_texts([name for name, _ in folder.files])):
                 row = ledger.pop(name_text, None)
                 if row and row[0] == st.st_size and row[1] == st.st_mtime_ns and row[2] != "moved":
-                    self.summary.unchanged += 1
+                    unchanged += 1
                     if row[3] is not None:
                         self.summary.errors += 1
                     if row[2] == "missing":  # back again, untouched: no need to read it
                         self.summary.revived += 1
                         revive(self.db, os.path.join(folder.path, name), row[3], self.now)
-                    unchanged.append(name_text)
-                    if self._bar is not None:
-                        self._bar.update()
                     continue
                 if row and row[2] in ("ok", "error"):
                     self.summary.changed += 1
                 else:
                     self.summary.new += 1
                 self._inspect(root, folder.path, name, st, row[4] if row else None)
-            if unchanged:
-                # Whatever is left in `ledger` was not found on disk: if none of it is
-                # present, one statement marks the whole folder seen; else file by file.
-                if any(row[2] in ("ok", "error") for row in ledger.values()):
-                    self.batch.seen_paths.extend(db_text(os.path.join(folder.path, n))[0] for n in unchanged)
-                else:
-                    self.batch.seen_folders.append(folder_text)
+            found += len(folder.files)
+            self.summary.files_seen += len(folder.files)
+            self.summary.unchanged += unchanged
+            if self._bar is not None and unchanged:
+                self._bar.update(unchanged)
+            # Whatever present file is left in `ledger` was not found here: gone, unless the
+            # root turns out to be unavailable (the sweep decides, after the whole walk).
+            if left := [name for name, row in ledger.items() if row[2] in ("ok", "error")]:
+                seen_before = folder_last_seen(self.db, folder_text)
+                gone += [(os.path.join(folder_text, name), seen_before) for name in left]
+            self.batch.seen_folders.append(folder_text)
         self._drain()
         self.flush()
         if len(self.report.unreadable) > unreadable_before and self.report.unreadable[unreadable_before] == root:
             raise RootUnavailable(f"library root {root} cannot be read; nothing was marked missing")
-        if found == 0 and catalogued:
+        if found == 0 and (catalogued := catalogued_count(self.db, *prefix_range(root_text))):
             raise RootUnavailable(
                 f"library root {root} is suddenly empty but the catalogue holds {catalogued} files "
                 "under it: is the NAS share mounted? Nothing was marked missing."
             )
-        self.summary.missing += sweep_missing(self.db, self.now, low, high,
+        self.summary.missing += sweep_missing(self.db, self.now, root_text, gone,
                                               self.report.unreadable[unreadable_before:], self.report.skipped)
 
     # -- inspection: batches out to the inspector, results back in order ---------------------
@@ -201,6 +203,9 @@ class Scanner:
     def _submit(self) -> None:
         if not self._pending:
             return
+        if self.inspector is None:  # what reads files: not even imported by a scan with nothing new
+            from catalog.inspectors import make_inspector
+            self.inspector = make_inspector(self.config.scan.inspector, self.config.scan.hash_workers)
         max_px, follow = self.config.scan.max_image_pixels, self.config.library.follow_symlinks
         items = [(os.path.join(folder, name), max_px, follow) for _, folder, name, _, _ in self._pending]
         self._in_flight.append((self._pending, self.inspector.submit(items)))
@@ -235,14 +240,11 @@ def scan(db, config: Config, roots=None, *, progress: bool = True,
     """Scan `roots` (default: the configured ones) into the catalogue and return the summary.
 
     New and changed files are inspected by `inspector` (default: the one scan.inspector
-    names, closed here; one passed in is the caller's to close).
+    names, made at the first new file and closed here; one passed in is the caller's to close).
     """
     started = time.perf_counter()
     roots = normalise_roots(roots if roots else config.library.roots)
     run_id = catalog_db.start_run(db, "scan")
-    own = inspector is None
-    if inspector is None:
-        inspector = make_inspector(config.scan.inspector, config.scan.hash_workers)
     scanner = Scanner(db, config, inspector, progress=progress)
     scanner.summary.run_id = run_id
     status, message = "failed", None
@@ -257,8 +259,8 @@ def scan(db, config: Config, roots=None, *, progress: bool = True,
                     log.error("%s", exc)
                     message = str(exc) if message is None else f"{message}; {exc}"
         finally:
-            if own:
-                inspector.close()
+            if scanner.own_inspector and scanner.inspector is not None:
+                scanner.inspector.close()
         scanner.detect_moves()
         scanner.summary.fingerprinted = backfill_fingerprints(db, config, progress=progress).made
         summary = scanner.summary

@@ -482,5 +482,23 @@ def m012_copied_analyses_and_photo_groups(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m013_folders_seen(db: sqlite_utils.Database) -> None:
+    """A rescan that finds nothing changed writes one row per folder, not one per file (issue 14).
+
+    From now on `files.last_seen` is when a scan last wrote the file's row (found it new,
+    changed, back, or gone); a present file was last found when its folder was last listed,
+    the later of the two (what `catalog.ledger.LAST_SEEN` computes)."""
+    db.execute(
+        """
+        CREATE TABLE folders (
+            path TEXT PRIMARY KEY,          -- files.folder
+            last_seen TEXT NOT NULL         -- when a scan last listed it; its present files were there
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute("INSERT INTO folders (path, last_seen) SELECT folder, MAX(last_seen) FROM files GROUP BY folder")
+
+
 # photo_text_fts column order (catalog.search weighs them in this order); `places` holds the
 # folder and file names, `place` the place names the sources found, `text` the recognised text.

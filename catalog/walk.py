@@ -11,6 +11,7 @@ import errno
 import fnmatch
 import functools
 import logging
+import operator
 import os
 import re
 import stat
@@ -53,12 +54,54 @@ def too_long_message(path: str) -> str:
 
 
 def _matcher(patterns: tuple[str, ...]):
-    """A test `name -> bool` equal to any(fnmatch.fnmatchcase(name, p) for p in patterns),
-    compiled once into one regex (fnmatchcase compiles each pattern the same way)."""
-    if not patterns:
-        return lambda name: False
-    match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
-    return lambda name: match(name) is not None
+    """A test `name -> bool` equal to any(fnmatch.fnmatchcase(name, p) for p in patterns).
+
+    Whole names, `prefix*` and `*suffix` (all the defaults) are tested with str methods, the
+    rest with one regex compiled once (fnmatchcase compiles each pattern the same way): the
+    test runs on every name of the library.
+    """
+    wild = re.compile(r"[*?\[]").search
+    names, prefixes, suffixes, rest = set(), [], [], []
+    for p in patterns:
+        if not wild(p):
+            names.add(p)
+        elif p.endswith("*") and not wild(p[:-1]):
+            prefixes.append(p[:-1])
+        elif p.startswith("*") and not wild(p[1:]):
+            suffixes.append(p[1:])
+        else:
+            rest.append(p)
+    prefixes, suffixes = tuple(prefixes), tuple(suffixes)
+    match = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in rest)).match if rest else None
+
+    def excluded(name: str) -> bool:
+        return (name in names or name.startswith(prefixes) or name.endswith(suffixes)
+                or (match is not None and match(name) is not None))
+    return excluded
+
+
+def _image_name(extensions: tuple[str, ...]):
+    """A test `name -> bool` equal to `os.path.splitext(name)[1].lower() in extensions`, cheaper."""
+    wanted = frozenset(e.lower() for e in extensions)
+
+    def image_name(name: str) -> bool:
+        dot = name.rfind(".")
+        # splitext: a name that is only dots before its last dot (".jpg", "..jpg") has no extension
+        return dot > 0 and name[dot:].lower() in wanted and (name[0] != "." or name[:dot].lstrip(".") != "")
+    return image_name
+
+
+def _by_name(files: list[tuple[str, os.stat_result]]) -> list[tuple[str, os.stat_result]]:
+    """(name, stat) pairs sorted by the names' bytes (by their text when that is the same order)."""
+    files.sort(key=_NAME)
+    try:  # valid UTF-8 sorts by code point as by bytes; only undecodable names need their bytes
+        "".join(map(_NAME, files)).encode("utf-8")
+    except UnicodeEncodeError:
+        files.sort(key=lambda pair: os.fsencode(pair[0]))
+    return files
+
+
+_NAME = operator.itemgetter(0)
 
 
 def walk(
@@ -70,7 +113,10 @@ def walk(
     report: WalkReport,
 ) -> Iterator[Folder]:
     """Depth-first, names sorted by their bytes; folders that cannot be listed are reported."""
-    extensions = tuple(e.lower() for e in extensions)
+    image_name = _image_name(extensions)
+    # a first cut at C speed (the exact test only for names starting with a dot); an extension
+    # with a dot inside can never be splitext's, so it is left out
+    suffixes = tuple(e.lower() for e in extensions if "." not in e[1:])
     excluded = _matcher(tuple(exclude))
     seen_dirs: set[tuple[int, int]] = set()
     try:
@@ -78,49 +124,80 @@ def walk(
         seen_dirs.add((st.st_dev, st.st_ino))
     except OSError:
         pass
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: os.fsencode(e.name))
-        except OSError as exc:
-            report.unreadable.append(folder)
-            if exc.errno == errno.ENAMETOOLONG:
-                report.too_long += 1
-            log.warning("cannot read folder %s: %s", folder,
-                        too_long_message(folder) if exc.errno == errno.ENAMETOOLONG else exc.strerror or exc)
-            continue
+    def sort_out(folder: str, entries: list[os.DirEntry]) -> tuple[list, list, list]:
+        """A folder's (image name, stat) pairs, subfolders to walk and image names too long to stat."""
         files, subdirs, too_long = [], [], []
         for entry in entries:
             name = entry.name
             if excluded(name):
                 continue
+            image = name.lower().endswith(suffixes) and (name[0] != "." or image_name(name))
             try:
-                is_link = entry.is_symlink()
-                if is_link and not follow_symlinks:
+                if image and entry.is_file(follow_symlinks=False):  # the listing says: a plain file
+                    files.append((name, entry.stat(follow_symlinks=False)))
                     continue
+                if entry.is_symlink():
+                    if not follow_symlinks:
+                        continue
+                elif not image and not entry.is_dir(follow_symlinks=False):
+                    continue  # the listing says it is neither an image nor a folder: no stat
                 st = entry.stat(follow_symlinks=True)
             except OSError as exc:  # a dangling link, a file vanishing mid-walk, a path too long
+                path = os.path.join(folder, name)
                 if exc.errno == errno.ENAMETOOLONG:
-                    _too_long(entry, extensions, too_long, report)
-                report.skipped.append((entry.path, exc.strerror or str(exc)))
+                    _too_long(entry, path, image_name, too_long, report)
+                report.skipped.append((path, exc.strerror or str(exc)))
                 continue
             if stat.S_ISDIR(st.st_mode):
+                path = os.path.join(folder, name)
                 key = (st.st_dev, st.st_ino)
                 if key in seen_dirs:
-                    report.skipped.append((entry.path, "folder already visited (symlink loop?)"))
-                    log.warning("skipping %s: already visited (symlink loop?)", entry.path)
+                    report.skipped.append((path, "folder already visited (symlink loop?)"))
+                    log.warning("skipping %s: already visited (symlink loop?)", path)
                     continue
                 seen_dirs.add(key)
-                subdirs.append(entry.path)
-            elif stat.S_ISREG(st.st_mode) and os.path.splitext(name)[1].lower() in extensions:
+                subdirs.append(path)
+            elif image and stat.S_ISREG(st.st_mode):
                 files.append((name, st))
-        yield Folder(folder, files, too_long)
-        stack.extend(reversed(subdirs))
+        return files, subdirs, too_long
+
+    stack = [root]
+    path_max, name_max = _limits()
+    while stack:
+        folder = stack.pop()
+        try:
+            # Listed through a descriptor, each entry is stat'ed relative to it (fstatat), not by
+            # resolving its whole path again; unless a name could make the path too long, which
+            # the system must get the chance to refuse as it will when the file is opened.
+            relative = len(os.fsencode(folder)) + 1 + name_max < path_max
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY) if relative else None
+        except OSError as exc:
+            _unreadable(folder, exc, report)
+            continue
+        try:  # the descriptor stays open while the entries are stat'ed
+            try:
+                with os.scandir(folder if fd is None else fd) as it:
+                    entries = list(it)
+            except OSError as exc:
+                _unreadable(folder, exc, report)
+                continue
+            files, subdirs, too_long = sort_out(folder, entries)
+        finally:
+            if fd is not None:
+                os.close(fd)
+        yield Folder(folder, _by_name(files), sorted(too_long, key=os.fsencode))
+        stack.extend(sorted(subdirs, key=os.fsencode, reverse=True))
 
 
-def _too_long(entry: os.DirEntry, extensions: tuple[str, ...], names: list[str], report: WalkReport) -> None:
+def _unreadable(folder: str, exc: OSError, report: WalkReport) -> None:
+    report.unreadable.append(folder)
+    if exc.errno == errno.ENAMETOOLONG:
+        report.too_long += 1
+    log.warning("cannot read folder %s: %s", folder,
+                too_long_message(folder) if exc.errno == errno.ENAMETOOLONG else exc.strerror or exc)
+
+
+def _too_long(entry: os.DirEntry, path: str, image_name, names: list[str], report: WalkReport) -> None:
     """A path the system refuses: an image is listed for the scanner to record, a folder reported."""
     try:
         is_dir = entry.is_dir(follow_symlinks=False)  # the listing's d_type: no path lookup
@@ -128,7 +205,7 @@ def _too_long(entry: os.DirEntry, extensions: tuple[str, ...], names: list[str],
         is_dir = False
     if is_dir:
         report.too_long += 1
-        report.unreadable.append(entry.path)
-        log.warning("cannot read folder %s: %s", entry.path, too_long_message(entry.path))
-    elif os.path.splitext(entry.name)[1].lower() in extensions:
+        report.unreadable.append(path)
+        log.warning("cannot read folder %s: %s", path, too_long_message(path))
+    elif image_name(entry.name):
         names.append(entry.name)

@@ -46,7 +46,7 @@ from catalog.search import search as catalog_search
 from catalog.thumbnails import fill_thumbnails, make_thumbnail
 
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "photos" / "real"
-SHOWN_TABLES = ("gallery", "photos", "analyses", "files", "runs", "thumbnails")
+SHOWN_TABLES = ("gallery", "photos", "analyses", "files", "folders", "runs", "thumbnails")
 
 
 class FailingAnalyzer:

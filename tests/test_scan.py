@@ -14,6 +14,7 @@ from catalog.settings import Config, LibrarySettings
 from catalog.db import open_db, text_path
 from catalog.identity import identity_of
 from catalog.scan import scan
+from file_audit import opened_under
 
 
 def parse_sources(shared_photos):
@@ -133,19 +134,8 @@ def test_rescan_of_unchanged_tree_reads_no_file(photos, db):
     victim.write_bytes(bytes(data))
     os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
     # Proof 2: count every open() of a file under the library during the rescan.
-    opened = []
-    root = str(photos)
-    state = {"on": True}
-
-    def audit(event, args):
-        if state["on"] and event == "open" and isinstance(args[0], str) and args[0].startswith(root):
-            opened.append(args[0])
-
-    sys.addaudithook(audit)
-    try:
+    with opened_under(photos) as (opened, _listed):
         summary = scan(db, Config(), [photos], progress=False)
-    finally:
-        state["on"] = False
     assert opened == []
     assert summary.unchanged == 47 and summary.new == summary.changed == 0
     assert summary.bytes_hashed == 0

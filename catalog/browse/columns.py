@@ -84,9 +84,15 @@ FILES_COLUMNS = {
     "error": "What was wrong with the file.",
     "error_kind": "The kind of error (empty, truncated, not an image, ...).",
     "first_seen": "When a scan first found this path.",
-    "last_seen": "When a scan last found this path.",
+    "last_seen": "When a scan last wrote this row; a present file was also found whenever its folder was "
+                 "listed since (folders.last_seen).",
     "missing_since": "When the file was found gone.",
     "moved_to": "Where it went, when it was moved or renamed.",
+}
+
+FOLDERS_COLUMNS = {
+    "path": "A folder holding catalogued files (files.folder).",
+    "last_seen": "When a scan last listed it: its present files were there then.",
 }
 
 RUNS_COLUMNS = {

@@ -7,9 +7,10 @@ and `similar_groups` views and the `thumbnails` table come from its migrations).
 
 from __future__ import annotations
 
-from catalog.browse.columns import (ANALYSES_COLUMNS, FILES_COLUMNS, GALLERY_COLUMNS, PHOTO_GROUPS_COLUMNS,
-                                    PHOTOS_COLUMNS, RUNS_COLUMNS, SIMILAR_GROUPS_COLUMNS, THUMBNAIL_COLUMNS)
-from catalog.queries import DUPLICATE_GROUPS
+from catalog.browse.columns import (ANALYSES_COLUMNS, FILES_COLUMNS, FOLDERS_COLUMNS, GALLERY_COLUMNS,
+                                    PHOTO_GROUPS_COLUMNS, PHOTOS_COLUMNS, RUNS_COLUMNS, SIMILAR_GROUPS_COLUMNS,
+                                    THUMBNAIL_COLUMNS)
+from catalog.queries import DUPLICATE_GROUPS, LAST_SEEN
 
 DATABASE = "catalog"  # the name (and URL) the catalogue always has in Datasette
 
@@ -41,8 +42,8 @@ ORDER BY p.last_attempt_at DESC""",
     "file_errors": {
         "title": "Unreadable files",
         "description": "Files the scan could not catalogue (empty, truncated, not an image, ...).",
-        "sql": """SELECT path, error_kind, error, size, last_seen
-FROM files WHERE status = 'error' ORDER BY error_kind, path""",
+        "sql": f"""SELECT path, error_kind, error, size, {LAST_SEEN} AS last_seen
+FROM files f WHERE status = 'error' ORDER BY error_kind, path""",
     },
     "not_analysed": {
         "title": "Photos without analysis",
@@ -144,6 +145,12 @@ def build_metadata() -> dict:
                                        "and files that are unreadable, missing or moved.",
                         "columns": FILES_COLUMNS,
                         "facets": ["status", "error_kind", "root"],
+                    },
+                    "folders": {
+                        "title": "Folders",
+                        "description": "When each folder was last listed by a scan.",
+                        "columns": FOLDERS_COLUMNS,
+                        "sort": "path",
                     },
                     "runs": {
                         "title": "Runs",

@@ -37,7 +37,8 @@ def scan(ctx, paths, as_json):
         close_interrupted_runs(db)
         summary = run_scan(db, config, paths or None, progress=not as_json)
         # what the browser shows as near-duplicates and bursts, if this scan may have changed them
-        refresh_groups(db, changed=scan_changed_groups(summary.as_dict()))
+        if scan_changed_groups(summary.as_dict()):
+            refresh_groups(db)
     if as_json:
         echo_json(summary.as_dict())
     else:

@@ -7,8 +7,6 @@ Datasette only reads the catalogue, so the groups it shows (the `similar_groups`
 
 from __future__ import annotations
 
-from catalog.similar.groups import bursts, near_groups
-
 
 # What a scan reports that can change the groups: photos and files that came, went or changed,
 # and fingerprints made for photos catalogued before them.
@@ -34,6 +32,8 @@ def refresh_groups(db, *, changed: bool = True) -> dict:
     """
     if not changed:
         return stored_counts(db)
+    from catalog.similar.groups import bursts, near_groups  # grouping's imports: only when it runs
+
     near = near_groups(db)
     shots = bursts(db)
     rows = [("near", number, position, candidate.id, relation)
