@@ -177,3 +177,25 @@ def test_os_errors_are_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     result = run("scan", tmp_path, db=tmp_path / "file" / "c.db")
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_duplicates_lists_the_biggest_sets_and_says_how_many_more(photos, tmp_path):
+    """At 1M photos there are tens of thousands of duplicate sets: a page, biggest waste first,
+    then one line with the rest (`--limit`, 0 for all)."""
+    import shutil
+
+    db = tmp_path / "c.db"
+    real = photos / "real"
+    for name in ("landscape_1.jpg", "jolla.jpg", "hopper.gif"):
+        shutil.copy(real / name, real / f"copy_of_{name}")
+    assert run("scan", real, db=db).returncode == 0
+    every = json.loads(run("duplicates", "--json", "--limit", "0", db=db).stdout)
+    assert len(every) == 4
+    waste = [(g["copies"] - 1) * g["size"] for g in every]
+    assert waste == sorted(waste, reverse=True)
+    text = run("duplicates", "--limit", "2", db=db).stdout
+    assert text.count(" copies, ") == 2 and every[0]["paths"][0] in text and every[2]["paths"][0] not in text
+    assert text.splitlines()[-1].startswith("... and 2 more duplicate sets: 4 photos held at 8 paths waste ")
+    assert "more" not in run("duplicates", db=db).stdout  # 4 sets: the default 20 shows them all
+    assert len(json.loads(run("duplicates", "--json", "--limit", "1", db=db).stdout)) == 1
+    assert run("duplicates", "--limit", "-1", db=db).returncode == 2
