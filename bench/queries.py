@@ -109,16 +109,15 @@ def cases(db_path: Path, rare: str) -> list[tuple[str, list[str], str | None, st
 
 
 def time_pair(cat_cmd, peer_cmd, env, runs: int, slow: float) -> tuple[list[float], list[float], str]:
-    """Interleaved timings after a warm-up; a command slower than `slow` seconds runs 3 times only."""
+    """Interleaved timings after a warm-up; a catalog command slower than `slow` seconds runs once."""
     first, out = run_wall(cat_cmd, env)
     if peer_cmd:
         run_wall(peer_cmd, env)
-    n = 3 if first > slow else runs
-    t_cat, t_peer = [], []
-    for i in range(n):
+    t_cat, t_peer = ([first], []) if first > slow else ([], [])  # minutes-long: that one run is the figure
+    for i in range(runs):
         order = [("cat", cat_cmd), ("peer", peer_cmd)] if i % 2 == 0 else [("peer", peer_cmd), ("cat", cat_cmd)]
         for who, cmd in order:
-            if cmd is None:
+            if cmd is None or (who == "cat" and first > slow):
                 continue
             elapsed, text = run_wall(cmd, env)
             (t_cat if who == "cat" else t_peer).append(elapsed)
@@ -149,6 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each command (7)")
     parser.add_argument("--catalogues", type=Path, default=REPO / "bench" / ".work" / "queries",
                         help="where the catalogues are built and kept for the next run (bench/.work/queries)")
+    parser.add_argument("--skip-similar", action="store_true",
+                        help="leave out duplicates --near/--bursts (they group every fingerprint afresh: minutes at 1M)")
     parser.add_argument("--rebuild", action="store_true", help="build the catalogues even if kept ones exist")
     add_common_options(parser, "(unused: see --catalogues)", "(catalogues are always kept: delete --catalogues)")
     args = parser.parse_args(argv)
@@ -173,6 +174,8 @@ def main(argv=None) -> int:
         run_wall([str(CATALOG_BIN), "stats"], env)  # migrations a kept catalogue may lack: not timed
         spreads = []
         for label, cli_args, peer_sql, peer_does in cases(db_path, rare):
+            if args.skip_similar and ("--near" in cli_args or "--bursts" in cli_args):
+                continue
             peer_cmd = [SQLITE3, str(db_path), peer_sql] if peer_sql else None
             t_cat, t_peer, out = time_pair([str(CATALOG_BIN), *cli_args], peer_cmd, env, args.runs, 5.0)
             cat = statistics.median(t_cat)

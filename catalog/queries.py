@@ -1,6 +1,8 @@
 """Read-only questions asked of the catalogue: totals, one file's record, recent runs, duplicate groups.
 
-The commands print the answers and the browser shows them; the SQL lives here, once.
+The commands print the answers and the browser shows them; the SQL lives here, once. The
+whole-library ones (stats, duplicates) take any connection with `execute`, a plain read-only
+sqlite3 one included (catalog.reading), so those commands start without sqlite-utils.
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 
-from catalog.db import db_text
 from catalog.errors import CatalogError
 
 # The present paths of the duplicate set `d` (a duplicate_sets row), in path order (a JSON array).
@@ -90,6 +91,8 @@ def file_row(db, path: str) -> dict:
 
     Raises CatalogError when the path is not in the catalogue.
     """
+    from catalog.db import db_text
+
     text = db_text(os.path.abspath(os.fsdecode(path)))[0]
     rows = list(db.query("SELECT * FROM files WHERE path = ?", [text]))
     if not rows:

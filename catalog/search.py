@@ -189,12 +189,10 @@ def _color_passes(palette_json, dominant, target) -> bool:
 
 def connect(path) -> sqlite3.Connection:
     """Open the catalogue for reading without running migrations (fast start)."""
-    import os
+    from catalog.reading import connect as read_only
 
-    if not os.path.exists(path):
-        raise CatalogError(f"no catalogue at {path} yet: run `catalog scan` first")
+    conn = read_only(path)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         conn.row_factory = sqlite3.Row
         conn.execute("SELECT 1 FROM photo_text_fts LIMIT 1")
     except sqlite3.DatabaseError as exc:

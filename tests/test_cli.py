@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -199,3 +200,33 @@ def test_duplicates_lists_the_biggest_sets_and_says_how_many_more(photos, tmp_pa
     assert "more" not in run("duplicates", db=db).stdout  # 4 sets: the default 20 shows them all
     assert len(json.loads(run("duplicates", "--json", "--limit", "1", db=db).stdout)) == 1
     assert run("duplicates", "--limit", "-1", db=db).returncode == 2
+
+
+def test_stats_and_duplicates_start_light_and_upgrade_an_older_catalogue(photos, tmp_path):
+    """stats and duplicates read over plain sqlite3 (no sqlite-utils, numpy, Pillow or Prefect to
+    import); a catalogue made before m013's counters is brought up to date first, then counted right."""
+    import sqlite_utils
+
+    from catalog.schema import migrations
+
+    db = tmp_path / "c.db"
+    assert run("scan", photos / "real", db=db).returncode == 0
+    expected = json.loads(run("stats", "--json", db=db).stdout)
+    old = tmp_path / "old.db"  # the same library as m012 left it: no counters, no duplicate_sets
+    migrations.apply(sqlite_utils.Database(old), stop_before="m013_library_counts")
+    with sqlite3.connect(old) as conn:
+        conn.execute("ATTACH ? AS new", [str(db)])
+        for table in ("photos", "files"):
+            columns = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM new.{table}")
+    assert json.loads(run("stats", "--json", db=old).stdout) == expected
+    assert json.loads(run("duplicates", "--json", db=old).stdout) == json.loads(
+        run("duplicates", "--json", db=db).stdout)
+    for command in ("stats", "duplicates"):
+        code = ("import sys; from catalog.cli import main; sys.argv = ['catalog', %r]\n"
+                "try:\n    main()\nexcept SystemExit:\n    pass\n"
+                "print('HEAVY', [m for m in ('sqlite_utils', 'numpy', 'PIL.Image', 'prefect', 'httpx') "
+                "if m in sys.modules])" % command)
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "CATALOG_DB": str(db)},
+                             capture_output=True, text=True, timeout=60)
+        assert "HEAVY []" in out.stdout, out.stdout + out.stderr

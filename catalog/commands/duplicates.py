@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands.context import open_catalogue
+from catalog.commands.context import ask_catalogue, open_catalogue
 from catalog.commands.output import echo_json, human_bytes
 from catalog.errors import ConfigError
 from catalog.terminal import escape
@@ -40,8 +40,7 @@ def duplicates(ctx, near, bursts, limit, as_json):
         return
     from catalog.queries import duplicate_page
 
-    _config, db = open_catalogue(ctx)
-    groups, totals = duplicate_page(db, limit or None)
+    groups, totals = ask_catalogue(ctx, lambda conn: duplicate_page(conn, limit or None))
     if as_json:
         echo_json(groups)
         return
