@@ -109,15 +109,15 @@ def cases(db_path: Path, rare: str) -> list[tuple[str, list[str], str | None, st
 
 
 def time_pair(cat_cmd, peer_cmd, env, runs: int, slow: float) -> tuple[list[float], list[float], str]:
-    """Interleaved timings after a warm-up; a catalog command slower than `slow` seconds runs once."""
+    """Interleaved timings after a warm-up; a command slower than `slow` seconds runs once."""
     first, out = run_wall(cat_cmd, env)
-    if peer_cmd:
-        run_wall(peer_cmd, env)
-    t_cat, t_peer = ([first], []) if first > slow else ([], [])  # minutes-long: that one run is the figure
+    peer_first = run_wall(peer_cmd, env)[0] if peer_cmd else 0.0
+    # a command that takes longer than `slow`: its one warm run is the figure
+    t_cat, t_peer = [first] if first > slow else [], [peer_first] if peer_first > slow else []
     for i in range(runs):
         order = [("cat", cat_cmd), ("peer", peer_cmd)] if i % 2 == 0 else [("peer", peer_cmd), ("cat", cat_cmd)]
         for who, cmd in order:
-            if cmd is None or (who == "cat" and first > slow):
+            if cmd is None or (who == "cat" and first > slow) or (who == "peer" and peer_first > slow):
                 continue
             elapsed, text = run_wall(cmd, env)
             (t_cat if who == "cat" else t_peer).append(elapsed)
