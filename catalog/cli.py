@@ -61,6 +61,17 @@ class CatalogGroup(click.Group):
             _show_traceback(ctx)
             _fail(f"internal error: {type(exc).__name__}: {exc}; run with -vv to see where", EXIT_INTERNAL)
 
+    def list_commands(self, ctx) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx, name: str):
+        """The command `name`, its module imported now (None for a name that is no command)."""
+        if name not in self.commands and name in COMMANDS:
+            import importlib
+
+            self.add_command(getattr(importlib.import_module(COMMANDS[name]), name.replace("-", "_")), name)
+        return self.commands.get(name)
+
     def format_commands(self, ctx, formatter):
         """Each command's short help whole (wrapped, never cut off with "..."): its first sentence."""
         rows = [(name, command.get_short_help_str(limit=1_000))
@@ -97,29 +108,13 @@ def cli(ctx, config_path, db_path, verbose):
     ctx.obj = {"config_path": config_path, "db_path": db_path, "verbose": verbose}
 
 
-def _add_commands() -> None:
-    from catalog.commands.analyze import analyze
-    from catalog.commands.analyze_url import analyze_url
-    from catalog.commands.demo import demo
-    from catalog.commands.duplicates import duplicates
-    from catalog.commands.run import run
-    from catalog.commands.runs import runs
-    from catalog.commands.scan import scan
-    from catalog.commands.schedule import schedule
-    from catalog.commands.search import search
-    from catalog.commands.serve import serve
-    from catalog.commands.show import show
-    from catalog.commands.similar import similar
-    from catalog.commands.stats import stats
-    from catalog.commands.thumbnails import thumbnails
-    from catalog.commands.writeback import writeback
-
-    for command in (run, scan, analyze, search, serve, duplicates, similar, stats, show, runs, thumbnails,
-                    schedule, writeback, analyze_url, demo):
-        cli.add_command(command)
-
-
-_add_commands()
+# Each command's module, imported only when that command runs (or help lists them all): `catalog
+# stats` need not import what `catalog run` or `catalog analyze` use.
+COMMANDS = {name: f"catalog.commands.{module}" for name, module in (
+    ("run", "run"), ("scan", "scan"), ("analyze", "analyze"), ("search", "search"), ("serve", "serve"),
+    ("duplicates", "duplicates"), ("similar", "similar"), ("stats", "stats"), ("show", "show"),
+    ("runs", "runs"), ("thumbnails", "thumbnails"), ("schedule", "schedule"), ("writeback", "writeback"),
+    ("analyze-url", "analyze_url"), ("demo", "demo"))}
 
 
 def main() -> None:
