@@ -241,7 +241,7 @@ def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *
         params["match"] = match
     elif named:  # closest first, straight from the colour index
         ranked = (f"SELECT p.id, NULL AS score FROM photo_colors c JOIN photos p ON p.id = c.photo_id "
-                  f"WHERE c.name = :color_name AND {' AND '.join(where)} ORDER BY c.distance, p.id LIMIT :limit")
+                  f"WHERE c.name = :color_name AND {' AND '.join(where)} ORDER BY c.distance, c.photo_id LIMIT :limit")
     else:
         order = "color_distance(p.palette, p.dominant_color, :color)" if filters.color else "p.taken_at DESC"
         ranked = f"SELECT p.id, NULL AS score FROM photos p WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit"
