@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import random
 import shlex
@@ -42,8 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from catalog import db as catalog_db  # noqa: E402
 from catalog.search import SEARCH_WEIGHTS, to_match  # noqa: E402
+from catalogue import build_catalogue, vocabulary  # noqa: E402
 from common import (MEASURE_HEAD, add_common_options, bullets, command_line, exit_status,  # noqa: E402
                     load_average, machine, markdown_table, print_report, write_section)
 
@@ -52,146 +51,6 @@ GOAL_SECONDS = 0.3
 GOAL_RATIO = 2.0
 SQLITE3 = shutil.which("sqlite3") or "/usr/bin/sqlite3"
 CATALOG_BIN = Path(sys.executable).parent / "catalog"
-
-# Tag words a photo analyser really returns, most frequent first (rank drives the Zipf weight).
-COMMON = """people outdoor sky nature tree water cloud person building city beach grass portrait
-street ocean sea sunset landscape mountain architecture night light road travel summer blue green
-family child smile food dog car flower garden river lake snow winter forest sand wave sunrise
-house window indoor table friends group party evening cat animal bird field hill rock park boat
-bridge church tower market cafe restaurant wedding birthday dress festival music concert museum
-statue square harbour coast cliff island palm reflection shadow silhouette golden hour autumn leaves
-spring blossom rain fog storm lighthouse pier dune sailing surf swimming pool hiking trail camping
-tent fire bicycle train station airport plane holiday vacation baby toddler grandmother grandfather
-couple kiss hug dancing game football playground school graduation christmas tree lights cake
-candles gift dinner breakfast coffee wine beer pizza pasta bread fruit vegetables kitchen living
-room bedroom sofa lamp bookshelf painting art graffiti wall door stairs alley village farm cow horse
-sheep vineyard meadow waterfall canyon desert valley glacier volcano castle ruins temple mosque
-monument fountain plaza skyline skyscraper neon traffic bus taxi crowd selfie close-up macro
-texture pattern abstract minimal colorful vibrant dark bright warm cool calm dramatic moody""".split()
-SCENES = ("outdoor", "indoor", "abstract")
-MOODS = ("peaceful", "joyful", "calm", "dramatic", "playful", "romantic", "nostalgic", "energetic")
-OBJECTS = ("tree", "person", "building", "cloud", "water", "grass", "window", "table", "road", "rock",
-           "car", "dog", "boat", "chair", "bottle", "cup", "bicycle", "umbrella", "bench", "lamp")
-CAMERAS = (("Apple", "iPhone 12"), ("Apple", "iPhone 8"), ("Apple", "iPhone 14 Pro"), ("Canon", "EOS R6"),
-           ("Canon", "EOS 5D Mark IV"), ("NIKON CORPORATION", "NIKON D750"), ("SONY", "ILCE-7M3"),
-           ("FUJIFILM", "X-T3"), ("samsung", "SM-G991B"), ("Google", "Pixel 6"), ("OLYMPUS", "E-M10"))
-EVENTS = ("trip", "holiday", "weekend", "wedding", "birthday", "visit", "hike", "party", "summer",
-          "christmas", "easter", "day out", "vacation", "photos", "walk")
-PLACES = """Paris Lisbon Porto Rome Venice Florence Naples Barcelona Madrid Seville Valencia Berlin
-Munich Hamburg Vienna Prague Budapest Krakow Warsaw Amsterdam Rotterdam Brussels Bruges Ghent London
-Edinburgh Dublin Galway Cornwall Brittany Normandy Provence Nice Marseille Lyon Bordeaux Geneva
-Zurich Lucerne Innsbruck Salzburg Dolomites Tuscany Sicily Sardinia Corsica Crete Athens Santorini
-Istanbul Cappadocia Marrakech Cairo Lapland Oslo Bergen Stockholm Copenhagen Helsinki Tallinn Riga
-Reykjavik Tokyo Kyoto Osaka Seoul Bangkok Bali Sydney Melbourne Auckland Queenstown Vancouver Toronto
-Montreal Boston Chicago Seattle Yosemite Hawaii Mexico Havana Lima Cusco Patagonia""".split()
-SYLLABLES = ("ka", "lo", "mi", "re", "ta", "su", "no", "vi", "be", "ra", "to", "pe", "ni", "go", "da",
-             "fi", "sa", "mo", "le", "ku", "zo", "ha", "ri", "po", "de", "ma", "ti", "lu", "ne", "so")
-NAMED_TONES = ("#f57c00", "#ff8f3a", "#e86a1c", "#d32f2f", "#fbc02d", "#1976d2", "#1a237e", "#388e3c",
-               "#f5f5f5", "#111111", "#808080", "#6d4c41", "#e8d8b0", "#00897b", "#7b1fa2", "#ec407a")
-
-
-def vocabulary(size: int, rng: random.Random) -> list[str]:
-    """Real photo words first, then made-up words (never colliding) up to `size`."""
-    words = list(dict.fromkeys(COMMON))
-    seen = set(words)
-    while len(words) < size:
-        word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
-        if word not in seen:
-            seen.add(word)
-            words.append(word)
-    return words
-
-
-def zipf_picker(words: list[str], rng: random.Random, exponent: float = 1.0):
-    weights = [1 / (rank + 1) ** exponent for rank in range(len(words))]
-    cum, total = [], 0.0
-    for w in weights:
-        total += w
-        cum.append(total)
-
-    def pick(k: int) -> list[str]:
-        return list(dict.fromkeys(rng.choices(words, cum_weights=cum, k=k)))
-
-    return pick
-
-
-def random_color(rng: random.Random) -> str:
-    if rng.random() < 0.15:  # some palettes hold a named tone exactly, as a quantiser would
-        return rng.choice(NAMED_TONES)
-    return "#%02x%02x%02x" % (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-
-
-def build_catalogue(path: Path, photos: int, vocab_size: int, seed: int = 2024) -> dict:
-    """A catalogue with `photos` analysed photos; returns facts about it."""
-    rng = random.Random(seed)
-    words = vocabulary(vocab_size, rng)
-    pick = zipf_picker(words, rng)
-    db = catalog_db.open_db(path)
-    conn = db.conn
-    now = catalog_db.now()
-    root = "/volume1/photos"
-    photo_rows, file_rows = [], []
-    folder, in_folder, folder_size, n_folders = "", 0, 0, 0
-    for i in range(photos):
-        if in_folder >= folder_size:
-            year = rng.randint(2005, 2024)
-            folder = f"{year}/{rng.choice(PLACES)} {rng.choice(EVENTS)}"
-            if rng.random() < 0.2:
-                folder += f" {rng.randint(1, 9)}"
-            in_folder, folder_size, n_folders = 0, rng.randint(40, 400), n_folders + 1
-        in_folder += 1
-        year = int(folder[:4])
-        taken = datetime.datetime(year, rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23),
-                                  rng.randint(0, 59), rng.randint(0, 59)).isoformat()
-        tags = pick(rng.randint(4, 10))
-        objects = list(dict.fromkeys(rng.choice(OBJECTS) for _ in range(rng.randint(1, 4))))
-        extra = pick(3)
-        description = f"A {rng.choice(('photo', 'picture', 'shot', 'view'))} of {' and '.join(tags[:2])} " \
-                      f"with {', '.join(extra)}"
-        palette = list(dict.fromkeys(random_color(rng) for _ in range(rng.randint(3, 5))))
-        make, model = rng.choice(CAMERAS)
-        width, height = rng.choice(((4032, 3024), (6000, 4000), (3024, 4032), (4000, 4000), (1920, 1080)))
-        pid = "%064x" % rng.getrandbits(256)
-        scene, mood, tokens = rng.choice(SCENES), rng.choice(MOODS), rng.randint(900, 1500)
-        raw = json.dumps({"success": True, "data": {  # the answer as analyze stores it (~0.7 KB)
-            "tags": tags, "description": description, "objects": objects,
-            "colors": {"dominant": palette[0], "palette": palette}, "scene": scene, "mood": mood,
-            "safe_search": {"adult": "VERY_UNLIKELY", "violence": "VERY_UNLIKELY"},
-            "dimensions": {"width": width, "height": height, "orientation": "landscape"}},
-            "meta": {"tokens_used": tokens, "processing_time_ms": rng.randint(600, 2500), "model": "imgtags-v1"}})
-        photo_rows.append((pid, "JPEG", width, height, rng.choice((1, 1, 1, 6)), taken, make, model,
-                           rng.uniform(-60, 70) if rng.random() < 0.3 else None, now, "done",
-                           json.dumps(tags), description, json.dumps(objects), palette[0], json.dumps(palette),
-                           scene, mood, "imgtags", "imgtags-v1", tokens, raw))
-        name = f"IMG_{i:06d}.jpg"
-        file_rows.append((f"{root}/{folder}/{name}", root, f"{root}/{folder}", name, pid, rng.randint(1_500_000, 9_000_000),
-                          now, now))
-        if rng.random() < 0.05:  # a second copy elsewhere
-            file_rows.append((f"{root}/backup/{folder}/{name}", root, f"{root}/backup/{folder}", name, pid,
-                              rng.randint(1_500_000, 9_000_000), now, now))
-    with db.atomic():
-        conn.executemany(
-            "INSERT INTO photos (id, format, width, height, orientation, taken_at, camera_make, camera_model, "
-            "gps_lat, first_seen, analysis_status, tags, description, objects, dominant_color, palette, scene, "
-            "mood, provider, model, tokens_used, raw_response) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            photo_rows)
-        conn.executemany(
-            "INSERT INTO files (path, root, folder, name, photo_id, size, mtime_ns, status, first_seen, last_seen) "
-            "VALUES (?,?,?,?,?,?,1700000000000000000,'ok',?,?)", file_rows)
-        catalog_db.refresh_search_text(db, [r[0] for r in photo_rows])
-        # The named-colour index, as store_analysis fills it (memoised: palettes repeat here).
-        from catalog.colors import named_matches
-        memo: dict = {}
-        for r in photo_rows:
-            key = (r[14], r[15])
-            if key not in memo:
-                memo[key] = named_matches([r[14], *json.loads(r[15])])
-            conn.executemany("INSERT INTO photo_colors (name, photo_id, distance) VALUES (?, ?, ?)",
-                             [(name, r[0], d) for name, d in memo[key]])
-    conn.execute("PRAGMA optimize")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
-    return {"photos": photos, "files": len(file_rows), "folders": n_folders, "vocabulary": len(words)}
 
 
 def df(conn, word: str) -> int:

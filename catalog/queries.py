@@ -1,6 +1,8 @@
 """Read-only questions asked of the catalogue: totals, one file's record, recent runs, duplicate groups.
 
-The commands print the answers and the browser shows them; the SQL lives here, once.
+The commands print the answers and the browser shows them; the SQL lives here, once. The
+whole-library ones (stats, duplicates) take any connection with `execute`, a plain read-only
+sqlite3 one included (catalog.reading), so those commands start without sqlite-utils.
 """
 
 from __future__ import annotations
@@ -8,15 +10,29 @@ from __future__ import annotations
 import json
 import os
 
-from catalog.db import db_text
 from catalog.errors import CatalogError
 
-# One row per photo held at more than one present path: copies, the largest size, the paths
-# in path order. The `duplicates` command and the browser's canned query both build on it.
-DUPLICATE_GROUPS = """SELECT photo_id, COUNT(*) AS copies, MAX(size) AS size,
-       json_group_array(path) AS paths
-FROM (SELECT photo_id, path, size FROM files WHERE status = 'ok' ORDER BY path)
-GROUP BY photo_id HAVING COUNT(*) > 1"""
+# The present paths of the duplicate set `d` (a duplicate_sets row), in path order (a JSON array).
+DUPLICATE_PATHS = """(SELECT json_group_array(path) FROM (SELECT path FROM files f
+    WHERE f.photo_id = d.photo_id AND f.status = 'ok' ORDER BY path))"""
+# The sets that waste most space first: the order of m014's duplicate_sets_waste index, so a
+# page (here, or the browser's canned query) costs its rows, never a sort of every set.
+DUPLICATE_ORDER = "(d.copies - 1) * d.size DESC, d.photo_id"
+# The photos held at more than one present path (copies, largest size), as the writes keep them
+# in m014's duplicate_sets: never counted over the files table.
+DUPLICATE_PAGE = f"""SELECT d.photo_id, d.copies, d.size, {DUPLICATE_PATHS} AS paths
+FROM duplicate_sets d ORDER BY {DUPLICATE_ORDER} LIMIT :limit"""
+DUPLICATE_TOTALS = "SELECT COUNT(*), COALESCE(SUM(copies), 0), COALESCE(SUM((copies - 1) * size), 0) FROM duplicate_sets"
+
+
+def duplicate_page(db, limit: int | None) -> tuple[list[dict], dict]:
+    """The `limit` duplicate sets (all when None) that waste most space, biggest first, and the
+    totals over every set: {"sets", "files", "wasted"} (bytes beyond one copy of each)."""
+    groups = [{"photo_id": photo_id, "copies": copies, "size": size, "paths": json.loads(paths)}
+              for photo_id, copies, size, paths
+              in db.execute(DUPLICATE_PAGE, {"limit": -1 if limit is None else limit}).fetchall()]
+    sets, files, wasted = db.execute(DUPLICATE_TOTALS).fetchone()
+    return groups, {"sets": sets, "files": files, "wasted": wasted}
 
 # When a scan last found a file (`f`): its row's own last write or, while it is present, the
 # last listing of its folder, whichever is later (a no-change rescan writes only folders).
@@ -25,42 +41,48 @@ LAST_SEEN = ("CASE WHEN f.status IN ('ok', 'error') THEN MAX(f.last_seen, COALES
 
 
 def duplicate_groups(db):
-    """Photos present at more than one path, biggest waste first (streamed)."""
-    for row in db.query(f"{DUPLICATE_GROUPS} ORDER BY (COUNT(*) - 1) * MAX(size) DESC, photo_id"):
-        yield {**row, "paths": json.loads(row["paths"])}
+    """Photos present at more than one path, biggest waste first."""
+    return iter(duplicate_page(db, None)[0])
+
+
+def _counters(db) -> dict[str, dict[str, tuple[int, int]]]:
+    """The maintained counters (m014's library_counts): {kind: {name: (n, bytes)}}, zeros left out."""
+    found: dict[str, dict[str, tuple[int, int]]] = {"status": {}, "format": {}}
+    for kind, name, n, size in db.execute("SELECT kind, name, n, bytes FROM library_counts WHERE n != 0 "
+                                          "ORDER BY kind, name"):
+        found[kind][name] = (n, size)
+    return found
 
 
 def library_counts(db) -> dict:
     """Totals over the present library: distinct photos and the extra copies of them."""
-    # GROUP BY walks the (status, photo_id) index in order; COUNT(DISTINCT) sorts it all again
-    row = next(db.query("SELECT COUNT(photo_id) AS photos, COALESCE(SUM(n), 0) AS files FROM "
-                        "(SELECT photo_id, COUNT(*) AS n FROM files WHERE status = 'ok' GROUP BY photo_id)"))
-    return {"photos": row["photos"], "duplicate_files": row["files"] - row["photos"]}
+    counters = _counters(db)
+    photos = sum(n for n, _ in counters["format"].values())
+    return {"photos": photos, "duplicate_files": counters["status"].get("ok", (0, 0))[0] - photos}
 
 
 def catalogue_stats(db) -> dict:
-    """What `catalog stats` reports: files, bytes and photos present, by format, errors by kind."""
+    """What `catalog stats` reports: files, bytes and photos present, by format, errors by kind.
 
-    def pairs(sql):
-        return {row[0] or "unknown": row[1] for row in db.execute(sql).fetchall()}
-
-    files_ok, bytes_ok = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE status = 'ok'").fetchone()
-    photos = library_counts(db)["photos"]
+    The totals are the counters the writes keep (m014), so the report reads a few rows even at
+    a million photos; only the unreadable files and the EXIF warnings are counted (small indexes).
+    """
+    counters = _counters(db)
+    files_ok, bytes_ok = counters["status"].get("ok", (0, 0))
+    photos = sum(n for n, _ in counters["format"].values())
     return {
         "files": files_ok,
         "bytes": bytes_ok,
         "photos": photos,
         "duplicate_files": files_ok - photos,
-        "by_format": pairs(
-            "SELECT p.format, COUNT(DISTINCT p.id) FROM photos p JOIN files f ON f.photo_id = p.id "
-            "WHERE f.status = 'ok' GROUP BY p.format ORDER BY 2 DESC, 1"),
-        "files_by_status": pairs("SELECT status, COUNT(*) FROM files GROUP BY status ORDER BY 1"),
-        "errors_by_kind": pairs(
-            "SELECT error_kind, COUNT(*) FROM files WHERE status = 'error' GROUP BY 1 ORDER BY 2 DESC, 1"),
+        "by_format": {name or "unknown": n for name, (n, _) in
+                      sorted(counters["format"].items(), key=lambda item: (-item[1][0], item[0] or "unknown"))},
+        "files_by_status": {name: n for name, (n, _) in counters["status"].items()},
+        "errors_by_kind": {kind or "unknown": n for kind, n in db.execute(
+            "SELECT error_kind, COUNT(*) FROM files WHERE status = 'error' GROUP BY 1 ORDER BY 2 DESC, 1")},
         "metadata_warnings": db.execute(
             "SELECT COUNT(*) FROM photos WHERE exif_error IS NOT NULL").fetchone()[0],
-        "missing": db.execute("SELECT COUNT(*) FROM files WHERE status = 'missing'").fetchone()[0],
+        "missing": counters["status"].get("missing", (0, 0))[0],
         "errors": [
             {"path": r[0], "kind": r[1], "error": r[2]}
             for r in db.execute(
@@ -74,6 +96,8 @@ def file_row(db, path: str) -> dict:
 
     Raises CatalogError when the path is not in the catalogue.
     """
+    from catalog.db import db_text
+
     text = db_text(os.path.abspath(os.fsdecode(path)))[0]
     rows = list(db.query(f"SELECT f.*, {LAST_SEEN} AS found FROM files f WHERE path = ?", [text]))
     if not rows:

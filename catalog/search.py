@@ -189,12 +189,10 @@ def _color_passes(palette_json, dominant, target) -> bool:
 
 def connect(path) -> sqlite3.Connection:
     """Open the catalogue for reading without running migrations (fast start)."""
-    import os
+    from catalog.reading import connect as read_only
 
-    if not os.path.exists(path):
-        raise CatalogError(f"no catalogue at {path} yet: run `catalog scan` first")
+    conn = read_only(path)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         conn.row_factory = sqlite3.Row
         conn.execute("SELECT 1 FROM photo_text_fts LIMIT 1")
     except sqlite3.DatabaseError as exc:
@@ -243,7 +241,7 @@ def search(conn: sqlite3.Connection, query: str, filters: Filters = Filters(), *
         params["match"] = match
     elif named:  # closest first, straight from the colour index
         ranked = (f"SELECT p.id, NULL AS score FROM photo_colors c JOIN photos p ON p.id = c.photo_id "
-                  f"WHERE c.name = :color_name AND {' AND '.join(where)} ORDER BY c.distance, p.id LIMIT :limit")
+                  f"WHERE c.name = :color_name AND {' AND '.join(where)} ORDER BY c.distance, c.photo_id LIMIT :limit")
     else:
         order = "color_distance(p.palette, p.dominant_color, :color)" if filters.color else "p.taken_at DESC"
         ranked = f"SELECT p.id, NULL AS score FROM photos p WHERE {' AND '.join(where)} ORDER BY {order} LIMIT :limit"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -177,3 +178,56 @@ def test_os_errors_are_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     result = run("scan", tmp_path, db=tmp_path / "file" / "c.db")
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_duplicates_lists_the_biggest_sets_and_says_how_many_more(photos, tmp_path):
+    """At 1M photos there are tens of thousands of duplicate sets: a page, biggest waste first,
+    then one line with the rest (`--limit`, 0 for all)."""
+    import shutil
+
+    db = tmp_path / "c.db"
+    real = photos / "real"
+    for name in ("landscape_1.jpg", "jolla.jpg", "hopper.gif"):
+        shutil.copy(real / name, real / f"copy_of_{name}")
+    assert run("scan", real, db=db).returncode == 0
+    every = json.loads(run("duplicates", "--json", "--limit", "0", db=db).stdout)
+    assert len(every) == 4
+    waste = [(g["copies"] - 1) * g["size"] for g in every]
+    assert waste == sorted(waste, reverse=True)
+    text = run("duplicates", "--limit", "2", db=db).stdout
+    assert text.count(" copies, ") == 2 and every[0]["paths"][0] in text and every[2]["paths"][0] not in text
+    assert text.splitlines()[-1].startswith("... and 2 more duplicate sets: 4 photos held at 8 paths waste ")
+    assert "more" not in run("duplicates", db=db).stdout  # 4 sets: the default 20 shows them all
+    assert len(json.loads(run("duplicates", "--json", "--limit", "1", db=db).stdout)) == 1
+    assert run("duplicates", "--limit", "-1", db=db).returncode == 2
+
+
+def test_stats_and_duplicates_start_light_and_upgrade_an_older_catalogue(photos, tmp_path):
+    """stats and duplicates read over plain sqlite3 (no sqlite-utils, numpy, Pillow or Prefect to
+    import, nor the other commands' modules); a catalogue made before m014's counters is brought up
+    to date first, then counted right."""
+    import sqlite_utils
+
+    from catalog.schema import migrations
+
+    db = tmp_path / "c.db"
+    assert run("scan", photos / "real", db=db).returncode == 0
+    expected = json.loads(run("stats", "--json", db=db).stdout)
+    old = tmp_path / "old.db"  # the same library as m012 left it: no counters, no duplicate_sets
+    migrations.apply(sqlite_utils.Database(old), stop_before="m014_library_counts")
+    with sqlite3.connect(old) as conn:
+        conn.execute("ATTACH ? AS new", [str(db)])
+        for table in ("photos", "files"):
+            columns = ", ".join(r[1] for r in conn.execute(f"PRAGMA main.table_info({table})"))
+            conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM new.{table}")
+    assert json.loads(run("stats", "--json", db=old).stdout) == expected
+    assert json.loads(run("duplicates", "--json", db=old).stdout) == json.loads(
+        run("duplicates", "--json", db=db).stdout)
+    for command in ("stats", "duplicates"):
+        code = ("import sys; from catalog.cli import main; sys.argv = ['catalog', %r]\n"
+                "try:\n    main()\nexcept SystemExit:\n    pass\n"
+                "print('HEAVY', [m for m in ('sqlite_utils', 'numpy', 'PIL.Image', 'prefect', 'httpx', "
+                "'catalog.commands.run', 'catalog.commands.analyze') if m in sys.modules])" % command)
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "CATALOG_DB": str(db)},
+                             capture_output=True, text=True, timeout=60)
+        assert "HEAVY []" in out.stdout, out.stdout + out.stderr

@@ -256,3 +256,18 @@ def test_places_and_recognised_text_are_searched(catalogue, tmp_path):
     assert search_expression("place:paris") == 'place : "paris"'  # the Datasette search box: one language
     out = search_cli(db_path, "--place", "paris")
     assert out.returncode == 0 and out.stdout.startswith(str(root / LIBRARY[1][0])), out.stderr
+
+
+def test_a_colour_alone_reads_the_colour_index_in_order(catalogue):
+    """`--color orange` with no words: the best matches come in the colour index's order, ties on
+    distance by photo id as that index holds them, so a page never sorts every orange photo (at
+    1M photos, 250,000 of them, 34,000 at distance 0: 1.5 s where the index gives 1 ms)."""
+    conn, _, _ = catalogue
+    statements = []
+    conn.set_trace_callback(statements.append)
+    found = search(conn, "", Filters(color="orange"), limit=5)
+    conn.set_trace_callback(None)
+    ranked = [s for s in statements if "photo_colors c JOIN photos p" in s]
+    assert found and len(ranked) == 1
+    plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {ranked[0]}")]
+    assert not [step for step in plan if "TEMP B-TREE" in step], plan

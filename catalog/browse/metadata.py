@@ -10,7 +10,7 @@ from __future__ import annotations
 from catalog.browse.columns import (ANALYSES_COLUMNS, FILES_COLUMNS, FOLDERS_COLUMNS, GALLERY_COLUMNS,
                                     PHOTO_GROUPS_COLUMNS, PHOTOS_COLUMNS, RUNS_COLUMNS, SIMILAR_GROUPS_COLUMNS,
                                     THUMBNAIL_COLUMNS)
-from catalog.queries import DUPLICATE_GROUPS, LAST_SEEN
+from catalog.queries import DUPLICATE_ORDER, DUPLICATE_PATHS, LAST_SEEN
 
 DATABASE = "catalog"  # the name (and URL) the catalogue always has in Datasette
 
@@ -24,10 +24,10 @@ QUERIES = {
         "description": "Photos present at more than one path (same image content), most "
                        "wasted space first.",
         "sql": f"""SELECT {THUMB} AS thumbnail, d.copies, d.size AS bytes_each,
-       (d.copies - 1) * d.size AS wasted_bytes, d.paths, p.id AS photo_id
-FROM ({DUPLICATE_GROUPS}) d
+       (d.copies - 1) * d.size AS wasted_bytes, {DUPLICATE_PATHS} AS paths, p.id AS photo_id
+FROM duplicate_sets d
 JOIN photos p ON p.id = d.photo_id
-ORDER BY wasted_bytes DESC, p.id""",
+ORDER BY {DUPLICATE_ORDER}""",
     },
     "failed_analyses": {
         "title": "Failed analyses",

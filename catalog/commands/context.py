@@ -20,3 +20,11 @@ def open_catalogue(ctx: click.Context, *, create: bool = False):
 
     config = load_settings(ctx)
     return config, open_db(config.database, create=create)
+
+
+def ask_catalogue(ctx: click.Context, question):
+    """`question(conn)` asked of this invocation's catalogue over a read-only sqlite3 connection:
+    no sqlite-utils, no migrations unless the catalogue lacks a table the question reads."""
+    from catalog.reading import ask
+
+    return ask(load_settings(ctx).database, question)

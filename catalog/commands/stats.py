@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from catalog.commands.context import open_catalogue
+from catalog.commands.context import ask_catalogue
 from catalog.commands.output import echo_json
 from catalog.terminal import escape
 
@@ -16,8 +16,7 @@ def stats(ctx, as_json):
     """Show what the catalogue holds: photos by format, errors by kind, missing files."""
     from catalog.queries import catalogue_stats
 
-    _config, db = open_catalogue(ctx)
-    data = catalogue_stats(db)
+    data = ask_catalogue(ctx, catalogue_stats)
     if as_json:
         echo_json(data)
         return
