@@ -484,3 +484,11 @@ def m012_copied_analyses_and_photo_groups(db: sqlite_utils.Database) -> None:
 
 # photo_text_fts column order (catalog.search weighs them in this order); `places` holds the
 # folder and file names, `place` the place names the sources found, `text` the recognised text.
+
+
+@migrations()
+def m013_lean_ledger(db: sqlite_utils.Database) -> None:
+    """Issue 14: a file costs fewer database bytes. files_root_status (m001) indexed every file's root
+    text and status, ~55 bytes a file, and no query ever led with `root`: the scan bounds a root by
+    its path range (the primary key), counts use files_status_photo. Dropped."""
+    db.execute("DROP INDEX IF EXISTS files_root_status")

@@ -104,3 +104,34 @@ def test_colours_are_derived_with_m006_or_not_at_all(tmp_path, monkeypatch):
     found = set(db.execute("SELECT name, distance FROM photo_colors").fetchall())
     assert found == set(named_matches(["#d32f2f", "#d32f2f", "#1976d2"])) and {"red", "blue"} <= dict(found).keys()
     db.close()
+
+
+def test_no_file_index_leads_with_root_and_counting_a_root_still_searches_an_index(db):
+    """m013: files_root_status cost every file ~55 bytes and served no query: a root is a path range."""
+    from catalog.ledger import catalogued_count
+
+    indexes = {name: [c[2] for c in db.execute(f"PRAGMA index_info('{name}')").fetchall()]
+               for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files'")}
+    assert "files_root_status" not in indexes and not [n for n, cols in indexes.items() if cols[:1] == ["root"]]
+    low, high = catalog_db.prefix_range("/lib")
+    plan = " ".join(r[-1] for r in db.execute(
+        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM files WHERE path >= ? AND path < ? AND status IN ('ok', 'error')",
+        [low, high]).fetchall())
+    assert plan.startswith("SEARCH files USING") and "root" not in plan, plan  # never a full table scan
+    assert catalogued_count(db, low, high) == 0
+
+
+def test_m013_drops_the_root_index_from_an_existing_catalogue(tmp_path):
+    """A catalogue made before m013 loses files_root_status when opened, and keeps its rows."""
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    catalog.schema.migrations.apply(old, stop_before="m013_lean_ledger")
+    old.execute("INSERT INTO files (path, root, folder, name, size, mtime_ns, status, first_seen, last_seen) "
+                "VALUES ('/lib/a.jpg', '/lib', '/lib', 'a.jpg', 1, 1, 'ok', 'x', 'x')")
+    old.conn.commit()
+    assert old.execute("SELECT 1 FROM sqlite_master WHERE name = 'files_root_status'").fetchone()
+    old.close()
+    db = catalog_db.open_db(path)
+    assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'files_root_status'").fetchone()
+    assert db.execute("SELECT path FROM files").fetchall() == [("/lib/a.jpg",)]
+    db.close()
