@@ -106,8 +106,8 @@ def test_colours_are_derived_with_m006_or_not_at_all(tmp_path, monkeypatch):
     db.close()
 
 
-def test_no_file_index_leads_with_root_and_counting_a_root_still_searches_an_index(db):
-    """m013: files_root_status cost every file ~55 bytes and served no query: a root is a path range."""
+def test_files_carry_no_index_no_query_needs(db):
+    """m013: no index leads with root (a root is a path range), none with photo_id (lookups name a status)."""
     from catalog.ledger import catalogued_count
 
     indexes = {name: [c[2] for c in db.execute(f"PRAGMA index_info('{name}')").fetchall()]
@@ -119,10 +119,16 @@ def test_no_file_index_leads_with_root_and_counting_a_root_still_searches_an_ind
         [low, high]).fetchall())
     assert plan.startswith("SEARCH files USING") and "root" not in plan, plan  # never a full table scan
     assert catalogued_count(db, low, high) == 0
+    assert "files_photo" not in indexes  # a photo's files are looked up with their status:
+    for sql in ("SELECT path FROM files WHERE photo_id = ? AND status = 'ok' ORDER BY path LIMIT 1",
+                "SELECT n.path, o.path FROM files n JOIN files o ON o.photo_id = n.photo_id "
+                "AND o.status = 'missing' WHERE n.first_seen = ? AND n.status = 'ok'"):
+        plan = [r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", ["x"]).fetchall()]
+        assert any("files_status_photo (status=? AND photo_id=?)" in step for step in plan), plan
 
 
-def test_m013_drops_the_root_index_from_an_existing_catalogue(tmp_path):
-    """A catalogue made before m013 loses files_root_status when opened, and keeps its rows."""
+def test_m013_drops_both_indexes_from_an_existing_catalogue(tmp_path):
+    """A catalogue made before m013 loses files_root_status and files_photo when opened, and keeps its rows."""
     path = tmp_path / "old.db"
     old = sqlite_utils.Database(path)
     catalog.schema.migrations.apply(old, stop_before="m013_lean_ledger")
@@ -132,6 +138,6 @@ def test_m013_drops_the_root_index_from_an_existing_catalogue(tmp_path):
     assert old.execute("SELECT 1 FROM sqlite_master WHERE name = 'files_root_status'").fetchone()
     old.close()
     db = catalog_db.open_db(path)
-    assert not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'files_root_status'").fetchone()
+    assert not db.execute("SELECT 1 FROM sqlite_master WHERE name IN ('files_root_status', 'files_photo')").fetchone()
     assert db.execute("SELECT path FROM files").fetchall() == [("/lib/a.jpg",)]
     db.close()
