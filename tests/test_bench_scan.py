@@ -55,6 +55,10 @@ def test_the_tree_is_distinct_pictures_with_a_few_real_copies(bench):
     near = [distance(hashes[tree.source_of(i)], fingerprint_image(Image.open(io.BytesIO(data[i]))).phash)
             for i in range(n) if kinds[i] in ("near", "burst")]
     assert max(near) <= 8, near
+    taken = {i: Image.open(io.BytesIO(data[i])).getexif().get(0x0132) for i in range(n)}
+    frames = [i for i in range(n) if kinds[i] == "burst" and taken[i]]
+    assert frames and all(taken[i] != taken[tree.source_of(i)] for i in frames)  # a burst: a later shot
+    assert all(taken[i] == taken[tree.source_of(i)] for i in range(n) if kinds[i] == "near")
 
 
 def test_the_tree_grows_and_each_size_is_a_subset(bench, tmp_path):
@@ -67,6 +71,11 @@ def test_the_tree_grows_and_each_size_is_a_subset(bench, tmp_path):
     assert [len(list(r.rglob("*.jpg"))) for r in tree.roots(tmp_path, [50, 120], 50)] == [50]
     again = tree.grow(tmp_path, [50, 120, 200], 2, said.append)  # grown, not rebuilt
     assert [m["files"] for m in again] == [0, 0, 80]
+    (tmp_path / "part-2" / ".complete").unlink()  # as if killed after its files were written
+    tree.path_of(tmp_path, 2, 199).write_bytes(b"half")  # ... but in the middle of the last one
+    assert [m["files"] for m in tree.grow(tmp_path, [50, 120, 200], 2, said.append)] == [0, 0, 80]
+    (tmp_path / "part-2" / ".complete").unlink()  # killed once the last chunk was whole: nothing to write
+    assert [m["files"] for m in tree.grow(tmp_path, [50, 120, 200], 2, said.append)] == [0, 0, 0]
     assert sum(len(list(r.rglob("*.jpg"))) for r in tree.roots(tmp_path, [50, 120, 200], 200)) == 200
 
 
