@@ -53,6 +53,22 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return shlex.join([".venv/bin/python", f"bench/{script}", *(sys.argv[1:] if argv is None else argv)])
 
 
+def catalog_command() -> list[str]:
+    """How to run this venv's `catalog` CLI."""
+    script = Path(sys.executable).parent / "catalog"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "catalog"]
+
+
+def roots_of(root: Path | list[Path]) -> list[Path]:
+    """One root, or the several roots a library is scanned from."""
+    return [root] if isinstance(root, Path) else list(root)
+
+
+def quoted(root: Path | list[Path]) -> str:
+    """The root(s) as shell words."""
+    return shlex.join(str(r) for r in roots_of(root))
+
+
 def add_common_options(parser, workdir_help: str, keep_help: str) -> None:
     """--workdir, --keep, --no-doc, --doc and --strict, as the analysis-side benchmarks take them."""
     parser.add_argument("--workdir", type=Path, default=None, help=workdir_help)

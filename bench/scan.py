@@ -12,6 +12,9 @@ afterwards unless --keep) and measures, each next to a peer:
 It prints a markdown table and rewrites the `## Scan` section of
 docs/benchmarks.md (not for --quick runs, nor with --no-doc).
 
+`--sizes 10k,100k,1m` runs the growth benchmark instead (bench/scan_growth.py):
+time, peak RSS and database bytes per file at each library size, `## Growth`.
+
 The files are real JPEG containers so the identity code walks their segments:
 a few bases are encoded with Pillow (noise, quality 95 / 85) and every file is
 a copy whose *entropy-coded scan data* differs in three bytes (never a 0xFF
@@ -45,8 +48,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import (DEFAULT_DOC, REPO, command_line, drop_page_cache, exit_status, load_average, machine,
-                    markdown_table, write_section)
+import scan_growth
+from common import (DEFAULT_DOC, REPO, catalog_command, command_line, drop_page_cache, exit_status, load_average,
+                    machine, markdown_table, quoted, roots_of, write_section)
 
 DEFAULT_WORKDIR = REPO / "bench" / ".work"
 SECTION = "## Scan"
@@ -79,11 +83,6 @@ def say(message: str) -> None:
 
 
 # -- tools -----------------------------------------------------------------------------------
-
-def catalog_command() -> list[str]:
-    script = Path(sys.executable).parent / "catalog"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "catalog"]
-
 
 def check_tools() -> dict:
     """Every peer must be there; say exactly what is missing and how to get it."""
@@ -238,6 +237,7 @@ def build_tree(root: Path, bases: list[Base], count: int, per_folder: int, prefi
 
 # -- measuring -------------------------------------------------------------------------------
 
+
 @dataclass
 class Run:
     seconds: float
@@ -253,14 +253,15 @@ def best(runs: list[Run]) -> Run:
 
 
 class Bench:
-    def __init__(self, work: Path, tools: dict):
+    def __init__(self, work: Path, tools: dict, *, cold: bool = True):
         self.work = work
         self.tools = tools
-        self.cold = drop_page_cache()
+        self.cold = cold and drop_page_cache()
         self.cache_note = (
             "cold page cache (dropped before every timed command; programs warmed up)"
             if self.cold else
-            "warm page cache (could not drop it; every command ran after an untimed warm-up read)"
+            "warm page cache (could not drop it; every command ran after an untimed warm-up read)" if cold else
+            "warm page cache (every command ran after an untimed warm-up read)"
         )
         self.env = dict(os.environ)
         for name in ("CATALOG_CONFIG", "CATALOG_DB"):
@@ -269,7 +270,7 @@ class Bench:
         self.env["XDG_DATA_HOME"] = str(work / "xdg-data")
         self.max_load = 0.0  # 1-minute load average seen just before a timed command
 
-    def _prepare(self, root: Path) -> None:
+    def _prepare(self, root: Path | list[Path]) -> None:
         """Before a timed command: same starting state for ours and the peer."""
         if self.cold:
             os.sync()
@@ -281,7 +282,7 @@ class Bench:
             subprocess.run([self.tools["b3sum"], "--version"], capture_output=True, check=True)
             subprocess.run([self.tools["find"], "--version"], capture_output=True, check=True)
         else:
-            subprocess.run(f"find {shlex.quote(str(root))} -type f -print0 | xargs -0 cat > /dev/null",
+            subprocess.run(f"find {quoted(root)} -type f -print0 | xargs -0 cat > /dev/null",
                            shell=True, check=True)
         self.max_load = max(self.max_load, load_average())
 
@@ -296,13 +297,13 @@ class Bench:
         say(f"    peer     {seconds:7.2f} s")
         return Run(seconds)
 
-    def catalog(self, root: Path, db: Path, *, fresh: bool) -> Run:
+    def catalog(self, root: Path | list[Path], db: Path, *, fresh: bool) -> Run:
         if fresh:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
         self._prepare(root)
         env = dict(self.env, CATALOG_DB=str(db))
-        command = catalog_command() + ["scan", "--json", str(root)]
+        command = catalog_command() + ["scan", "--json", *map(str, roots_of(root))]
         with tempfile.NamedTemporaryFile("r", dir=self.work, suffix=".rss") as rss_file:
             if self.tools["time"]:
                 wrapped = [self.tools["time"], "-v", "-o", rss_file.name] + command
@@ -410,6 +411,26 @@ alternating; {bench.cache_note}; {load_note(bench, info['nproc'])}.
 
 # -- main ------------------------------------------------------------------------------------
 
+def growth(args, command: str) -> int:
+    """--sizes: the growth mode (bench/scan_growth.py) in its own work dir, kept between --keep runs
+    so the tree is grown, not rebuilt."""
+    tools = check_tools()
+    info = {**machine(), "memory": memory()}
+    work = args.workdir.resolve() / "growth"
+    work.mkdir(parents=True, exist_ok=True)
+    args.command, args.new_doc = command, NEW_DOC
+    try:
+        bench = Bench(work, tools, cold=False)
+        say(f"{info['nproc']} CPUs ({info['cpu']}), Python {info['python']}; {bench.cache_note}")
+        missed = scan_growth.run(args, bench, tools, info, work, say)
+    finally:
+        if args.keep:
+            say(f"work dir kept (the tree is grown, not rebuilt, next time): {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return exit_status(missed, args.strict, say)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -426,7 +447,18 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs of each command, the fastest counts (default 3; 1 with --quick)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument("--sizes", default=None, metavar="10k,100k,1m",
+                        help="growth mode instead: first scan, rescan and database size at each library size "
+                             "(k/m suffixes), with a warm page cache; see bench/scan_growth.py")
+    parser.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "photos",
+                        help="real camera photos whose thumbnails --sizes also measures (default ../shared/photos)")
     args = parser.parse_args(argv)
+    if args.sizes is not None:
+        try:
+            args.sizes = scan_growth.parse_sizes(args.sizes)
+        except ValueError as exc:
+            parser.error(f"--sizes: {exc}")
+        return growth(args, command_line("scan.py", argv))
     small = args.small if args.small is not None else (2000 if args.quick else 100_000)
     large = args.large if args.large is not None else (50 if args.quick else 1000)
     args.repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)

@@ -1,6 +1,6 @@
 """The thumbnail stage: a small JPEG of every photo, made from its original and kept in the database.
 
-A thumbnail is about 256 px on its long edge and a few KB, so browsing the
+A thumbnail is about 256 px on its long edge and a few KB (at most MAX_BYTES), so browsing the
 catalogue (Datasette) never needs the originals: it works while the NAS sleeps.
 It costs no API call, so it is its own stage (`catalog thumbnails`, and a task of
 the nightly run) whatever the analyzer. JPEGs are decoded at a reduced scale
@@ -20,6 +20,8 @@ from typing import BinaryIO, Iterable
 log = logging.getLogger("catalog.thumbnails")
 EDGE = 256
 QUALITY = 75
+MAX_BYTES = 15 * 1024  # issue 14: a busy picture (foliage, a screenshot) steps its quality down
+LOWER_QUALITIES = (65, 55, 45)  # until under it (beets' artresizer does the same); 45 is the floor
 PAGE = 200  # photos read from the database at a time: memory stays flat on a big library
 
 MISSING = """
@@ -65,8 +67,11 @@ def make_thumbnail(source: bytes | BinaryIO, edge: int = EDGE, *,
             with DECODE_GATE.slot(decoded_bytes(im.size, im.mode)):
                 im.thumbnail((edge, edge), Image.Resampling.LANCZOS, reducing_gap=2.0)
                 small = ImageOps.exif_transpose(flatten(im))
-        out = io.BytesIO()
-        small.save(out, "JPEG", quality=QUALITY, optimize=True)
+        for quality in (QUALITY, *LOWER_QUALITIES):
+            out = io.BytesIO()
+            small.save(out, "JPEG", quality=quality, optimize=True)
+            if out.tell() <= MAX_BYTES:
+                break
     except Exception as exc:  # noqa: BLE001 - any decoder error just means "no thumbnail"
         log.debug("no thumbnail: %s", exc)
         return None

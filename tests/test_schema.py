@@ -104,3 +104,40 @@ def test_colours_are_derived_with_m006_or_not_at_all(tmp_path, monkeypatch):
     found = set(db.execute("SELECT name, distance FROM photo_colors").fetchall())
     assert found == set(named_matches(["#d32f2f", "#d32f2f", "#1976d2"])) and {"red", "blue"} <= dict(found).keys()
     db.close()
+
+
+def test_files_carry_no_index_no_query_needs(db):
+    """m013: no index leads with root (a root is a path range), none with photo_id (lookups name a status)."""
+    from catalog.ledger import catalogued_count
+
+    indexes = {name: [c[2] for c in db.execute(f"PRAGMA index_info('{name}')").fetchall()]
+               for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'files'")}
+    assert "files_root_status" not in indexes and not [n for n, cols in indexes.items() if cols[:1] == ["root"]]
+    low, high = catalog_db.prefix_range("/lib")
+    plan = " ".join(r[-1] for r in db.execute(
+        "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM files WHERE path >= ? AND path < ? AND status IN ('ok', 'error')",
+        [low, high]).fetchall())
+    assert plan.startswith("SEARCH files USING") and "root" not in plan, plan  # never a full table scan
+    assert catalogued_count(db, low, high) == 0
+    assert "files_photo" not in indexes  # a photo's files are looked up with their status:
+    for sql in ("SELECT path FROM files WHERE photo_id = ? AND status = 'ok' ORDER BY path LIMIT 1",
+                "SELECT n.path, o.path FROM files n JOIN files o ON o.photo_id = n.photo_id "
+                "AND o.status = 'missing' WHERE n.first_seen = ? AND n.status = 'ok'"):
+        plan = [r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", ["x"]).fetchall()]
+        assert any("files_status_photo (status=? AND photo_id=?)" in step for step in plan), plan
+
+
+def test_m013_drops_both_indexes_from_an_existing_catalogue(tmp_path):
+    """A catalogue made before m013 loses files_root_status and files_photo when opened, and keeps its rows."""
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    catalog.schema.migrations.apply(old, stop_before="m013_lean_ledger")
+    old.execute("INSERT INTO files (path, root, folder, name, size, mtime_ns, status, first_seen, last_seen) "
+                "VALUES ('/lib/a.jpg', '/lib', '/lib', 'a.jpg', 1, 1, 'ok', 'x', 'x')")
+    old.conn.commit()
+    assert old.execute("SELECT 1 FROM sqlite_master WHERE name = 'files_root_status'").fetchone()
+    old.close()
+    db = catalog_db.open_db(path)
+    assert not db.execute("SELECT 1 FROM sqlite_master WHERE name IN ('files_root_status', 'files_photo')").fetchone()
+    assert db.execute("SELECT path FROM files").fetchall() == [("/lib/a.jpg",)]
+    db.close()

@@ -11,7 +11,7 @@ import sys
 
 from PIL import Image
 
-from catalog.thumbnails import EDGE, make_thumbnail
+from catalog.thumbnails import EDGE, MAX_BYTES, QUALITY, make_thumbnail
 
 
 def catalog(*args, db):
@@ -76,3 +76,22 @@ def test_large_jpeg_is_decoded_reduced(tmp_path):
     thumb = make_thumbnail(big.getvalue())
     assert (thumb.width, thumb.height) == (256, 192)
     assert make_thumbnail(big.getvalue(), max_image_pixels=1_000_000) is None  # the bomb limit holds
+
+
+def _tables(quality: int) -> dict:
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(out, "JPEG", quality=quality)
+    return Image.open(out).quantization
+
+
+def test_a_busy_picture_steps_its_quality_down_under_the_byte_cap(shared_photos):
+    """Issue 14: thumbnails <= 15 KiB a photo; a busy picture lowers its quality, a plain one keeps 75."""
+    noise = io.BytesIO()
+    Image.effect_noise((512, 384), 90).convert("RGB").save(noise, "PNG")
+    busy = make_thumbnail(noise.getvalue())
+    assert len(busy.jpeg) <= MAX_BYTES and (busy.width, busy.height) == (256, 192)
+    assert Image.open(io.BytesIO(busy.jpeg)).quantization != _tables(QUALITY)
+    foliage = make_thumbnail((shared_photos / "real" / "Panasonic_Lumix_DMC-LX7.jpg").read_bytes())
+    assert len(foliage.jpeg) <= MAX_BYTES and max(foliage.width, foliage.height) == EDGE  # 18.8 KiB at 75
+    plain = make_thumbnail((shared_photos / "real" / "jolla.jpg").read_bytes())
+    assert Image.open(io.BytesIO(plain.jpeg)).quantization == _tables(QUALITY)  # untouched below the cap
