@@ -13,12 +13,10 @@ smallest size's bench JPEGs and on copies of real camera photos.
 from __future__ import annotations
 
 import datetime
-import json
 import re
 import shutil
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import growth_tree

@@ -599,7 +599,7 @@ def m014_library_counts(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
-def m013_lean_ledger(db: sqlite_utils.Database) -> None:
+def m015_lean_ledger(db: sqlite_utils.Database) -> None:
     """Issue 14: a file costs fewer database bytes (~140 fewer of ~1,800), two indexes that served
     no query are dropped."""
     # files_root_status (m001): every file's root text and status, ~55 bytes a file, and no query
@@ -607,6 +607,6 @@ def m013_lean_ledger(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS files_root_status")
     # files_photo (m001): the 64-character photo id again, ~85 bytes a file. Every lookup of a
     # photo's files also names their status (`photo_id = ? AND status = 'ok'`, a move's
-    # `status = 'missing'`), which files_status_photo (m002) answers; no photo is ever deleted, so
+    # `status = 'missing'`), which files_status_photo_size (m014) answers; no photo is ever deleted, so
     # the foreign key needs no child index either.
     db.execute("DROP INDEX IF EXISTS files_photo")

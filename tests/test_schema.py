@@ -107,7 +107,7 @@ def test_colours_are_derived_with_m006_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_files_carry_no_index_no_query_needs(db):
-    """m013: no index leads with root (a root is a path range), none with photo_id (lookups name a status)."""
+    """m015: no index leads with root (a root is a path range), none with photo_id (lookups name a status)."""
     from catalog.ledger import catalogued_count
 
     indexes = {name: [c[2] for c in db.execute(f"PRAGMA index_info('{name}')").fetchall()]
@@ -124,14 +124,14 @@ def test_files_carry_no_index_no_query_needs(db):
                 "SELECT n.path, o.path FROM files n JOIN files o ON o.photo_id = n.photo_id "
                 "AND o.status = 'missing' WHERE n.first_seen = ? AND n.status = 'ok'"):
         plan = [r[-1] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", ["x"]).fetchall()]
-        assert any("files_status_photo (status=? AND photo_id=?)" in step for step in plan), plan
+        assert any("files_status_photo_size (status=? AND photo_id=?)" in step for step in plan), plan
 
 
-def test_m013_drops_both_indexes_from_an_existing_catalogue(tmp_path):
-    """A catalogue made before m013 loses files_root_status and files_photo when opened, and keeps its rows."""
+def test_m015_drops_both_indexes_from_an_existing_catalogue(tmp_path):
+    """A catalogue made before m015 loses files_root_status and files_photo when opened, and keeps its rows."""
     path = tmp_path / "old.db"
     old = sqlite_utils.Database(path)
-    catalog.schema.migrations.apply(old, stop_before="m013_lean_ledger")
+    catalog.schema.migrations.apply(old, stop_before="m015_lean_ledger")
     old.execute("INSERT INTO files (path, root, folder, name, size, mtime_ns, status, first_seen, last_seen) "
                 "VALUES ('/lib/a.jpg', '/lib', '/lib', 'a.jpg', 1, 1, 'ok', 'x', 'x')")
     old.conn.commit()
