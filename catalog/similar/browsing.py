@@ -52,10 +52,14 @@ INSERT = "INSERT INTO photo_groups (kind, group_no, position, photo_id, relation
 
 def regroup_all(db, upto: int | None = None) -> None:
     """Replace every stored group by the library's groups now, numbered as listed; forget the
-    changes noted up to rowid `upto` (all when None)."""
-    from catalog.similar.groups import bursts, near_groups
+    changes noted up to rowid `upto` (all when None). Groups are kept as rows, not Candidates,
+    while the rest are found (a million photos hold a few hundred thousand in groups)."""
+    from catalog.similar.regroup import burst_key, bursts_lean, near_groups_lean, near_key
 
-    rows = _rows("near", near_groups(db), 1) + _rows("burst", bursts(db), 1)
+    rows = []
+    for kind, groups, key in (("near", near_groups_lean(db), near_key), ("burst", bursts_lean(db), burst_key)):
+        found = sorted(((key(group), _rows(kind, [group], 0)) for group in groups), key=lambda item: item[0])
+        rows += [(kind, number, *row[2:]) for number, (_, group) in enumerate(found, 1) for row in group]
     with db.atomic():
         db.execute("DELETE FROM photo_groups")
         db.conn.executemany(INSERT, rows)

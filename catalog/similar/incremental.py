@@ -141,7 +141,7 @@ def burst_changes(db, changed: set[str], noted: set[str]) -> tuple[set[int], lis
         if not within(taken_at):
             raise TooBroad("a stored burst reaches past the days read again")
     sql = DATED.replace("ORDER BY p.id", f"AND ({inside}) ORDER BY +p.id")  # by the index of taken_at
-    runs = bursts_lean(db, sql, params)
+    runs = list(bursts_lean(db, sql, params))
     for run in runs:
         if not (within(run[0].taken_at) and within(run[-1].taken_at)):
             raise TooBroad("a burst runs to the edge of the days read again")

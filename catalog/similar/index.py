@@ -187,11 +187,12 @@ class HashIndex:
                     yield keys[a], keys[b], d
             return
         s = radius // m
-        tables = self._tables_for(m)
         every = np.frombuffer(hashes, dtype=np.uint64)
-        spans = [(shift, (1 << width) - 1) for shift, width, _ in tables]
-        for index, (_, width, table) in enumerate(tables):
+        spans = [(shift, (1 << width) - 1) for shift, width in _spans(m)]
+        for index, (shift, width) in enumerate(_spans(m)):
             earlier = spans[:index]
+            # one table at a time, not kept: a million hashes' three tables would be 48 MB at once
+            table = self._tables[m][index][2] if m in self._tables else _Table(every, shift, width)
             for a, b in _table_pairs(table, width, s, hashes):  # arrays of positions, a batch at a time
                 x = every[a] ^ every[b]
                 d = np.bitwise_count(x)

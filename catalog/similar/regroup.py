@@ -170,26 +170,25 @@ def _dated(db, sql: str, params=()) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return cam, np.frombuffer(mate_cam, np.int32), np.frombuffer(times, np.int64), np.arange(len(rowids)), rowids
 
 
-def bursts_lean(db, sql: str = DATED, params=()) -> list[list[Candidate]]:
+def bursts_lean(db, sql: str = DATED, params=()) -> Iterator[list[Candidate]]:
     """The bursts among the dated photos `sql` selects (as groups.bursts), unordered: the shots
     sorted as numbers, and only the runs of mates (same camera, BURST_SECONDS apart) read in full."""
     cam, mate, times, order, rowids = _dated(db, sql, params)
     if len(order) < 2:
-        return []
+        return
     seq = np.lexsort((order, times, cam))
     near = (mate[seq][1:] == mate[seq][:-1]) & (np.abs(np.diff(times[seq])) <= BURST_SECONDS * 1_000_000)
     cuts = np.flatnonzero(~near) + 1  # stretches of consecutive mates: bursts lie within them
     stretches = [s for s in np.split(seq, cuts) if len(s) > 1]
-    out, batch, held = [], [], 0
+    batch, held = [], 0
     for i, stretch in enumerate(stretches):
         batch.append(stretch)
         held += len(stretch)
         if held >= BATCH or i == len(stretches) - 1:
             found = by_rowid(db, (rowids[int(x)] for s in batch for x in s))
             for s in batch:
-                out.extend(_runs([found[rowids[int(x)]] for x in s if rowids[int(x)] in found]))
+                yield from _runs([found[rowids[int(x)]] for x in s if rowids[int(x)] in found])
             batch, held = [], 0
-    return out
 
 
 def _runs(shots: list[Candidate]) -> list[list[Candidate]]:
