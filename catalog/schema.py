@@ -536,6 +536,16 @@ def m013_incremental_groups(db: sqlite_utils.Database) -> None:
     # new group would shift (catalog.similar.browsing.listed).
     db.execute("ALTER TABLE photo_groups ADD COLUMN listed TEXT")
     db.execute("CREATE INDEX photo_groups_listed ON photo_groups(kind, listed) WHERE position = 0")
+    # The groups already stored take their key by the rule as this migration shipped it.
+    db.execute("""
+        UPDATE photo_groups SET listed =
+            printf('%09d', 999999999 - (SELECT COUNT(*) FROM photo_groups m
+                                        WHERE m.kind = photo_groups.kind AND m.group_no = photo_groups.group_no))
+            || char(9) || CASE WHEN kind = 'burst'
+                               THEN COALESCE((SELECT taken_at FROM photos WHERE id = photo_id), '') || char(9)
+                               ELSE '' END
+            || photo_id
+        WHERE position = 0""")
     db.execute("DROP VIEW similar_groups")
     # One row per group as m012's, read from its first row and its members, so a page of the
     # listing (ORDER BY kind, listed) reads only the groups it shows.

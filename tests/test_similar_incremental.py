@@ -184,3 +184,33 @@ def test_a_scan_regroups_only_the_groups_its_changes_touch(tmp_path, shared_phot
     listing = db.execute(shown).fetchall()
     regroup_all(db)
     assert db.execute(shown).fetchall() == listing
+
+
+def test_an_upgraded_catalogue_lists_the_groups_it_stored_in_order(tmp_path):
+    """A catalogue whose groups were stored before m013 (numbered, without `listed`): after the
+    upgrade they list in the order a regroup gives, with nothing regrouped."""
+    import sqlite_utils
+
+    from catalog.schema import migrations
+
+    path = tmp_path / "catalog.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m013_incremental_groups")
+    lib = Library.__new__(Library)
+    lib.db, lib.rng, lib.n, lib.pictures = old, random.Random(3), 0, []
+    for _ in range(60):
+        lib.photo()
+    for _ in range(90):
+        lib.related()
+    rows = [{"kind": "near", "group_no": n, "position": p, "photo_id": c.id, "relation": said}
+            for n, group in enumerate(near_groups(old), 1) for p, (c, said) in enumerate(group)]
+    rows += [{"kind": "burst", "group_no": n, "position": p, "photo_id": c.id, "relation": None}
+             for n, run in enumerate(bursts(old), 1) for p, c in enumerate(run)]
+    old["photo_groups"].insert_all(rows)
+    old.conn.close()
+    db = open_db(path)
+    shown = "SELECT kind, listed, photo_ids, relations FROM similar_groups ORDER BY kind, listed"
+    upgraded = db.execute(shown).fetchall()
+    assert len(upgraded) > 10 and db.execute("SELECT COUNT(*) FROM group_changes").fetchone() == (0,)
+    regroup_all(db)
+    assert db.execute(shown).fetchall() == upgraded
