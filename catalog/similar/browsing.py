@@ -20,6 +20,7 @@ log = logging.getLogger("catalog.similar")
 # per 40,000 photos (docs/benchmarks.md), so they meet near one change in 400.
 FULL_SHARE = 400
 FULL_AT_LEAST = 200
+PAGE = 10_000  # group rows written at a time
 
 
 def stored_counts(db) -> dict:
@@ -51,18 +52,22 @@ INSERT = "INSERT INTO photo_groups (kind, group_no, position, photo_id, relation
 
 
 def regroup_all(db, upto: int | None = None) -> None:
-    """Replace every stored group by the library's groups now, numbered as listed; forget the
-    changes noted up to rowid `upto` (all when None). Groups are kept as rows, not Candidates,
-    while the rest are found (a million photos hold a few hundred thousand in groups)."""
-    from catalog.similar.regroup import burst_key, bursts_lean, near_groups_lean, near_key
+    """Replace every stored group by the library's groups now; forget the changes noted up to
+    rowid `upto` (all when None). Each group is written as it is found, numbered in that order
+    (`listed` orders the listing), so none is held: a million photos put hundreds of thousands
+    in groups."""
+    from catalog.similar.regroup import bursts_lean, near_groups_lean
 
-    rows = []
-    for kind, groups, key in (("near", near_groups_lean(db), near_key), ("burst", bursts_lean(db), burst_key)):
-        found = sorted(((key(group), _rows(kind, [group], 0)) for group in groups), key=lambda item: item[0])
-        rows += [(kind, number, *row[2:]) for number, (_, group) in enumerate(found, 1) for row in group]
     with db.atomic():
         db.execute("DELETE FROM photo_groups")
-        db.conn.executemany(INSERT, rows)
+        for kind, groups in (("near", near_groups_lean(db)), ("burst", bursts_lean(db))):
+            rows = []
+            for number, group in enumerate(groups, 1):
+                rows += _rows(kind, [group], number)
+                if len(rows) >= PAGE:
+                    db.conn.executemany(INSERT, rows)
+                    rows = []
+            db.conn.executemany(INSERT, rows)
         db.execute("DELETE FROM group_changes WHERE ? IS NULL OR rowid <= ?", [upto, upto])
 
 
