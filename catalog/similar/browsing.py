@@ -15,10 +15,12 @@ import json
 import logging
 
 log = logging.getLogger("catalog.similar")
-# More photos changed than this share of the library (or FULL_AT_LEAST), and the whole library is
-# regrouped: the walk costs ~10 ms a changed photo at a million photos, a full regroup ~1 s
-# per 40,000 photos (docs/benchmarks.md), so they meet near one change in 400.
-FULL_SHARE = 400
+# More photos changed than one in FULL_SHARE (and FULL_AT_LEAST), and the whole library is
+# regrouped. Measured on 100k photos (bench/similar_refresh.py, 2 loaded cores): 10 changes cost
+# 0.1 s (~10 ms each: index look-ups and the walk), a full regroup 24 s (~0.24 ms a photo), so
+# they meet near one change in 40 photos; one in 100 keeps the walk well on the cheap side
+# (changes that land in big groups walk further).
+FULL_SHARE = 100
 FULL_AT_LEAST = 200
 PAGE = 10_000  # group rows written at a time
 
