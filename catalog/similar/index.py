@@ -203,14 +203,33 @@ class HashIndex:
                     yield keys[pa], keys[pb], bits
 
 
+def _grid(order: np.ndarray, starts: np.ndarray, counts: np.ndarray, li: np.ndarray, ri: np.ndarray,
+          upper: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of positions of value slot li[k] with those of ri[k], for all k at once; with
+    `upper` (li == ri), each pair of one value's positions once."""
+    cl, cr = counts[li], counts[ri]
+    rep = cl * cr
+    total = int(rep.sum())
+    if not total:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = np.arange(total) - np.repeat(np.cumsum(rep) - rep, rep)
+    width = np.repeat(cr, rep)
+    i, j = k // width, k % width
+    if upper:
+        keep = i < j
+        i, j = i[keep], j[keep]
+        return order[np.repeat(starts[li], rep)[keep] + i], order[np.repeat(starts[ri], rep)[keep] + j]
+    return order[np.repeat(starts[li], rep) + i], order[np.repeat(starts[ri], rep) + j]
+
+
 def _table_pairs(table: _Table, width: int, s: int, hashes) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The pairs of positions one table proposes: those sharing a chunk value, and those whose
-    values are 1..s bits apart; the common case (one position a value) in numpy, the rest in Python."""
+    values are 1..s bits apart; in numpy, but for the dense clusters (DENSE, WINDOW) in Python."""
     order, starts, counts = table.order, table.starts, table.counts
-    twos = np.flatnonzero(counts == 2)
-    yield order[starts[twos]], order[starts[twos] + 1]
+    few = np.flatnonzero((counts > 1) & (counts <= DENSE))
+    yield _grid(order, starts, counts, few, few, upper=True)
     left, right = [], []
-    for i in np.flatnonzero(counts > 2).tolist():
+    for i in np.flatnonzero(counts > DENSE).tolist():
         for a, b in _same_value_pairs(order[starts[i]:starts[i + 1]].tolist(), hashes):
             left.append(a)
             right.append(b)
@@ -220,10 +239,10 @@ def _table_pairs(table: _Table, width: int, s: int, hashes) -> Iterator[tuple[np
         values = values.astype(table.values.dtype)
         li = np.searchsorted(table.values, values)
         ri = np.searchsorted(table.values, values ^ np.array(e, dtype=table.values.dtype))
-        single = (counts[li] == 1) & (counts[ri] == 1)
-        yield order[starts[li[single]]], order[starts[ri[single]]]
+        small = counts[li] * counts[ri] <= DENSE * WINDOW
+        yield _grid(order, starts, counts, li[small], ri[small])
         left, right = [], []
-        for lo, hi in zip(li[~single].tolist(), ri[~single].tolist()):
+        for lo, hi in zip(li[~small].tolist(), ri[~small].tolist()):
             lefts, rights = order[starts[lo]:starts[lo + 1]].tolist(), order[starts[hi]:starts[hi + 1]].tolist()
             for a, b in _cross_pairs(lefts, rights, (lo, hi), hashes, firsts):
                 left.append(a)
