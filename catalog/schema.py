@@ -610,3 +610,85 @@ def m015_lean_ledger(db: sqlite_utils.Database) -> None:
     # `status = 'missing'`), which files_status_photo_size (m014) answers; no photo is ever deleted, so
     # the foreign key needs no child index either.
     db.execute("DROP INDEX IF EXISTS files_photo")
+
+
+# What can change the similar groups (catalog.similar.regroup): a photo whose files come, go or
+# change status, or whose fingerprint or facts change. Triggers note it, whoever writes.
+_GROUP_FACTS = ("phash", "aspect", "tone", "detail", "width", "height", "taken_at", "camera_make",
+                "camera_model", "format", "gps_lat")
+
+
+@migrations()
+def m016_incremental_groups(db: sqlite_utils.Database) -> None:
+    """Groups kept up to date a few photos at a time (issue 14): every change that can move a
+    photo into or out of a group is noted in `group_changes` by a trigger; the next refresh
+    regroups only what those photos touch, then empties it. `photo_groups.group_no` becomes the
+    group's id; the `similar_groups` view numbers groups as `catalog duplicates` lists them."""
+    db.execute(
+        """
+        CREATE TABLE group_changes (
+            photo_id TEXT NOT NULL,
+            taken_at TEXT                   -- the photo's capture time when noted (a burst it left)
+        )
+        """
+    )
+    note = ("INSERT INTO group_changes (photo_id, taken_at) "
+            "SELECT {id}, (SELECT taken_at FROM photos WHERE id = {id}) WHERE {id} IS NOT NULL")
+    db.execute(f"""
+        CREATE TRIGGER group_changes_file_added AFTER INSERT ON files
+        BEGIN {note.format(id="new.photo_id")}; END""")
+    db.execute(f"""
+        CREATE TRIGGER group_changes_file_removed AFTER DELETE ON files
+        BEGIN {note.format(id="old.photo_id")}; END""")
+    db.execute(f"""
+        CREATE TRIGGER group_changes_file_changed AFTER UPDATE OF status, photo_id ON files
+        WHEN old.status IS NOT new.status OR old.photo_id IS NOT new.photo_id
+        BEGIN {note.format(id="old.photo_id")}; {note.format(id="new.photo_id")}; END""")
+    differs = " OR ".join(f"old.{c} IS NOT new.{c}" for c in _GROUP_FACTS)
+    db.execute(f"""
+        CREATE TRIGGER group_changes_photo_changed AFTER UPDATE OF {", ".join(_GROUP_FACTS)} ON photos
+        WHEN {differs}
+        BEGIN INSERT INTO group_changes (photo_id, taken_at) VALUES (old.id, old.taken_at); END""")
+    db.execute("""
+        CREATE TRIGGER group_changes_photo_removed AFTER DELETE ON photos
+        BEGIN INSERT INTO group_changes (photo_id, taken_at) VALUES (old.id, old.taken_at); END""")
+    db.execute("CREATE INDEX photos_taken_at ON photos(taken_at)")  # bursts near a changed photo
+    # The near neighbours of a changed photo without reading every hash: the 64 bits in three
+    # chunks (of 22, 21 and 21 bits), each indexed; two hashes within r bits share one chunk
+    # within r // 3 bits (catalog.similar.incremental.PHASH_CHUNKS, frozen here).
+    for shift, width in ((0, 22), (22, 21), (43, 21)):
+        db.execute(f"CREATE INDEX photos_phash_{shift} ON photos(((phash >> {shift}) & {(1 << width) - 1}))")
+    # A group's place in the listing, on its first row: kept by a key, not by numbers that every
+    # new group would shift (catalog.similar.browsing.listed).
+    db.execute("ALTER TABLE photo_groups ADD COLUMN listed TEXT")
+    db.execute("CREATE INDEX photo_groups_listed ON photo_groups(kind, listed) WHERE position = 0")
+    # The groups already stored take their key by the rule as this migration shipped it.
+    db.execute("""
+        UPDATE photo_groups SET listed =
+            printf('%09d', 999999999 - (SELECT COUNT(*) FROM photo_groups m
+                                        WHERE m.kind = photo_groups.kind AND m.group_no = photo_groups.group_no))
+            || char(9) || CASE WHEN kind = 'burst'
+                               THEN COALESCE((SELECT taken_at FROM photos WHERE id = photo_id), '') || char(9)
+                               ELSE '' END
+            || photo_id
+        WHERE position = 0""")
+    db.execute("DROP VIEW similar_groups")
+    # One row per group as m012's, read from its first row and its members, so a page of the
+    # listing (ORDER BY kind, listed) reads only the groups it shows.
+    member = "FROM photo_groups m WHERE m.kind = h.kind AND m.group_no = h.group_no ORDER BY m.position"
+    db.execute(
+        f"""
+        CREATE VIEW similar_groups AS
+        SELECT h.kind, h.group_no, h.listed,
+               (SELECT COUNT(*) FROM photo_groups m WHERE m.kind = h.kind AND m.group_no = h.group_no) AS photos,
+               (SELECT json_group_array(t) FROM (SELECT (SELECT th.photo_id FROM thumbnails th
+                                                          WHERE th.photo_id = m.photo_id) AS t {member})) AS thumbnails,
+               (SELECT json_group_array(t) FROM (SELECT (SELECT f.path FROM files f WHERE f.photo_id = m.photo_id
+                                                          AND f.status = 'ok' ORDER BY f.path LIMIT 1) AS t {member}))
+                   AS paths,
+               (SELECT json_group_array(t) FROM (SELECT m.relation AS t {member})) AS relations,
+               (SELECT json_group_array(t) FROM (SELECT m.photo_id AS t {member})) AS photo_ids
+        FROM photo_groups h
+        WHERE h.position = 0
+        """
+    )

@@ -67,13 +67,13 @@ def scan_library(config: Config, paths: list[str] | None) -> dict:
 
 @task(name="group similar photos", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
       cache_policy=NO_CACHE)
-def group_similar(config: Config, scanned: dict) -> dict:
-    """The groups of copies, edits and bursts the browser shows, from the fingerprints the scan made
-    (kept as they are when the scan changed nothing)."""
-    from catalog.similar.browsing import refresh_groups, scan_changed_groups
+def group_similar(config: Config) -> dict:
+    """The groups of copies, edits and bursts the browser shows, brought up to date with what the
+    scan changed (only the groups it touched; nothing when it changed nothing)."""
+    from catalog.similar.browsing import refresh_groups
 
     with _catalogue(config) as db:
-        return refresh_groups(db, changed=scan_changed_groups(scanned))
+        return refresh_groups(db)
 
 
 @task(name="make thumbnails", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=_transient,
@@ -194,7 +194,7 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
             if roots and len(scanned["failed_roots"]) == len(roots):
                 raise CatalogError("every library root is unavailable, nothing to do: "
                                    + ", ".join(scanned["failed_roots"]))
-            summary.update(group_similar(config, scanned))
+            summary.update(group_similar(config))
             summary.update(make_thumbnails(config))  # before analysis: browsable even if it stops early
             run = AnalysisRun(db, config, make_analyzer(config))
             run.summary.pending = count_pending(db, config)[0]

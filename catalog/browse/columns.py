@@ -145,7 +145,10 @@ THUMBNAIL_COLUMNS = {
 
 PHOTO_GROUPS_COLUMNS = {
     "kind": "near (copies and edits of one picture) or burst (shots of one camera within seconds).",
-    "group_no": "The group's number within its kind, in the order `catalog duplicates --near/--bursts` lists them.",
+    "group_no": "The group's number within its kind: its id, kept while the group is (a scan regroups only what "
+                "it changed, so new groups take new numbers).",
+    "listed": "On a group's first row, its place in the listing: biggest first, then by the keeper's id (near) "
+              "or the first shot's time and id (burst), as `catalog duplicates --near/--bursts` lists them.",
     "position": "The photo's place in its group: 0 is the suggested keeper (near) or the first shot (burst).",
     "photo_id": "The photo.",
     "relation": "What it is to the keeper: copy (resized, re-encoded, converted, rotated) or edit (cropped, "
@@ -154,7 +157,8 @@ PHOTO_GROUPS_COLUMNS = {
 
 SIMILAR_GROUPS_COLUMNS = {
     "kind": "near (copies and edits of one picture) or burst (shots of one camera within seconds).",
-    "group_no": "The group's number within its kind.",
+    "group_no": "The group's number within its kind (its id in photo_groups).",
+    "listed": "The group's place in the listing (sort by it): biggest first, as `catalog duplicates` lists them.",
     "photos": "How many photos the group holds.",
     "thumbnails": "The group's photos side by side, the suggested keeper (or first shot) first; click one "
                   "for everything known about it.",

@@ -78,14 +78,14 @@ ORDER BY id DESC""",
                        "of one picture, side by side: the suggested keeper first (largest resolution, "
                        "original format, earliest date, most metadata). As of the last scan.",
         "sql": """SELECT group_no AS "group", photos, thumbnails, relations, paths, photo_ids
-FROM similar_groups WHERE kind = 'near' ORDER BY group_no""",
+FROM similar_groups WHERE kind = 'near' ORDER BY listed""",
     },
     "bursts": {
         "title": "Bursts",
         "description": "Shots of one camera taken within seconds that look alike, side by side, "
                        "first shot first. As of the last scan.",
         "sql": """SELECT group_no AS burst, photos, thumbnails, paths, photo_ids
-FROM similar_groups WHERE kind = 'burst' ORDER BY group_no""",
+FROM similar_groups WHERE kind = 'burst' ORDER BY listed""",
     },
     "recently_added": {
         "title": "Recently added",

@@ -28,7 +28,7 @@ def scan(ctx, paths, as_json):
     from catalog.db import close_interrupted_runs
     from catalog.lock import exclusive
     from catalog.scan import scan as run_scan
-    from catalog.similar.browsing import refresh_groups, scan_changed_groups
+    from catalog.similar.browsing import refresh_groups
 
     config, db = open_catalogue(ctx, create=True)
     if not paths and not config.library.roots:
@@ -36,9 +36,8 @@ def scan(ctx, paths, as_json):
     with exclusive(config.database, "scan"):
         close_interrupted_runs(db)
         summary = run_scan(db, config, paths or None, progress=not as_json)
-        # what the browser shows as near-duplicates and bursts, if this scan may have changed them
-        if scan_changed_groups(summary.as_dict()):
-            refresh_groups(db)
+        # what the browser shows as near-duplicates and bursts: the groups this scan touched
+        refresh_groups(db)
     if as_json:
         echo_json(summary.as_dict())
     else:

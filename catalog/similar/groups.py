@@ -11,11 +11,8 @@ import json
 from collections import defaultdict
 from typing import Iterable
 
-from catalog.similar.classify import (BURST_DISTANCE, COPY_DISTANCE, EDIT_DISTANCE, GROUP_DISTANCE,
-                                      RELATIONS, SIMILAR_DISTANCE, Candidate, burst_mates, keeper, relation,
-                                      taken_time)
+from catalog.similar.classify import (BURST_DISTANCE, COPY_DISTANCE, EDIT_DISTANCE, RELATIONS, SIMILAR_DISTANCE, Candidate, keeper, relation)
 from catalog.similar.fingerprint import Fingerprint, distance, from_db
-from catalog.similar.index import HashIndex
 
 CANDIDATES = """
 SELECT p.id, p.phash, p.aspect, p.tone, p.detail, p.width, p.height, p.taken_at,
@@ -75,43 +72,17 @@ def near_groups(db) -> list[list[tuple[Candidate, str | None]]]:
     then the others with their relation to it ("copy" or "edit"; a member joined through another
     member, not directly related to the keeper, counts as an edit). Pairs are looked for within
     GROUP_DISTANCE bits: an edit further off is found by similar_to, not here."""
-    every = {c.id: c for c in candidates(db)}
-    index = HashIndex((c.id, c.fingerprint.phash) for c in every.values())
-    out = []
-    for ids in _components(every, index.pairs(GROUP_DISTANCE),
-                           lambda a, b: relation(every[a], every[b]) in ("copy", "edit")):
-        group = [every[i] for i in ids]
-        best = keeper(group)
-        rest = []
-        for c in group:
-            if c is not best:
-                said = relation(best, c)
-                rest.append((c, said if said in ("copy", "edit") else "edit"))
-        rest.sort(key=lambda item: (item[1] != "copy", distance(best.fingerprint.phash, item[0].fingerprint.phash),
-                                    item[0].id))
-        out.append([(best, None), *rest])
-    out.sort(key=lambda g: (-len(g), g[0][0].id))
-    return out
+    from catalog.similar.regroup import near_groups_lean, near_key
+
+    return sorted(near_groups_lean(db), key=near_key)
 
 
 def bursts(db) -> list[list[Candidate]]:
     """Runs of one camera's photos, each within BURST_SECONDS of the one before and related to it
     as a burst, in the order they were taken; biggest first."""
-    dated = candidates(db, "AND p.taken_at IS NOT NULL AND COALESCE(p.camera_make, p.camera_model) IS NOT NULL")
-    dated = [c for c in dated if taken_time(c.taken_at) is not None]
-    dated.sort(key=lambda c: (c.camera.lower(), taken_time(c.taken_at), c.id))
-    out, run = [], []
-    for c in dated:
-        if run and burst_mates(run[-1], c) and relation(run[-1], c) == "burst":
-            run.append(c)
-            continue
-        if len(run) > 1:
-            out.append(run)
-        run = [c]
-    if len(run) > 1:
-        out.append(run)
-    out.sort(key=lambda r: (-len(r), r[0].taken_at, r[0].id))
-    return out
+    from catalog.similar.regroup import burst_key, bursts_lean
+
+    return sorted(bursts_lean(db), key=burst_key)
 
 
 def similar_to(db, photo_id: str) -> list[tuple[Candidate, str, int]]:

@@ -5,15 +5,21 @@ principle, by at most radius // m bits in at least one chunk; so each chunk has 
 its value to the keys holding it, and a search probes, in every table, the values within
 radius // m bits of the query's chunk. A candidate is then checked on all 64 bits. `m` is
 chosen per radius (CHUNKS) to keep both the probes and the candidates few.
+
+Storage is compact, for a library of a million photos: the hashes in one array of unsigned
+64-bit ints and each table as numpy arrays (the positions sorted by chunk value, the distinct
+values, where each starts): about 16 bytes a hash and table, where dicts of lists took ~150.
 """
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
+from array import array
+from functools import cache
 from itertools import combinations
 from math import comb
-from typing import Hashable, Iterable, Iterator
+from typing import Hashable, Iterable, Iterator, Sequence
+
+import numpy as np
 
 BITS = 64
 # A chunk value held by more than DENSE hashes is a cluster of near-identical pictures (a
@@ -60,6 +66,7 @@ def _spans(m: int) -> list[tuple[int, int]]:
     return spans
 
 
+@cache
 def _masks(width: int, s: int) -> list[int]:
     """Every value of `width` bits with at most `s` bits set (0 first)."""
     out = [0]
@@ -68,32 +75,74 @@ def _masks(width: int, s: int) -> list[int]:
     return out
 
 
+class _Table:
+    """One chunk's table: chunk value -> the positions holding it (ascending), as sorted arrays."""
+
+    def __init__(self, hashes: np.ndarray, shift: int, width: int):
+        self.width = width
+        chunk = (hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)
+        if width <= 32:
+            chunk = chunk.astype(np.uint32)
+        self.order = np.argsort(chunk, kind="stable").astype(np.int32)
+        self.values, starts, counts = np.unique(chunk[self.order], return_index=True, return_counts=True)
+        self.starts = np.append(starts, len(chunk)).astype(np.int64)
+        self.counts = counts
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def lookup(self, probes: np.ndarray) -> np.ndarray:
+        """The positions holding each probed value, probe by probe (int64)."""
+        probes = probes.astype(self.values.dtype)
+        i = np.searchsorted(self.values, probes)
+        inside = i < len(self.values)
+        i = i[inside][self.values[i[inside]] == probes[inside]]
+        if not len(i):
+            return np.zeros(0, np.int64)
+        lo, hi = self.starts[i], self.starts[i + 1]
+        steps = np.repeat(lo - np.concatenate(([0], np.cumsum(hi - lo)[:-1])), hi - lo)
+        return self.order[np.arange(int((hi - lo).sum())) + steps].astype(np.int64)
+
+    def occupied(self) -> bytes:
+        """The values held, as a little-endian bitset of 2**width bits (width >= 3)."""
+        bits = np.zeros(1 << self.width, dtype=bool)
+        bits[self.values] = True
+        return np.packbits(bits, bitorder="little").tobytes()
+
+
 class HashIndex:
     """Keys and their 64-bit hashes; `within` and `pairs` answer Hamming-radius questions."""
 
-    def __init__(self, items: Iterable[tuple[Hashable, int]]):
-        self.keys: list[Hashable] = []
-        self.hashes: list[int] = []
+    def __init__(self, items: Iterable[tuple[Hashable, int]] = ()):
+        self.keys: Sequence[Hashable] = []
+        self.hashes = array("Q")
         for key, h in items:
             if not 0 <= h < 1 << BITS:
                 raise ValueError(f"not a 64-bit unsigned hash: {h!r} (key {key!r})")
             self.keys.append(key)
             self.hashes.append(h)
-        self._tables: dict[int, list[tuple[int, int, dict[int, list[int]]]]] = {}
+        self._tables: dict[int, list[tuple[int, int, _Table]]] = {}
+
+    @classmethod
+    def of_arrays(cls, keys: Sequence[Hashable], hashes: array) -> "HashIndex":
+        """An index over parallel sequences (e.g. an array('q') of rowids and an array('Q') of
+        hashes), without a Python object per photo."""
+        if len(keys) != len(hashes):
+            raise ValueError("keys and hashes differ in length")
+        index = cls()
+        index.keys, index.hashes = keys, hashes
+        return index
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _tables_for(self, m: int) -> list[tuple[int, int, dict[int, list[int]]]]:
+    def _tables_for(self, m: int) -> list[tuple[int, int, _Table]]:
         """Per chunk: (shift, width, chunk value -> positions), built on first use per `m`."""
         if m not in self._tables:
+            hashes = np.frombuffer(self.hashes, dtype=np.uint64) if len(self.hashes) else np.zeros(0, np.uint64)
             tables = []
             for shift, width in _spans(m):
-                table: dict[int, list[int]] = defaultdict(list)
-                mask = (1 << width) - 1
-                for pos, h in enumerate(self.hashes):
-                    table[(h >> shift) & mask].append(pos)
-                tables.append((shift, width, dict(table)))
+                tables.append((shift, width, _Table(hashes, shift, width)))
             self._tables[m] = tables
         return self._tables[m]
 
@@ -109,22 +158,17 @@ class HashIndex:
             near = sorted((d, pos) for pos, other in enumerate(hashes) if (d := (other ^ h).bit_count()) <= radius)
             return [(self.keys[pos], d) for d, pos in near[:limit]]
         s = radius // m
-        seen: set[int] = set()
-        found = []
+        found = []  # positions in the order the probes meet them (each once), as the limit counts them
         for shift, width, table in self._tables_for(m):
             value = (h >> shift) & ((1 << width) - 1)
-            for e in _masks(width, s):
-                for pos in table.get(value ^ e, ()):
-                    if pos not in seen:
-                        seen.add(pos)
-                        d = (hashes[pos] ^ h).bit_count()
-                        if d <= radius:
-                            found.append((d, pos))
-                            if limit is not None and len(found) >= limit:
-                                found.sort()
-                                return [(self.keys[pos], d) for d, pos in found]
-        found.sort()
-        return [(self.keys[pos], d) for d, pos in found]
+            found.append(table.lookup(np.array(_masks(width, s), dtype=np.uint64) ^ np.uint64(value)))
+        met = np.concatenate(found)
+        _, first = np.unique(met, return_index=True)
+        met = met[np.sort(first)]
+        dist = np.bitwise_count(np.frombuffer(self.hashes, dtype=np.uint64)[met] ^ np.uint64(h))
+        keep = dist <= radius
+        met, dist = met[keep][:limit], dist[keep][:limit]
+        return [(self.keys[pos], d) for d, pos in sorted(zip(dist.tolist(), met.tolist()))]
 
     def pairs(self, radius: int) -> Iterator[tuple[Hashable, Hashable, int]]:
         """Every pair of keys whose hashes are within `radius` bits, each pair once.
@@ -143,24 +187,67 @@ class HashIndex:
                     yield keys[a], keys[b], d
             return
         s = radius // m
-        tables = self._tables_for(m)
-        spans = [(shift, (1 << width) - 1) for shift, width, _ in tables]
-        for index, (_, width, table) in enumerate(tables):
+        every = np.frombuffer(hashes, dtype=np.uint64)
+        spans = [(shift, (1 << width) - 1) for shift, width in _spans(m)]
+        for index, (shift, width) in enumerate(_spans(m)):
             earlier = spans[:index]
-            for positions in table.values():  # the same chunk value
-                for a, b in _same_value_pairs(positions, hashes):
-                    x = hashes[a] ^ hashes[b]
-                    if x.bit_count() <= radius and not any(((x >> sh) & mk).bit_count() <= s
-                                                           for sh, mk in earlier):
-                        yield keys[a], keys[b], x.bit_count()
-            firsts: dict[int, list[int]] = {}  # a dense chunk value -> its WINDOW first in hash order
-            for e, values in _near_values(table, width, s):  # chunk values e apart (1..s bits)
-                for value in values:
-                    for a, b in _cross_pairs(table, value, value ^ e, hashes, firsts):
-                        x = hashes[a] ^ hashes[b]
-                        if x.bit_count() <= radius and not any(((x >> sh) & mk).bit_count() <= s
-                                                               for sh, mk in earlier):
-                            yield keys[a], keys[b], x.bit_count()
+            # one table at a time, not kept: a million hashes' three tables would be 48 MB at once
+            table = self._tables[m][index][2] if m in self._tables else _Table(every, shift, width)
+            for a, b in _table_pairs(table, width, s, hashes):  # arrays of positions, a batch at a time
+                x = every[a] ^ every[b]
+                d = np.bitwise_count(x)
+                keep = d <= radius
+                for sh, mk in earlier:  # reported by an earlier chunk already
+                    keep &= np.bitwise_count((x >> np.uint64(sh)) & np.uint64(mk)) > s
+                for pa, pb, bits in zip(a[keep].tolist(), b[keep].tolist(), d[keep].tolist()):
+                    yield keys[pa], keys[pb], bits
+
+
+def _grid(order: np.ndarray, starts: np.ndarray, counts: np.ndarray, li: np.ndarray, ri: np.ndarray,
+          upper: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of positions of value slot li[k] with those of ri[k], for all k at once; with
+    `upper` (li == ri), each pair of one value's positions once."""
+    cl, cr = counts[li], counts[ri]
+    rep = cl * cr
+    total = int(rep.sum())
+    if not total:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    k = np.arange(total) - np.repeat(np.cumsum(rep) - rep, rep)
+    width = np.repeat(cr, rep)
+    i, j = k // width, k % width
+    if upper:
+        keep = i < j
+        i, j = i[keep], j[keep]
+        return order[np.repeat(starts[li], rep)[keep] + i], order[np.repeat(starts[ri], rep)[keep] + j]
+    return order[np.repeat(starts[li], rep) + i], order[np.repeat(starts[ri], rep) + j]
+
+
+def _table_pairs(table: _Table, width: int, s: int, hashes) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of positions one table proposes: those sharing a chunk value, and those whose
+    values are 1..s bits apart; in numpy, but for the dense clusters (DENSE, WINDOW) in Python."""
+    order, starts, counts = table.order, table.starts, table.counts
+    few = np.flatnonzero((counts > 1) & (counts <= DENSE))
+    yield _grid(order, starts, counts, few, few, upper=True)
+    left, right = [], []
+    for i in np.flatnonzero(counts > DENSE).tolist():
+        for a, b in _same_value_pairs(order[starts[i]:starts[i + 1]].tolist(), hashes):
+            left.append(a)
+            right.append(b)
+    yield np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
+    firsts: dict[int, list[int]] = {}  # a dense chunk value -> its WINDOW first in hash order
+    for e, values in _near_values(table, width, s):  # chunk values e apart (1..s bits)
+        values = values.astype(table.values.dtype)
+        li = np.searchsorted(table.values, values)
+        ri = np.searchsorted(table.values, values ^ np.array(e, dtype=table.values.dtype))
+        small = counts[li] * counts[ri] <= DENSE * WINDOW
+        yield _grid(order, starts, counts, li[small], ri[small])
+        left, right = [], []
+        for lo, hi in zip(li[~small].tolist(), ri[~small].tolist()):
+            lefts, rights = order[starts[lo]:starts[lo + 1]].tolist(), order[starts[hi]:starts[hi + 1]].tolist()
+            for a, b in _cross_pairs(lefts, rights, (lo, hi), hashes, firsts):
+                left.append(a)
+                right.append(b)
+        yield np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
 
 
 def _same_value_pairs(positions: list[int], hashes: list[int]) -> Iterator[tuple[int, int]]:
@@ -174,31 +261,33 @@ def _same_value_pairs(positions: list[int], hashes: list[int]) -> Iterator[tuple
             yield a, b
 
 
-def _cross_pairs(table: dict[int, list[int]], left: int, right: int, hashes: list[int],
+def _cross_pairs(lefts: list[int], rights: list[int], slots: tuple[int, int], hashes,
                  firsts: dict[int, list[int]]) -> Iterator[tuple[int, int]]:
     """Every pair of the two chunk values' positions; when that is many (a dense cluster), only
     WINDOW x WINDOW bridges between the first of each in hash order: each side is already
     joined within itself."""
-    lefts, rights = table[left], table[right]
     if len(lefts) * len(rights) <= DENSE * WINDOW:
         for a in lefts:
             for b in rights:
                 yield a, b
         return
-    for value in (left, right):
-        if value not in firsts:
-            firsts[value] = sorted(table[value], key=hashes.__getitem__)[:WINDOW]
-    for a in firsts[left]:
-        for b in firsts[right]:
+    for slot, positions in zip(slots, (lefts, rights)):
+        if slot not in firsts:
+            firsts[slot] = sorted(positions, key=hashes.__getitem__)[:WINDOW]
+    for a in firsts[slots[0]]:
+        for b in firsts[slots[1]]:
             yield a, b
 
 
-_NONZERO = re.compile(rb"[^\x00]")
-_START = re.Match.start
-_BITS_OF_BYTE = [[k for k in range(8) if byte >> k & 1] for byte in range(256)]
+def _set_bits(bitset: int, size: int) -> np.ndarray:
+    """The positions of the bits set in a `size`-bit int, ascending."""
+    data = np.frombuffer(bitset.to_bytes(size // 8, "little"), np.uint8)
+    nonzero = np.flatnonzero(data)
+    rows, cols = np.nonzero(np.unpackbits(data[nonzero][:, None], axis=1, bitorder="little"))
+    return nonzero[rows] * 8 + cols
 
 
-def _near_values(table: dict[int, list[int]], width: int, s: int) -> Iterator[tuple[int, list[int]]]:
+def _near_values(table: _Table, width: int, s: int) -> Iterator[tuple[int, np.ndarray]]:
     """For each flip pattern e of 1..s bits, the occupied chunk values v whose partner v ^ e is
     occupied too, v the smaller of the two (so each pair of values comes once).
 
@@ -213,10 +302,7 @@ def _near_values(table: dict[int, list[int]], width: int, s: int) -> Iterator[tu
         yield from _near_values_by_probing(table, width, s)  # a bitset would be no quicker
         return
     size = 1 << width
-    occupied = bytearray(size // 8)
-    for v in table:
-        occupied[v >> 3] |= 1 << (v & 7)
-    bitset = int.from_bytes(occupied, "little")
+    bitset = int.from_bytes(table.occupied(), "little")
     keep = [_low_half_mask(width, j) for j in range(width)]  # values whose bit j is 0
 
     def flips(start: int, depth: int, e: int, flipped: int) -> Iterator[tuple[int, list[int]]]:
@@ -225,8 +311,7 @@ def _near_values(table: dict[int, list[int]], width: int, s: int) -> Iterator[tu
             moved = ((flipped & low) << t) | ((flipped >> t) & low)
             both = bitset & moved & low  # v and v ^ e occupied, v below its partner (bit j is 0)
             if both:
-                data = both.to_bytes(size // 8, "little")
-                yield e | t, [i * 8 + k for i in map(_START, _NONZERO.finditer(data)) for k in _BITS_OF_BYTE[data[i]]]
+                yield e | t, _set_bits(both, size)
             if depth + 1 < s:
                 yield from flips(j + 1, depth + 1, e | t, moved)
 
@@ -243,8 +328,11 @@ def _low_half_mask(width: int, j: int) -> int:
     return int.from_bytes(unit * ((1 << width) // (8 * len(unit))), "little")
 
 
-def _near_values_by_probing(table: dict[int, list[int]], width: int, s: int) -> Iterator[tuple[int, list[int]]]:
+def _near_values_by_probing(table: _Table, width: int, s: int) -> Iterator[tuple[int, np.ndarray]]:
+    values = table.values
     for e in _masks(width, s)[1:]:
-        values = [v for v in table if v < v ^ e and v ^ e in table]
-        if values:
-            yield e, values
+        partners = values ^ np.array(e, dtype=values.dtype)
+        i = np.minimum(np.searchsorted(values, partners), len(values) - 1)
+        found = values[(values < partners) & (values[i] == partners)]
+        if len(found):
+            yield e, found
