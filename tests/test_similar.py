@@ -29,6 +29,7 @@ from catalog.similar.fingerprint import (Fingerprint, distance, fingerprint_file
                                          from_db, to_db)
 from catalog.similar.groups import bursts, copy_source, near_groups, similar_to
 from catalog.similar.store import backfill_fingerprints
+from file_audit import opened_under
 from similar_pairs import COPIES, DISTINCT, EDITS, undecodable_png, upright, variants
 
 
@@ -212,18 +213,6 @@ def photo_of(db, path: Path) -> str:
     return db["files"].get(str(path))["photo_id"]
 
 
-def opens_under(root: Path):
-    """Every open() of a path under `root` from now until the returned list's owner stops it."""
-    opened, state = [], {"on": True}
-
-    def audit(event, args):
-        if state["on"] and event == "open" and isinstance(args[0], str) and args[0].startswith(str(root)):
-            opened.append(args[0])
-
-    sys.addaudithook(audit)
-    return opened, state
-
-
 def test_scan_fingerprints_and_groups_are_read_back(library, db):
     summary = scan(db, Config(), [library], progress=False)
     assert summary.errors == 0 and summary.fingerprinted == 0  # all made by the scan's own decode
@@ -287,11 +276,8 @@ def test_backfill_of_a_catalogue_made_before_fingerprints(library, tmp_path):
     db = open_db(old_catalogue(library, tmp_path))  # migrates: every fingerprint NULL
     try:
         assert db.execute("SELECT COUNT(*) FROM photos WHERE phash IS NOT NULL").fetchone()[0] == 0
-        opened, state = opens_under(library)
-        try:
+        with opened_under(library) as (opened, _listed):
             summary = scan(db, Config(), [library], progress=False)
-        finally:
-            state["on"] = False
         assert summary.unchanged == summary.files_seen == 10 and summary.new == summary.changed == 0
         assert summary.fingerprinted == 9  # the undecodable PNG is recorded, not counted
         assert sorted(opened) == sorted(set(opened)) and len(opened) == 10  # each file once
@@ -305,11 +291,8 @@ def test_backfill_of_a_catalogue_made_before_fingerprints(library, tmp_path):
                 fingerprint_file(library / name).phash
         assert len(near_groups(db)) == 1 and len(bursts(db)) == 1
         # a rescan of the unchanged library opens no file: nothing is fingerprinted again
-        opened, state = opens_under(library)
-        try:
+        with opened_under(library) as (opened, _listed):
             summary = scan(db, Config(), [library], progress=False)
-        finally:
-            state["on"] = False
         assert opened == [] and summary.fingerprinted == 0
     finally:
         db.close()
@@ -327,11 +310,8 @@ def test_backfill_leaves_an_unreadable_file_for_next_time(library, tmp_path):
         assert db["photos"].get(photo_of(db, victim))["phash"] is None
         victim.unlink()
         victim.write_bytes(kept)
-        opened, state = opens_under(library)
-        try:
+        with opened_under(library) as (opened, _listed):
             summary = backfill_fingerprints(db, Config())
-        finally:
-            state["on"] = False
         assert (summary.made, summary.undecodable, summary.unreadable) == (1, 0, 0)
         assert opened == [str(victim)]
     finally:
