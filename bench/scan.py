@@ -6,7 +6,7 @@ afterwards unless --keep) and measures, each next to a peer:
 
   1. first scan of N large JPEGs (default 1,000 x 4 MiB = 4 GiB)   vs  b3sum over the same files
   2. first scan of N small JPEGs with EXIF (default 100,000)       vs  b3sum over the same files
-  3. no-change rescan of the small tree                            vs  find -printf '%s %T@\\n'
+  3. no-change rescan of the small tree, cold then warm cache     vs  find -printf '%s %T@\\n'
   4. peak RSS of every catalog run (from /usr/bin/time -v, else getrusage of a wrapper)
 
 It prints a markdown table and rewrites the `## Scan` section of
@@ -59,7 +59,7 @@ NEW_DOC = "# Benchmarks\n\nFigures measured by the scripts in `bench/`; each sec
 TIME_BIN = "/usr/bin/time"
 
 GOAL_LARGE = 1.5     # first scan of large files, x b3sum
-GOAL_SMALL = 10.0    # first scan of small files (facts included), x b3sum
+GOAL_SMALL = 4.0     # first scan of small files (facts and fingerprint included), x b3sum (issue 14)
 GOAL_RESCAN = 3.0    # no-change rescan, x find -printf
 GOAL_RSS_MB = 200.0  # peak RSS of any catalog run
 
@@ -258,7 +258,7 @@ class Bench:
         self.tools = tools
         self.cold = cold and drop_page_cache()
         self.cache_note = (
-            "cold page cache (dropped before every timed command; programs warmed up)"
+            "cold page cache (dropped before every timed command but the warm-rescan row's; programs warmed up)"
             if self.cold else
             "warm page cache (could not drop it; every command ran after an untimed warm-up read)" if cold else
             "warm page cache (every command ran after an untimed warm-up read)"
@@ -512,8 +512,20 @@ def main(argv=None) -> int:
         find_command = f"find {shlex.quote(str(root))} -type f -printf '%s %T@\\n' > /dev/null"
         found, again = bench.alternate(find_command, root, work / "small.db", args.repeat, fresh=False,
                                        files=small, new=0, unchanged=small)
-        rows.append(Row(f"No-change rescan, {small:,} small JPEGs", again, "find -printf", found, GOAL_RESCAN))
+        cache = ", cold page cache" if bench.cold else ""
+        rows.append(Row(f"No-change rescan, {small:,} small JPEGs{cache}", again, "find -printf", found, GOAL_RESCAN))
         say(f"  catalog {again.seconds:.2f} s, find {found.seconds:.2f} s")
+        if bench.cold:  # and with the page cache warm: the goal holds for both
+            say("  the rescan again, page cache warm")
+            bench.cold = False
+            try:
+                found, again = bench.alternate(find_command, root, work / "small.db", args.repeat, fresh=False,
+                                               files=small, new=0, unchanged=small)
+            finally:
+                bench.cold = True
+            rows.append(Row(f"No-change rescan, {small:,} small JPEGs, warm page cache", again, "find -printf",
+                            found, GOAL_RESCAN))
+            say(f"  catalog {again.seconds:.2f} s, find {found.seconds:.2f} s")
     finally:
         if args.keep:
             say(f"work dir kept: {work}")
