@@ -18,7 +18,7 @@ from typing import Any, Callable
 from catalog import db as catalog_db
 from catalog.analysis_run import _prepare_and_analyze
 from catalog.analyzers import Analysis
-from catalog.errors import AnalysisFailed, CatalogError
+from catalog.errors import AnalysisFailed, CatalogError, ServiceDown
 from catalog.settings import Config
 
 STATS = ("requests", "rate_limited", "retries", "gave_up", "waited_seconds", "bytes_read")
@@ -82,6 +82,16 @@ def _analyse_one(row: dict, router, config: Config) -> Answer:
     return Answer(analysis, size, source=row["source"], safety=row.get("safety"), enriched=enriched)
 
 
+def _shared(gate: Callable[[], None]) -> None:
+    """Pass the shared rate limit; if it cannot be asked (its server is away), analysis stops for
+    this run with one line and nothing marked failed."""
+    try:
+        gate()
+    except Exception as exc:  # noqa: BLE001 - whatever the orchestrator raises, the run says it once
+        raise ServiceDown(f"the shared rate limit cannot be asked ({type(exc).__name__}: {exc}); "
+                          "analysis stops for this run") from None
+
+
 def analyse_rows(rows: list[dict], config: Config, gate: Callable[[], None] | None = None) -> Batch:
     """Worker side: analyse these photos (`config.for_workers()` settings; `gate` is passed before
     every request, the rate shared by all workers) with the analyzer's own thread pool and limiter."""
@@ -91,8 +101,8 @@ def analyse_rows(rows: list[dict], config: Config, gate: Callable[[], None] | No
 
     analyzer = make_analyzer(config)
     transport = transport_of(analyzer.client) if hasattr(analyzer, "client") else None
-    if transport is not None:
-        transport.limiter.share(gate)
+    if transport is not None and gate is not None:
+        transport.limiter.share(lambda: _shared(gate))
     stats = getattr(analyzer, "stats", None)
     before = stats.snapshot() if stats else {}
     router = Router(config, analyzer, InlineRating(config))

@@ -11,6 +11,7 @@ worker's own limiter.
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future
 
 from prefect import task
@@ -49,11 +50,15 @@ def rate_limit_name(config: Config) -> tuple[str, int] | None:
 def _shared_limit(config: Config) -> str | None:
     """Create (or update) the global rate limit on the Prefect server; its name for the workers."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
 
     found = rate_limit_name(config)
     if found is None:
         return None
     name, per_minute = found
+    # Named after the server too: a long-lived worker keeps one Prefect slot service per limit
+    # name, bound to the API it first talked to (each `catalog run` starts its own server).
+    name += "-" + hashlib.sha256(str(get_current_settings().api.url).encode()).hexdigest()[:8]
     # One slot freed every 60/per_minute seconds: no two requests closer than that, so no
     # 60-second window holds more than per_minute, whatever the number of workers.
     with get_client(sync_client=True) as client:
