@@ -2,7 +2,7 @@
 """Dask benchmark: the offline enrichers over 1,000 photos on 1 and then 2 Dask worker processes.
 
 The photos are variants of the real test photos (/work/shared/photos/real, or --source):
-each resized to a different long edge and saved as its own JPEG (so no two files are the
+each a little smaller and at another JPEG quality every turn (so no two files are the
 same), made once under --workdir. They are scanned into a fresh catalogue, and the pending
 rows go to a `distributed.LocalCluster` (processes, one thread each) in batches of 5 through
 the very worker function the flow uses (catalog.spread.analyse_rows: the offline analyzer,
@@ -49,10 +49,11 @@ def make_photos(source: Path, dest: Path, count: int) -> list[Path]:
             continue
     for i in range(count):
         stem, picture, exif = pictures[i % len(pictures)]
-        edge = 1600 - (i // len(pictures)) * 25
+        turn = i // len(pictures)  # each turn a little smaller and at another quality: no two files alike
+        edge = max(16, min(1600, max(picture.size)) - 7 * turn)
         copy = picture.copy()
         copy.thumbnail((edge, edge))
-        copy.save(dest / f"{i:04d}_{stem}.jpg", quality=88, **({"exif": exif} if exif else {}))
+        copy.save(dest / f"{i:04d}_{stem}.jpg", quality=60 + turn % 36, **({"exif": exif} if exif else {}))
     return sorted(dest.glob("*.jpg"))[:count]
 
 
