@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,local]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[test,local,dask]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -76,6 +76,26 @@ def _prepare_and_analyze(row: dict, analyzer, config: Config, rate=None) -> tupl
     return analyzer.analyze(upload), len(upload.data)  # thumbnails are their own stage (catalog.thumbnails)
 
 
+class LocalSender:
+    """Photos analysed in this process by a small thread pool (the default; catalog.spread sends
+    them to a Dask cluster instead). `window`: photos kept in flight beyond the one waited for."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.pool = ThreadPoolExecutor(max_workers=config.analysis.concurrency)
+        self.window = config.analysis.concurrency * 2 - 1
+
+    def send(self, row: dict, analyzer, rate) -> Future:
+        """A future of (Analysis, upload size) for one photo."""
+        return self.pool.submit(_prepare_and_analyze, row, analyzer, self.config, rate)
+
+    def flush(self) -> None:
+        """Nothing waits in a batch here."""
+
+    def shutdown(self, *, wait: bool, cancel_futures: bool) -> None:
+        self.pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
 class AnalysisRun:
     """One run's worth of analysis: shared analyzer, budget, counters. Feed it rows in batches.
 
@@ -83,8 +103,12 @@ class AnalysisRun:
     task, so the throttle, the budget and a stop (quota, outage) span the whole run.
     """
 
-    def __init__(self, db, config: Config, analyzer, *, progress_total: int | None = None, reuse: bool = True):
+    def __init__(self, db, config: Config, analyzer, *, progress_total: int | None = None, reuse: bool = True,
+                 sender=None):
+        """`sender(run)`: what sends the photos (default: LocalSender, threads in this process)."""
         self.db, self.config, self.analyzer = db, config, analyzer
+        self._open_sender = sender or (lambda run: LocalSender(run.config))
+        self._sender = None
         self.reuse = CopyReuse(db, reuse and config.analysis.reuse_for_copies)
         self.summary = AnalyzeSummary(analyzer=analyzer.name)
         self.stats = getattr(analyzer, "stats", None)
@@ -165,7 +189,10 @@ class AnalysisRun:
         s.kept_local += row["source"] != self.analyzer.name
         s.tokens_used += stored["tokens_used"]  # as stored: clamped, never a second cleaning pass
         s.upload_bytes += size
-        self.enrich.submit_missing(row)  # the workers read the file themselves: the API stage goes on
+        if "enriched" in row:  # enriched where it was analysed (a Dask worker: catalog.spread)
+            self.enrich.take(row, row.pop("enriched"))
+        else:
+            self.enrich.submit_missing(row)  # the workers read the file themselves: the API stage goes on
 
     def _reused(self, row: dict) -> None:
         self.summary.reused += 1
@@ -175,6 +202,7 @@ class AnalysisRun:
 
     def _drain(self, until: int) -> None:
         while len(self._in_flight) > until:
+            self._sender.flush()  # a part-filled batch goes now: something waits for it
             for future in wait(list(self._in_flight), return_when=FIRST_COMPLETED).done:
                 self._collect(future)
             self.enrich.poll()
@@ -192,8 +220,7 @@ class AnalysisRun:
 
     def process(self, rows) -> bool:
         """Analyse these rows; False once a budget or the service stops the run (the rest stays pending)."""
-        a = self.config.analysis
-        pool = ThreadPoolExecutor(max_workers=a.concurrency)
+        pool = self._sender = self._open_sender(self)
         rows = iter(rows)
         try:
             while (row := self.reuse.next_ready() or next(rows, None)) or self._in_flight:
@@ -213,8 +240,8 @@ class AnalysisRun:
                 if self.reuse.wait(row, analyzer.name, {r["id"] for r in self._in_flight.values()}):
                     continue
                 rate = self.router.rate if self.router.destination(row) == "rated" else None
-                self._in_flight[pool.submit(_prepare_and_analyze, row, analyzer, self.config, rate)] = row
-                self._drain(a.concurrency * 2 - 1)
+                self._in_flight[pool.send(row, analyzer, rate)] = row
+                self._drain(pool.window)
             self.summary.stopped = self.halted
             return not self.halted
         except AuthenticationFailed as exc:

@@ -69,6 +69,7 @@ KEY_CHECKS = {
     "openai.api_key_env": lambda name, where: checks.env_name(name, where) if name else name,  # "": no key
     "schedule.cron": checks.cron,
     "schedule.timezone": checks.timezone,
+    "schedule.task_runner": checks.task_runner,
     "writeback.hierarchy_parent": checks.hierarchy_parent,
     "analysis.enrichers": _enrichers,
 }

@@ -142,6 +142,26 @@ def base_url(url: str, where: str) -> str:
     return url
 
 
+DASK_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def task_runner(value: str, where: str) -> str:
+    """"threads", or a Dask scheduler's address: scheme://host:port (tcp:// when the scheme is left out)."""
+    if value == "threads":
+        return value
+    address = value if "://" in value else f"tcp://{value}"
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a Dask scheduler address ({exc}): {shown(value)}") from None
+    if (parts.scheme not in DASK_SCHEMES or not parts.hostname or port is None or parts.path not in ("", "/")
+            or parts.username or parts.password or parts.query or any(c.isspace() for c in value)):
+        raise ConfigError(f'{where} must be "threads" or a Dask scheduler address like "tcp://10.0.0.5:8786" '
+                          f"({', '.join(DASK_SCHEMES)}; host and port), not {shown(value)}")
+    return address.rstrip("/")
+
+
 def loopback(url: str) -> bool:
     """Whether a URL names this machine (localhost, 127.0.0.0/8, ::1): nothing sent there leaves it."""
     import ipaddress

@@ -53,6 +53,12 @@ class RateLimiter:
         self._paused_until = float("-inf")
         self._turn = threading.Lock()  # one caller at a time waits for its slot
         self._state = threading.Lock()  # guards the log and the pause, never held while sleeping
+        self._shared: Callable[[], None] | None = None
+
+    def share(self, gate: Callable[[], None] | None) -> None:
+        """Also pass `gate` before every request: a limit shared with other processes (a Dask
+        worker's share of the run's rate, flows/spread.py); blocks until the request may go."""
+        self._shared = gate
 
     def _wait_needed(self, now: float) -> float:
         with self._state:
@@ -68,6 +74,8 @@ class RateLimiter:
         with self._turn:
             while (wait := self._wait_needed(self._clock())) > 0:
                 self._sleep(wait)
+            if self._shared is not None:
+                self._shared()
             with self._state:
                 self._sent.append(self._clock())
 

@@ -97,6 +97,13 @@ class ScheduleSettings:
     cron: str = "0 2 * * *"
     timezone: str = ""  # IANA name, e.g. Europe/Berlin; empty = this machine's time zone
     batch_size: int = 100  # photos per Prefect analysis task
+    # "threads" (Prefect's ThreadPoolTaskRunner, this machine) or a Dask scheduler's address
+    # ("tcp://10.0.0.5:8786"): analysis batches then run on its workers (docs/scaling.md)
+    task_runner: str = "threads"
+
+    def dask_address(self) -> str | None:
+        """The Dask scheduler the flow sends its batches to; None for threads on this machine."""
+        return None if self.task_runner == "threads" else self.task_runner
 
 
 @dataclass(frozen=True)
@@ -146,13 +153,27 @@ class Config:
     writeback: WritebackSettings = field(default_factory=WritebackSettings)
     source: Path | None = None  # the file these settings came from, if any
     proxies: proxies.ProxyRoutes = field(default_factory=proxies.ProxyRoutes)  # from the environment
+    # The variables below as this process saw them, for a Dask worker on another machine
+    # (`for_workers`); never shown in a repr. None: read this process's environment.
+    carried: tuple[tuple[str, str], ...] | None = field(default=None, repr=False, compare=False)
+
+    def _env(self, name: str) -> str | None:
+        if self.carried is not None:
+            return dict(self.carried).get(name)
+        return os.environ.get(name)
+
+    def for_workers(self) -> Config:
+        """These settings with the environment they read (API keys, URL overrides) carried along,
+        for a worker whose own environment lacks them. The keys travel to the workers with it."""
+        names = (self.imgtags.api_key_env, "IMGTAGS_BASE_URL", "OPENAI_BASE_URL", self.openai.api_key_env)
+        return dataclasses.replace(self, carried=tuple((n, os.environ[n]) for n in names if n and n in os.environ))
 
     def api_key(self) -> str | None:
         """The ImgTags key, read from the environment only: it never lives in a file we write."""
-        return os.environ.get(self.imgtags.api_key_env) or None
+        return self._env(self.imgtags.api_key_env) or None
 
     def imgtags_base_url(self) -> str:
-        return os.environ.get("IMGTAGS_BASE_URL") or self.imgtags.base_url
+        return self._env("IMGTAGS_BASE_URL") or self.imgtags.base_url
 
     def analyzer_name(self) -> str:
         if self.analysis.analyzer == "auto":
@@ -177,14 +198,14 @@ class Config:
 
     def openai_base_url(self) -> str:
         """$OPENAI_BASE_URL, else openai.base_url; checked like every URL the key may go to."""
-        where = "OPENAI_BASE_URL" if os.environ.get("OPENAI_BASE_URL") else "openai.base_url"
-        url = os.environ.get("OPENAI_BASE_URL") or self.openai.base_url
+        where = "OPENAI_BASE_URL" if self._env("OPENAI_BASE_URL") else "openai.base_url"
+        url = self._env("OPENAI_BASE_URL") or self.openai.base_url
         return checks.base_url(checks.text(url, where), where).rstrip("/")
 
     def openai_api_key(self) -> str | None:
         """The key for the OpenAI-compatible server, from the environment only; None when unset."""
         env = self.openai.api_key_env
-        return (os.environ.get(env) or None) if env else None
+        return (self._env(env) or None) if env else None
 
     def openai_model(self) -> str:
         if not self.openai.model.strip():

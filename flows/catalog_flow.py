@@ -1,5 +1,8 @@
 """The nightly pipeline as a Prefect flow: scan -> similar groups -> thumbnails -> analyse in batches -> summary.
 
+With a Dask task runner (`[schedule] task_runner`, flows/spread.py) the analysis batches run on
+the cluster's workers and this process, the only one that opens the database, stores the answers.
+
 Orchestration only: every step calls a `catalog` stage function. The settings are
 bound when the flow is built (`nightly_flow(config)`), never passed as parameters.
 Tasks work on batches (a task run costs a few milliseconds, a photo a second), retry transient
@@ -164,7 +167,9 @@ def nightly_flow(config: Config, *, in_cli: bool = False) -> Flow:
     a served run takes the lock and reports a failure as one log line.
     """
 
-    @flow(name="catalog", log_prints=False)
+    from flows.spread import task_runner
+
+    @flow(name="catalog", log_prints=False, task_runner=task_runner(config))
     def catalog(paths: list[str] | None = None) -> dict:
         """Scan the library (or only `paths`, folders inside library.roots), analyse what is new, publish a summary."""
         try:
@@ -188,6 +193,9 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
         summary: dict = {"run_id": run_id, "status": "failed", "message": None}
         run = None
         try:
+            from flows.spread import dask_sender
+
+            sender = dask_sender(config)  # a Dask scheduler that is not there: one line, before any work
             scanned = scan_library(config, paths)
             summary.update({k: scanned[k] for k in SUMMARY_KEYS if k in scanned})
             roots = normalise_roots(paths or config.library.roots)
@@ -196,13 +204,16 @@ def run_nightly(config: Config, paths: list[str] | None, *, take_lock: bool) -> 
                                    + ", ".join(scanned["failed_roots"]))
             summary.update(group_similar(config))
             summary.update(make_thumbnails(config))  # before analysis: browsable even if it stops early
-            run = AnalysisRun(db, config, make_analyzer(config))
+            run = AnalysisRun(db, config, make_analyzer(config), sender=sender)
             run.summary.pending = count_pending(db, config)[0]
-            ids = (row["id"] for row in pending_photos(db, config))
-            for batch in iter(lambda: list(itertools.islice(ids, config.schedule.batch_size)), []):
-                analyze_batch(run, batch)
-                if run.summary.stopped:
-                    break
+            if sender is not None:  # batches go to the Dask workers; this process stores the answers
+                run.process(pending_photos(db, config))
+            else:
+                ids = (row["id"] for row in pending_photos(db, config))
+                for batch in iter(lambda: list(itertools.islice(ids, config.schedule.batch_size)), []):
+                    analyze_batch(run, batch)
+                    if run.summary.stopped:
+                        break
             run.enrich_missing()  # analysed photos still missing an enricher (local work only)
             analysed = run.finish()
             summary.update(analysed=analysed.analysed, reused=analysed.reused, failed=analysed.failed,

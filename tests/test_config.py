@@ -226,3 +226,30 @@ def test_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
     config = load_config(cfg)
     assert config.library.roots == (str(tmp_path / "conf" / "photos"), str(tmp_path / "home" / "pictures"), "/abs")
     assert config.writeback.sidecar_dir == str(tmp_path / "home" / "sidecars")
+
+
+@pytest.mark.parametrize("value", ["dask", "tcp://", "http://10.0.0.5:8786", "tcp://10.0.0.5", "tcp://a b:1",
+                                   "tcp://user:pw@10.0.0.5:8786", "tcp://10.0.0.5:99999"])
+def test_a_bad_task_runner_is_one_line(tmp_path, value):
+    with pytest.raises(ConfigError, match="task_runner") as caught:
+        load_config(write(tmp_path / "c.toml", f'[schedule]\ntask_runner = "{value}"\n'))
+    assert "\n" not in str(caught.value)
+
+
+def test_task_runner_threads_or_a_scheduler_address(tmp_path):
+    assert load_config(write(tmp_path / "a.toml", "")).schedule.dask_address() is None
+    config = load_config(write(tmp_path / "b.toml", '[schedule]\ntask_runner = "10.0.0.5:8786"\n'))
+    assert config.schedule.dask_address() == "tcp://10.0.0.5:8786"
+
+
+def test_settings_for_workers_carry_the_key_but_never_show_it(tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.setenv("IMGTAGS_API_KEY", "Carried-Key-123")
+    monkeypatch.setenv("IMGTAGS_BASE_URL", "http://127.0.0.1:9/api/v1")
+    carried = load_config(write(tmp_path / "c.toml", "")).for_workers()
+    monkeypatch.delenv("IMGTAGS_API_KEY")
+    monkeypatch.delenv("IMGTAGS_BASE_URL")
+    on_worker = pickle.loads(pickle.dumps(carried))
+    assert on_worker.api_key() == "Carried-Key-123" and on_worker.imgtags_base_url() == "http://127.0.0.1:9/api/v1"
+    assert "Carried-Key" not in repr(on_worker)

@@ -111,11 +111,15 @@ class EnricherQueue:
             return
         self.pending[future] = (row, names)
 
-    def submit_missing(self, row: dict) -> None:
-        """Hand a photo over for the configured enrichers it has no row of (a re-analysed photo
-        keeps its enrichers' rows: only the back-end's is replaced)."""
+    def missing_names(self, row: dict) -> list[str]:
+        """The configured enrichers this photo has no row of (a re-analysed photo keeps its
+        enrichers' rows: only the back-end's is replaced)."""
         have = {r[0] for r in self.db.execute("SELECT source FROM analyses WHERE photo_id = ?", [row["id"]])}
-        self.submit(row, [n for n in self.names if n not in have])
+        return [n for n in self.names if n not in have] if not self.resting else []
+
+    def submit_missing(self, row: dict) -> None:
+        """Hand a photo over for the configured enrichers it has no row of."""
+        self.submit(row, self.missing_names(row))
 
     def poll(self) -> None:
         """Store every result that has come back; never waits."""
@@ -160,6 +164,10 @@ class EnricherQueue:
             self.lost += 1
             log.warning("%s: enrichers failed: %s: %s", row["path"], type(exc).__name__, exc)
             return
+        self.take(row, result)
+
+    def take(self, row: dict, result) -> None:
+        """Store what the enrichers found for one photo (here, or on a Dask worker: catalog.spread)."""
         rows = [sources.enricher_row(row["id"], found) for found in result.enrichments]
         for name, message in result.errors:
             log.warning("%s: %s enricher: %s", row["path"], name, message)
