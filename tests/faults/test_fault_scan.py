@@ -197,10 +197,15 @@ def test_four_169_megapixel_pngs_prepared_at_once(tmp_path, figures):
     assert int(peak_mb) < 1024 and int(biggest) <= 10_000_000
 
 
+# Enough files that the signal lands while the scan still reads (an idle 2-core box reads
+# 3,000 tiny JPEGs in about a second after the first batch is written).
+FIRST_SCAN_FILES = 12_000
+
+
 def test_ctrl_c_during_a_first_scan_with_worker_processes(tmp_path, figures):
     """Ctrl-C (SIGINT to the process group) mid-scan: exit 130 in seconds, no worker left, rerun finishes."""
     root, db = tmp_path / "lib", tmp_path / "c.db"
-    tiny_jpegs(root, 3000)
+    tiny_jpegs(root, FIRST_SCAN_FILES)
     child = start_scan(root, db)
     written, workers = wait_for_rows(db, child)
     stopped = time.monotonic()
@@ -218,16 +223,16 @@ def test_ctrl_c_during_a_first_scan_with_worker_processes(tmp_path, figures):
     assert child.returncode == 130, err[-2000:]
     assert err.strip() == "catalog: interrupted; a rerun continues where this one stopped"
     assert seconds < 10 and len(workers) >= 3 and not left  # the fork server and two workers at least
-    assert again.returncode == 0 and summary["files_seen"] == 3000 and summary["errors"] == 0
-    assert summary["unchanged"] >= written and summary["new"] == 3000 - summary["unchanged"]
+    assert again.returncode == 0 and summary["files_seen"] == FIRST_SCAN_FILES and summary["errors"] == 0
+    assert summary["unchanged"] >= written and summary["new"] == FIRST_SCAN_FILES - summary["unchanged"]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM photos WHERE phash IS NOT NULL").fetchone()[0] == 3000
+        assert conn.execute("SELECT COUNT(*) FROM photos WHERE phash IS NOT NULL").fetchone()[0] == FIRST_SCAN_FILES
 
 
 def test_scan_killed_with_worker_processes(tmp_path, figures):
     """SIGKILL to the scanning process alone: its fork server and worker processes end with it."""
     root, db = tmp_path / "lib", tmp_path / "c.db"
-    tiny_jpegs(root, 3000)
+    tiny_jpegs(root, FIRST_SCAN_FILES)
     child = start_scan(root, db)
     _, workers = wait_for_rows(db, child)
     child.kill()
