@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
 from catalog.inspection import Inspection, crashed, inspect_file
+from catalog.pools import shut_down
 
 InspectItem = tuple[str, int, bool]  # (path, max_image_pixels, follow_symlinks)
 # How long close() lets worker processes finish the batch they are on before it ends them.
@@ -84,8 +85,7 @@ class ProcessInspector:
             pool, self._pool, self._closed = self._pool, None, True
         if pool is None:
             return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
+        processes = shut_down(pool)
         deadline = time.monotonic() + CLOSE_GRACE_SECONDS
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from catalog import db as catalog_db
 from catalog import sources
 from catalog.enrichers import unavailable
+from catalog.pools import shut_down
 
 log = logging.getLogger("catalog.enrich")
 MAX_RESTARTS = 2  # pools re-opened per run after a worker died; then enrichers rest until the next run
@@ -192,9 +193,7 @@ class EnricherQueue:
         pool, self.pool = self.pool, None
         if pool is None:
             return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:  # a model mid-photo would hold the exit for seconds
+        for process in shut_down(pool):  # a model mid-photo would hold the exit for seconds
             if process.is_alive():
                 process.terminate()
         lost = [f for f in self.pending if f.cancelled() or f.done()]
